@@ -1,0 +1,93 @@
+"""Typed, frozen per-call values. Pure data: no aiohttp here (multidict is its own package),
+so guards, codecs for other listeners and `callwarden explain` can build them too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+
+EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+EMPTY_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    tenant: str | None
+    roles: frozenset[str]
+    trace_id: str
+    client: str = ""
+    """Peer address of the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The inbound request as the guards see it, path already routed and stripped."""
+
+    method: str
+    path: str
+    """Path to send upstream (normalised, route prefix stripped), without query."""
+    query: MultiDictProxy[str] = field(default_factory=lambda: EMPTY_QUERY)
+    headers: CIMultiDictProxy[str] = field(default_factory=lambda: EMPTY_HEADERS)
+    body: bytes | None = None
+    """The buffered body, or None when it streams through uninspected."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    route: str
+    kind: str
+    caller: Caller
+    request: Request
+    tool: str | None = None
+    """MCP tool name (label-bounded by the rules), else None."""
+    json: Any = None
+    """The decoded JSON body, when a codec decoded one."""
+    rewritten_body: bytes | None = None
+    """Set by a guard that rewrote the payload: sent instead of the original body."""
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    """Headers to set upstream (secret injection; replaces same-named caller headers)."""
+    extra_query: tuple[tuple[str, str], ...] = ()
+    idempotent: bool = False
+    """Safe to repeat: decides whether the upstream client may retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall(ToolCall):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SqlCall(ToolCall):
+    sql: str = ""
+    params: Any = None
+    statement_kind: str = ""
+    """Set by the SQL guard (select, insert, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphStatement:
+    text: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphCall(ToolCall):
+    language: str = "cypher"
+    statements: tuple[GraphStatement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRpcMessage:
+    id: Any
+    """The request id; None for notifications and for responses sent by the client."""
+    method: str | None
+    params: Any
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class McpCall(ToolCall):
+    messages: tuple[JsonRpcMessage, ...] = ()
+    batch: bool = False

@@ -1,0 +1,95 @@
+"""The one error table: every refusal CallWarden makes is one of these codes.
+
+Each protocol renders the same `ProxyError` its own way (HTTP JSON, JSON-RPC error,
+PostgreSQL ErrorResponse), so status, JSON-RPC code, SQLSTATE and retryability live
+together here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    POLICY_DENY = "POLICY_DENY"
+    RATE_LIMITED = "RATE_LIMITED"
+    CIRCUIT_OPEN = "CIRCUIT_OPEN"
+    TOOL_TIMEOUT = "TOOL_TIMEOUT"
+    TOOL_BAD_REQUEST = "TOOL_BAD_REQUEST"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    PLAN_INVALID = "PLAN_INVALID"
+    SQL_BLOCKED = "SQL_BLOCKED"
+    TENANT_MISMATCH = "TENANT_MISMATCH"
+    AUTH_FAILED = "AUTH_FAILED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    DATA_NOT_FOUND = "DATA_NOT_FOUND"
+    INVALID_PARAMS = "INVALID_PARAMS"
+    MAX_ROWS_EXCEEDED = "MAX_ROWS_EXCEEDED"
+    PLAN_TIMEOUT = "PLAN_TIMEOUT"
+    EXECUTE_TIMEOUT = "EXECUTE_TIMEOUT"
+    COMPOSE_TIMEOUT = "COMPOSE_TIMEOUT"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    http_status: int
+    jsonrpc_code: int
+    sqlstate: str
+    retryable: bool
+
+
+# JSON-RPC: the spec's own codes where they fit (-32600 invalid request, -32602 invalid
+# params, -32603 internal), the implementation-defined server range -32000..-32099 else.
+ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
+    ErrorCode.POLICY_DENY: ErrorSpec(403, -32001, "42501", False),
+    ErrorCode.PERMISSION_DENIED: ErrorSpec(403, -32002, "42501", False),
+    ErrorCode.AUTH_FAILED: ErrorSpec(401, -32003, "28000", False),
+    ErrorCode.TENANT_MISMATCH: ErrorSpec(403, -32004, "42501", False),
+    ErrorCode.SQL_BLOCKED: ErrorSpec(403, -32005, "42501", False),
+    ErrorCode.RATE_LIMITED: ErrorSpec(429, -32010, "53400", True),
+    ErrorCode.CIRCUIT_OPEN: ErrorSpec(503, -32011, "08006", True),
+    ErrorCode.TOOL_TIMEOUT: ErrorSpec(504, -32012, "57014", True),
+    ErrorCode.PLAN_TIMEOUT: ErrorSpec(504, -32013, "57014", False),
+    ErrorCode.EXECUTE_TIMEOUT: ErrorSpec(504, -32014, "57014", False),
+    ErrorCode.COMPOSE_TIMEOUT: ErrorSpec(504, -32015, "57014", False),
+    ErrorCode.UPSTREAM_UNAVAILABLE: ErrorSpec(502, -32020, "08006", True),
+    ErrorCode.DATA_NOT_FOUND: ErrorSpec(404, -32021, "42P01", False),
+    ErrorCode.MAX_ROWS_EXCEEDED: ErrorSpec(422, -32022, "54000", False),
+    ErrorCode.PLAN_INVALID: ErrorSpec(400, -32023, "22023", False),
+    ErrorCode.TOOL_BAD_REQUEST: ErrorSpec(400, -32600, "08P01", False),
+    ErrorCode.INVALID_PARAMS: ErrorSpec(422, -32602, "22023", False),
+    ErrorCode.INTERNAL_ERROR: ErrorSpec(500, -32603, "XX000", False),
+}
+
+PHASE_TIMEOUTS: dict[str, ErrorCode] = {
+    "plan": ErrorCode.PLAN_TIMEOUT,
+    "execute": ErrorCode.EXECUTE_TIMEOUT,
+    "compose": ErrorCode.COMPOSE_TIMEOUT,
+}
+
+
+class ProxyError(Exception):
+    """A refusal with its code. `message` is shown to the caller: never put a secret,
+    a header value or a whole request body in it."""
+
+    __slots__ = ("code", "extra_headers", "message", "retry_after_s")
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+        self.extra_headers = extra_headers
+
+    @property
+    def spec(self) -> ErrorSpec:
+        return ERROR_TABLE[self.code]

@@ -1,0 +1,34 @@
+"""What a guard answers. Verdicts, not exceptions, pass between guards: the pipeline
+alone decides what a Deny means (refuse, or in audit mode log and carry on)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.model.errors import ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    call: Any
+    """The call to continue with (a ToolCall of the same kind)."""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    code: ErrorCode
+    reason: str
+    """Shown to the caller and logged: never a secret or a whole body."""
+    retry_after_s: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Verdict = Allow | Rewrite | Deny
+ALLOW = Allow()
