@@ -28,6 +28,8 @@ class Request:
     method: str
     path: str
     """Path to send upstream (normalised, route prefix stripped), without query."""
+    query_string: str = ""
+    """The raw query string, forwarded as-is unless a guard rewrote `query`."""
     query: MultiDictProxy[str] = field(default_factory=lambda: EMPTY_QUERY)
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: EMPTY_HEADERS)
     body: bytes | None = None

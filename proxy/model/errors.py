@@ -74,7 +74,7 @@ class ProxyError(Exception):
     """A refusal with its code. `message` is shown to the caller: never put a secret,
     a header value or a whole request body in it."""
 
-    __slots__ = ("code", "extra_headers", "message", "retry_after_s")
+    __slots__ = ("code", "extra_headers", "http_status", "message", "retry_after_s")
 
     def __init__(
         self,
@@ -83,12 +83,15 @@ class ProxyError(Exception):
         *,
         retry_after_s: float | None = None,
         extra_headers: dict[str, str] | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
         self.extra_headers = extra_headers
+        self.http_status = http_status or ERROR_TABLE[code].http_status
+        """The table's status, unless a transport-level problem needs its own (413)."""
 
     @property
     def spec(self) -> ErrorSpec:

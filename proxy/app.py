@@ -1,0 +1,241 @@
+"""Wiring only: rules -> compiled table -> aiohttp applications (proxy and admin)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.openmetrics.exposition import (
+    CONTENT_TYPE_LATEST as OPENMETRICS_TYPE,
+)
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from proxy.compile import CompiledRules, Services, compile_rules
+from proxy.config.load import LoadedRules, RulesError, load_rules
+from proxy.model.record import CallRecord
+from proxy.observe.access_log import AccessLog
+from proxy.observe.metrics import Metrics
+from proxy.upstream.client import Upstream
+
+log = logging.getLogger("callwarden")
+
+
+@dataclass(slots=True)
+class ProxyState:
+    """What the process holds: the compiled rules (swapped whole on reload) and the
+    long-lived collaborators every call shares."""
+
+    compiled: CompiledRules
+    metrics: Metrics
+    upstream: Upstream
+    services: Services
+    access_log: AccessLog
+    rules_path: str | None = None
+    last_error: str | None = None
+    last_reload: float = field(default_factory=time.time)
+    listeners: list[Any] = field(default_factory=list)
+
+    def observe(self, rec: CallRecord) -> None:
+        m = self.metrics
+        duration = time.monotonic() - rec.start
+        route, kind = rec.route or "none", rec.kind or "none"
+        m.requests.labels(route, kind, rec.outcome, rec.error_code).inc()
+        m.request_duration.labels(route, kind).observe(duration, {"trace_id": rec.trace_id})
+        if rec.upstream_s:
+            m.upstream_duration.labels(route, kind).observe(rec.upstream_s)
+        m.proxy_overhead.labels(route, kind).observe(max(0.0, duration - rec.upstream_s))
+        if rec.budget_ms is not None:
+            m.budget_remaining.labels(route).observe(rec.budget_ms / 1000)
+        if rec.outcome == "denied":
+            m.denials.labels(route, rec.guard or "routing", rec.error_code).inc()
+        for guard, code, _ in rec.would_deny:
+            m.audit_would_deny.labels(route, guard, code).inc()
+        self.access_log.emit(rec, duration)
+
+    def swap(self, loaded: LoadedRules) -> None:
+        """Build the new table fully, then swap one reference (in-flight calls keep theirs)."""
+        compiled = compile_rules(loaded, self.services)
+        old = self.compiled.loaded.digest
+        self.compiled = compiled
+        self.metrics.rules_info.remove(old) if old != loaded.digest else None
+        self.metrics.rules_info.labels(loaded.digest).set(1)
+
+
+def build_state(loaded: LoadedRules, metrics: Metrics | None = None) -> ProxyState:
+    metrics = metrics or Metrics()
+    services = Services(metrics=metrics)
+    state = ProxyState(
+        compiled=compile_rules(loaded, services),
+        metrics=metrics,
+        upstream=Upstream(),
+        services=services,
+        access_log=AccessLog(loaded.rules.observability.access_log),
+    )
+    metrics.rules_info.labels(loaded.digest).set(1)
+    metrics.rules_reloads.labels("ok").inc()
+    return state
+
+
+STATE: web.AppKey[ProxyState] = web.AppKey("state", ProxyState)
+
+
+def proxy_app(state: ProxyState) -> web.Application:
+    from proxy.ingress import make_handler
+
+    app = web.Application(client_max_size=0, handler_args={"tcp_keepalive": True})
+    app[STATE] = state
+    handler = make_handler(state)
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+def admin_app(state: ProxyState) -> web.Application:
+    app = web.Application()
+    app[STATE] = state
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = state.upstream.ready
+        return web.json_response(
+            {"ready": ready, "rules_digest": state.compiled.loaded.digest},
+            status=200 if ready else 503,
+        )
+
+    async def metrics(req: web.Request) -> web.Response:
+        registry = state.metrics.registry
+        if "application/openmetrics-text" in req.headers.get("Accept", ""):
+            body, ctype = generate_openmetrics(registry), OPENMETRICS_TYPE
+        else:
+            body, ctype = generate_latest(registry), CONTENT_TYPE_LATEST
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = ctype
+        return resp
+
+    async def rules(_: web.Request) -> web.Response:
+        return web.json_response(rules_summary(state))
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/rules", rules)
+    return app
+
+
+def rules_summary(state: ProxyState) -> dict[str, Any]:
+    """Digest and route summary; never secret values (templates show references only)."""
+    c = state.compiled
+    return {
+        "digest": c.loaded.digest,
+        "files": list(c.loaded.files),
+        "loaded_at": state.last_reload,
+        "last_error": state.last_error,
+        "mode": c.rules.mode,
+        "environment": c.rules.environment,
+        "routes": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "mode": r.mode,
+                "guard_modes": r.guard_modes,
+                "match": r.spec.match.model_dump(exclude_none=True),
+                "upstream": r.spec.upstream,
+                "guards": [g.name for g in r.chain],
+                "timeout_ms": r.spec.limits.timeout_ms,
+            }
+            for r in c.routes.values()
+        ],
+    }
+
+
+def split_addr(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Server:
+    """The listeners of one process (proxy HTTP, admin, and any protocol listeners)."""
+
+    def __init__(self, state: ProxyState, listen: str, admin: str | None) -> None:
+        self.state = state
+        self.listen = listen
+        self.admin = admin
+        self.runners: list[web.AppRunner] = []
+        self.ports: dict[str, int] = {}
+
+    async def start(self) -> None:
+        await self.state.upstream.start()
+        await self._site("proxy", proxy_app(self.state), self.listen)
+        if self.admin:
+            await self._site("admin", admin_app(self.state), self.admin)
+
+    async def _site(self, name: str, app: web.Application, addr: str) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        await runner.setup()
+        host, port = split_addr(addr)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.ports[name] = sockets[0].getsockname()[1] if sockets else port
+        self.runners.append(runner)
+
+    async def stop(self, drain_s: float = 10.0) -> None:
+        """Stop accepting, let in-flight calls finish up to `drain_s`, then close."""
+        for runner in self.runners:
+            for site in list(runner.sites):
+                await site.stop()
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and _inflight(self.state) > 0:
+            await asyncio.sleep(0.05)
+        for runner in self.runners:
+            await runner.cleanup()
+        await self.state.upstream.close()
+
+
+def _inflight(state: ProxyState) -> float:
+    total = 0.0
+    for metric in state.metrics.inflight.collect():
+        for sample in metric.samples:
+            total += sample.value
+    return total
+
+
+async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float = 10.0) -> int:
+    try:
+        loaded = load_rules(rules_path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            log.error("invalid rules: %s", problem)
+        return 1
+    state = build_state(loaded)
+    state.rules_path = rules_path
+    server = Server(state, listen, admin)
+    await server.start()
+    log.info(
+        "callwarden listening on %s (admin %s), %d routes, rules %s",
+        listen,
+        admin,
+        len(state.compiled.routes),
+        loaded.digest[:12],
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", drain_s)
+    await server.stop(drain_s)
+    return 0
+
+
+def default_rules_path() -> str:
+    return str(Path(__file__).resolve().parent.parent / "rules")

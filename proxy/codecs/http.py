@@ -1,0 +1,291 @@
+"""The HTTP codec: plain HTTP routes, and the base the SQL, graph and MCP codecs extend.
+
+decode: inbound request -> typed call; encode: call -> outbound request (headers cleaned
+per RFC 9110 7.6.1, secrets injected, trace and budget propagated); respond: upstream
+response -> caller (streamed unless a response filter must see it); render_error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from urllib.parse import urlencode
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import ClientResponse, web
+from multidict import CIMultiDict
+
+from proxy.codecs.sse import split_events
+from proxy.guards.base import CallContext
+from proxy.model.call import Caller, HttpCall, Request, ToolCall
+from proxy.model.errors import ErrorCode, ProxyError
+
+if TYPE_CHECKING:
+    from proxy.compile import CompiledRoute
+
+# RFC 9110 7.6.1 connection-specific fields, plus the de-facto ones proxies also drop.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
+INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json")
+SMALL_RESPONSE = 65536
+"""Responses up to this size (with a Content-Length) are read whole: cheaper than streaming."""
+MAX_FILTERED_RESPONSE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    method: str
+    url: str
+    headers: CIMultiDict[str]
+    body: Any
+    """bytes, a stream (not replayable), or None."""
+    replayable: bool
+
+
+def error_body(err: ProxyError, route: str, trace_id: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": str(err.code),
+            "message": err.message,
+            "route": route or None,
+            "trace_id": trace_id,
+            "retryable": err.spec.retryable,
+        }
+    }
+
+
+def render_http_error(
+    err: ProxyError, route: str, trace_id: str, headers: list[tuple[str, str]] | None = None
+) -> web.Response:
+    resp = web.Response(
+        status=err.http_status,
+        body=json.dumps(error_body(err, route, trace_id)).encode(),
+        content_type="application/json",
+    )
+    h = resp.headers
+    h["X-CallWarden-Error-Code"] = str(err.code)
+    h["X-Trace-ID"] = trace_id
+    if err.retry_after_s is not None:
+        h["Retry-After"] = str(max(1, int(-(-err.retry_after_s // 1))))
+    for name, value in headers or ():
+        h[name] = value
+    for name, value in (err.extra_headers or {}).items():
+        h[name] = value
+    return resp
+
+
+def is_inspectable(content_type: str) -> bool:
+    ct = content_type.lower()
+    return any(t in ct for t in INSPECTABLE_TYPES)
+
+
+def new_span_id() -> str:
+    return os.urandom(8).hex()
+
+
+class HttpCodec:
+    kind = "http"
+    always_buffer = False
+    """Kinds whose guards must read the body (sql, graph, mcp) buffer it always."""
+
+    def wants_body(self, route: CompiledRoute, method: str, headers: Any) -> bool:
+        if self.always_buffer:
+            return True
+        if not route.inspect_bodies:
+            return False
+        length = headers.get("Content-Length")
+        return (
+            length is not None
+            and length.isdigit()
+            and 0 < int(length) <= route.max_inspect_bytes
+            and is_inspectable(headers.get("Content-Type", ""))
+        )
+
+    def decode(self, route: CompiledRoute, request: Request, caller: Caller) -> ToolCall:
+        parsed = None
+        if request.body and "json" in request.headers.get("Content-Type", ""):
+            try:
+                parsed = json.loads(request.body)
+            except (ValueError, UnicodeDecodeError):
+                parsed = None  # plain HTTP routes forward what they do not need to read
+        return HttpCall(route.name, route.kind, caller, request, json=parsed)
+
+    def outbound_body(self, call: ToolCall) -> bytes | None:
+        """The body to send when a guard rewrote the call (None: the original)."""
+        return call.rewritten_body
+
+    # -- encode -------------------------------------------------------------------------
+
+    def headers(
+        self, route: CompiledRoute, call: ToolCall, ctx: CallContext, peer: str, scheme: str
+    ) -> CIMultiDict[str]:
+        src = call.request.headers
+        drop = route.drop_headers
+        connection = src.get("Connection")
+        if connection:
+            drop = drop | {t.strip().lower() for t in connection.split(",")}
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in src.items():
+            if name.lower() not in drop:
+                out.add(name, value)
+        # SECURITY: the upstream's own Host (DNS-rebinding protection refuses others).
+        out["Host"] = route.upstream_host
+        xff = src.get("X-Forwarded-For")
+        out["X-Forwarded-For"] = f"{xff}, {peer}" if xff else peer
+        out["X-Forwarded-Proto"] = scheme
+        trace_id = call.caller.trace_id
+        out["X-Trace-ID"] = trace_id
+        if len(trace_id) == 32:
+            flags = ctx.scratch.get("trace_flags", "01")
+            out["traceparent"] = f"00-{trace_id}-{new_span_id()}-{flags}"
+        if ctx.deadline.budget_ms is not None:
+            out[route.budget_header] = str(ctx.deadline.remaining_ms())
+        if route.tenant_forward_header and call.caller.tenant:
+            out[route.tenant_forward_header] = call.caller.tenant
+        if ctx.response_filters:
+            out["Accept-Encoding"] = "identity"  # filters must read the body as sent
+        for name, value in call.extra_headers:
+            out[name] = value  # injected secrets replace caller-supplied values
+        return out
+
+    def encode(
+        self,
+        route: CompiledRoute,
+        call: ToolCall,
+        ctx: CallContext,
+        stream: Any,
+        peer: str,
+        scheme: str,
+    ) -> OutboundRequest:
+        headers = self.headers(route, call, ctx, peer, scheme)
+        body = self.outbound_body(call)
+        if body is not None:
+            headers.pop("Content-Length", None)
+            replayable = True
+        elif call.request.body is not None:
+            body, replayable = call.request.body, True
+        else:
+            body, replayable = stream, stream is None
+        qs = call.request.query_string
+        if call.extra_query:
+            names = {k for k, _ in call.extra_query}
+            pairs = [(k, v) for k, v in call.request.query.items() if k not in names]
+            qs = urlencode([*pairs, *call.extra_query])
+        url = route.upstream_prefix + call.request.path
+        if qs:
+            url = f"{url}?{qs}"
+        return OutboundRequest(call.request.method, url, headers, body, replayable)
+
+    # -- respond ------------------------------------------------------------------------
+
+    async def respond(
+        self,
+        req: web.Request,
+        route: CompiledRoute,
+        call: ToolCall,
+        ctx: CallContext,
+        upstream: ClientResponse,
+    ) -> web.StreamResponse:
+        headers = CIMultiDict(
+            (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
+        )
+        headers["X-Trace-ID"] = call.caller.trace_id
+        for name, value in ctx.response_headers:
+            headers[name] = value
+        ctype = upstream.headers.get("Content-Type", "")
+        filters = ctx.response_filters
+        length = upstream.content_length
+        if filters and "text/event-stream" in ctype:
+            return await self._stream_events(req, upstream, headers, filters, ctx)
+        if filters and length is not None and length <= MAX_FILTERED_RESPONSE or (
+            filters and length is None and is_inspectable(ctype)
+        ):
+            data = await upstream.content.read(MAX_FILTERED_RESPONSE + 1)
+            if len(data) <= MAX_FILTERED_RESPONSE and is_inspectable(ctype):
+                for f in filters:
+                    data = f.body(data, ctype)
+                headers.pop("Content-Length", None)
+                return web.Response(status=upstream.status, headers=headers, body=data)
+            return await self._stream(req, upstream, headers, ctx, first=data)
+        if length is not None and length <= SMALL_RESPONSE:
+            data = await upstream.read()
+            return web.Response(status=upstream.status, headers=headers, body=data)
+        return await self._stream(req, upstream, headers, ctx)
+
+    async def _stream(
+        self,
+        req: web.Request,
+        upstream: ClientResponse,
+        headers: CIMultiDict[str],
+        ctx: CallContext,
+        first: bytes = b"",
+    ) -> web.StreamResponse:
+        if first:
+            headers.pop("Content-Length", None)
+        resp = await start_stream(req, upstream.status, headers, ctx)
+        if first:
+            await resp.write(first)
+        async for chunk in upstream.content.iter_any():
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    async def _stream_events(
+        self,
+        req: web.Request,
+        upstream: ClientResponse,
+        headers: CIMultiDict[str],
+        filters: list[Any],
+        ctx: CallContext,
+    ) -> web.StreamResponse:
+        headers.pop("Content-Length", None)
+        resp = await start_stream(req, upstream.status, headers, ctx)
+        buf = b""
+        async for chunk in upstream.content.iter_any():
+            events, buf = split_events(buf + chunk)
+            out = []
+            for ev in events:
+                for f in filters:
+                    if ev is None:
+                        break
+                    ev = f.event(ev)
+                if ev:
+                    out.append(ev)
+            if out:
+                await resp.write(b"".join(out))
+        if buf:
+            await resp.write(buf)
+        await resp.write_eof()
+        return resp
+
+    def render_error(
+        self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any
+    ) -> web.StreamResponse:
+        return render_http_error(err, route, trace_id, ctx.response_headers if ctx else None)
+
+
+async def start_stream(
+    req: web.Request, status: int, headers: CIMultiDict[str], ctx: CallContext
+) -> web.StreamResponse:
+    """Send the head now; from here on a failure can only cut the connection, so the
+    pipeline must not try to render an error (it checks ctx.streaming)."""
+    resp = web.StreamResponse(status=status, headers=headers)
+    await resp.prepare(req)
+    ctx.streaming = resp
+    return resp
+
+
+def bad_json(what: str = "request body") -> ProxyError:
+    return ProxyError(ErrorCode.TOOL_BAD_REQUEST, f"{what} is not valid JSON")

@@ -1,0 +1,182 @@
+"""Rules files -> one validated `Rules`, or every problem as `file: field.path: message`.
+
+A folder's YAML files are merged: routes are concatenated, other top-level keys may be
+set by one file only (or to the same value), so no file silently overrides another.
+Per-kind `defaults` are merged into each route's `limits` before validation, so the
+models (and everything after them) see final values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from proxy.config.schema import Rules
+
+
+class RulesError(Exception):
+    """Invalid rules; `problems` lists every one, each naming file and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRules:
+    rules: Rules
+    files: tuple[str, ...]
+    digest: str
+    """sha256 of the merged, validated rules: what /rules and metrics report."""
+
+
+def rule_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        # Hidden entries are skipped: a Kubernetes ConfigMap volume keeps its real files
+        # under ..data/ and exposes them through top-level symlinks.
+        files = [
+            p
+            for p in sorted(path.iterdir())
+            if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
+        ]
+        if not files:
+            raise RulesError([f"{path}: no .yaml or .yml rules files in this folder"])
+        return files
+    if not path.exists():
+        raise RulesError([f"{path}: no such file or folder"])
+    return [path]
+
+
+def _read(file: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{file}: cannot read: {exc.__class__.__name__}")
+        return None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problems.append(f"{file}: {where}invalid YAML: {getattr(exc, 'problem', exc)}")
+        return None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        problems.append(f"{file}: the top level must be a mapping")
+        return None
+    return doc
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def merge_documents(
+    docs: list[tuple[Path, dict[str, Any]]], problems: list[str]
+) -> tuple[dict[str, Any], list[tuple[Path, int]]]:
+    """Merge file documents; returns the merged dict and each route's (file, index)."""
+    merged: dict[str, Any] = {"routes": []}
+    setters: dict[str, Path] = {}
+    origins: list[tuple[Path, int]] = []
+    for file, doc in docs:
+        for key, value in doc.items():
+            if key == "routes":
+                if not isinstance(value, list):
+                    problems.append(f"{file}: routes: must be a list")
+                    continue
+                for i, route in enumerate(value):
+                    merged["routes"].append(route)
+                    origins.append((file, i))
+            elif key in setters and merged[key] != value:
+                problems.append(f"{file}: {key}: also set differently in {setters[key]}")
+            else:
+                merged[key] = value
+                setters.setdefault(key, file)
+    defaults = merged.get("defaults")
+    if isinstance(defaults, dict):
+        routes = []
+        for route in merged["routes"]:
+            if isinstance(route, dict):
+                kind_defaults = defaults.get(route.get("kind", "http"))
+                if isinstance(kind_defaults, dict):
+                    limits = route.get("limits")
+                    route = {
+                        **route,
+                        "limits": _deep_merge(kind_defaults, limits if isinstance(limits, dict) else {}),
+                    }
+            routes.append(route)
+        merged["routes"] = routes
+    return merged, origins
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _format(
+    exc: ValidationError, first: Path, origins: list[tuple[Path, int]]
+) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc[:1] == ("routes",) and len(loc) > 1 and isinstance(loc[1], int):
+            file, idx = origins[loc[1]]
+            problems.append(f"{file}: {_loc(('routes', idx, *loc[2:]))}: {msg}")
+        elif not loc:
+            # Cross-route checks report "routes[i].field: message; ..." themselves.
+            for part in msg.split("; "):
+                head, _, rest = part.partition("]")
+                if head.startswith("routes[") and head[7:].isdigit():
+                    file, idx = origins[int(head[7:])]
+                    problems.append(f"{file}: routes[{idx}]{rest}")
+                else:
+                    problems.append(f"{first}: {part}")
+        else:
+            problems.append(f"{first}: {_loc(loc)}: {msg}")
+    return problems
+
+
+def load_rules(path: str | Path) -> LoadedRules:
+    """Load, merge and validate; raises RulesError listing every problem found."""
+    files = rule_files(Path(path))
+    problems: list[str] = []
+    docs = [(f, d) for f in files if (d := _read(f, problems)) is not None]
+    merged, origins = merge_documents(docs, problems)
+    if problems:
+        raise RulesError(problems)
+    try:
+        rules = Rules.model_validate(merged)
+    except ValidationError as exc:
+        raise RulesError(_format(exc, files[0], origins)) from None
+    digest = hashlib.sha256(
+        json.dumps(rules.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
+    ).hexdigest()
+    return LoadedRules(rules, tuple(str(f) for f in files), digest)
+
+
+def rules_json_schema() -> dict[str, Any]:
+    """The JSON Schema editors use to validate rules files (rules/schema.json)."""
+    schema = Rules.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "CallWarden rules"
+    return schema

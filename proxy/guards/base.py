@@ -1,0 +1,48 @@
+"""The guard contract. A guard decides; it never raises, responds or logs: the pipeline
+owns short-circuit, audit mode, metrics and logging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from proxy.model.call import ToolCall
+from proxy.model.deadline import Deadline
+from proxy.model.record import CallRecord
+from proxy.model.verdict import Verdict
+
+
+class ResponseFilter(Protocol):
+    """Changes what the upstream answered before the caller sees it."""
+
+    def body(self, data: bytes, content_type: str) -> bytes:
+        """Whole buffered body (JSON or text)."""
+        ...
+
+    def event(self, data: bytes) -> bytes | None:
+        """One SSE event's raw bytes (terminator included); None drops the event."""
+        ...
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Per-call scratch that guards may add to (never shared between calls)."""
+
+    deadline: Deadline
+    record: CallRecord
+    environment: str
+    response_filters: list[ResponseFilter] = field(default_factory=list)
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    """Headers for the caller's response (e.g. RateLimit-*), success or refusal."""
+    scratch: dict[str, Any] = field(default_factory=dict)
+    """Results one guard computes for a later one (e.g. the SQL decision)."""
+    on_done: list[Any] = field(default_factory=list)
+    """Callables run when the call ends (release a concurrency slot, ...)."""
+    streaming: Any = None
+    """The caller's response once its head was sent (errors after that cut the stream)."""
+
+
+class Guard(Protocol):
+    name: str
+
+    async def check(self, call: ToolCall, ctx: CallContext) -> Verdict: ...

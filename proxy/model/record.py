@@ -1,0 +1,37 @@
+"""What one call leaves behind for telemetry: filled in as the call goes, read once in
+the pipeline's `finally` by metrics, the access log and the decision log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CallRecord:
+    start: float
+    """time.monotonic() at accept."""
+    trace_id: str = ""
+    route: str = ""
+    kind: str = ""
+    method: str = ""
+    path: str = ""
+    tenant: str | None = None
+    roles: str = ""
+    tool: str | None = None
+    outcome: str = "ok"
+    """ok (answered by the upstream), denied (refused by policy), error."""
+    error_code: str = ""
+    reason: str = ""
+    guard: str = ""
+    """The guard that denied (or would have, in audit mode)."""
+    status: int = 0
+    upstream_s: float = 0.0
+    retries: int = 0
+    budget_ms: int | None = None
+    phase: str | None = None
+    would_deny: list[tuple[str, str, str]] = field(default_factory=list)
+    """(guard, code, reason) that audit mode let through."""
+    warnings: list[str] = field(default_factory=list)
+    rewritten: bool = False
+    decision_input: dict | None = None
+    """What the decision log records for replay (masked, capped); None when off."""

@@ -1,0 +1,55 @@
+"""One JSON line per call. Bodies and header values are never logged; reasons come from
+guards, which never put a secret in them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+
+from proxy.config.schema import AccessLogSpec
+from proxy.model.record import CallRecord
+
+log = logging.getLogger("callwarden.access")
+
+
+class AccessLog:
+    def __init__(self, spec: AccessLogSpec) -> None:
+        self.enabled = spec.enabled
+        self.sample = spec.sample
+        self.level = logging.getLevelName(spec.level.upper())
+
+    def emit(self, rec: CallRecord, duration_s: float) -> None:
+        if not self.enabled:
+            return
+        # Refusals and errors are always logged; sampling only thins successful calls.
+        if rec.outcome == "ok" and self.sample < 1.0 and random.random() >= self.sample:
+            return
+        if not log.isEnabledFor(self.level):
+            return
+        line = {
+            "time": round(time.time(), 3),
+            "trace_id": rec.trace_id,
+            "tenant": rec.tenant,
+            "role": rec.roles,
+            "route": rec.route,
+            "kind": rec.kind,
+            "method": rec.method,
+            "path": rec.path,
+            "tool": rec.tool,
+            "verdict": rec.outcome,
+            "error_code": rec.error_code or None,
+            "reason": rec.reason or None,
+            "guard": rec.guard or None,
+            "status": rec.status,
+            "duration_ms": round(duration_s * 1000, 3),
+            "upstream_ms": round(rec.upstream_s * 1000, 3),
+            "retries": rec.retries,
+            "budget_ms": rec.budget_ms,
+        }
+        if rec.would_deny:
+            line["would_deny"] = [{"guard": g, "code": c, "reason": r} for g, c, r in rec.would_deny]
+        if rec.warnings:
+            line["warnings"] = rec.warnings
+        log.log(self.level, json.dumps(line, separators=(",", ":")))

@@ -1,0 +1,267 @@
+"""The life of one call, in one function: accept, route, decode, guards, send, respond,
+observe. Everything it calls is either a pure decision or the one upstream seam."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from proxy.guards.base import CallContext
+from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
+from proxy.model.deadline import make_deadline
+from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.record import CallRecord
+from proxy.model.verdict import Allow, Deny, Rewrite
+from proxy.routing import host_only, normalize_path, split_target
+from proxy.upstream.client import translate
+
+if TYPE_CHECKING:
+    from proxy.app import ProxyState
+    from proxy.compile import CompiledRoute
+
+log = logging.getLogger("callwarden")
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})\Z")
+_TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
+DENIAL_CODES = frozenset(
+    {
+        ErrorCode.POLICY_DENY,
+        ErrorCode.PERMISSION_DENIED,
+        ErrorCode.AUTH_FAILED,
+        ErrorCode.TENANT_MISMATCH,
+        ErrorCode.SQL_BLOCKED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.INVALID_PARAMS,
+        ErrorCode.TOOL_BAD_REQUEST,
+        ErrorCode.PLAN_INVALID,
+    }
+)
+
+
+def trace_context(traceparent: str | None, trace_header: str | None) -> tuple[str, str]:
+    """(trace id, flags): W3C traceparent first, then X-Trace-ID, else a new id."""
+    if traceparent:
+        m = _TRACEPARENT.match(traceparent.strip().lower())
+        if m and m.group(1) != "0" * 32:
+            return m.group(1), m.group(2)
+    if trace_header and _TRACE_ID.match(trace_header):
+        return trace_header, "01"
+    return os.urandom(16).hex(), "01"
+
+
+def parse_roles(raw: str | None) -> frozenset[str]:
+    if not raw:
+        return frozenset()
+    return frozenset(r for r in (p.strip() for p in raw.split(",")) if r)
+
+
+def too_large(limit: int) -> ProxyError:
+    return ProxyError(
+        ErrorCode.TOOL_BAD_REQUEST, f"request body larger than {limit} bytes", http_status=413
+    )
+
+
+async def read_capped(stream: Any, limit: int) -> bytes:
+    data = await stream.read(limit + 1)
+    if len(data) > limit:
+        raise too_large(limit)
+    # StreamReader.read(n) may return less than n before EOF: keep reading to the cap.
+    chunks = [data]
+    size = len(data)
+    while data:
+        data = await stream.read(limit + 1 - size)
+        size += len(data)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+async def capped_stream(stream: Any, limit: int, ctx: CallContext) -> Any:
+    size = 0
+    async for chunk in stream.iter_any():
+        size += len(chunk)
+        if size > limit:
+            ctx.scratch["too_large"] = limit
+            raise ValueError("request body over the route's cap")
+        yield chunk
+
+
+async def run_guards(route: CompiledRoute, call: ToolCall, ctx: CallContext) -> ToolCall:
+    """Run the route's chain; returns the (possibly rewritten) call or raises the denial.
+    Audit mode turns a Deny into a recorded would-deny and drops rewrites."""
+    rec = ctx.record
+    for guard in route.chain:
+        verdict = await guard.check(call, ctx)
+        if isinstance(verdict, Allow):
+            continue
+        audit = route.guard_mode(guard.name) == "audit"
+        if isinstance(verdict, Rewrite):
+            if not audit:
+                call = verdict.call
+                rec.rewritten = True
+            continue
+        assert isinstance(verdict, Deny)
+        ctx.response_headers.extend(verdict.headers)
+        if audit:
+            rec.would_deny.append((guard.name, str(verdict.code), verdict.reason))
+            continue
+        rec.guard = guard.name
+        raise ProxyError(verdict.code, verdict.reason, retry_after_s=verdict.retry_after_s)
+    return call
+
+
+class Pipeline:
+    def __init__(self, state: ProxyState) -> None:
+        self.state = state
+
+    async def handle(self, req: web.Request) -> web.StreamResponse:
+        compiled = self.state.compiled  # one snapshot: a reload never changes a call midway
+        identity = compiled.identity
+        headers = req.headers
+        rec = CallRecord(start=time.monotonic(), method=req.method)
+        trace_id, flags = trace_context(headers.get("traceparent"), headers.get(identity.trace_header))
+        rec.trace_id = trace_id
+        route: CompiledRoute | None = None
+        ctx: CallContext | None = None
+        call: ToolCall | None = None
+        metrics = self.state.metrics
+        try:
+            host, raw_path, raw_query = split_target(req.raw_path)
+            path = normalize_path(raw_path)
+            rec.path = path
+            found = compiled.table.match(host or host_only(headers.get("Host")), path)
+            if found is None:
+                raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
+            route, upstream_path = found
+            rec.route, rec.kind = route.name, route.kind
+            deadline = make_deadline(
+                rec.start,
+                route.timeout_s,
+                headers.get(identity.budget_header),
+                headers.get(identity.phase_header),
+            )
+            rec.budget_ms, rec.phase = deadline.budget_ms, deadline.phase
+            caller = Caller(
+                headers.get(identity.tenant_header) or None,
+                parse_roles(headers.get(identity.role_header)),
+                trace_id,
+                req.remote or "",
+            )
+            rec.tenant = caller.tenant
+            rec.roles = ",".join(sorted(caller.roles))
+            ctx = CallContext(deadline, rec, compiled.rules.environment)
+            ctx.scratch["trace_flags"] = flags
+            metrics.inflight.labels(route.name).inc()
+            try:
+                return await self._forward(req, route, ctx, caller, upstream_path, raw_query)
+            finally:
+                metrics.inflight.labels(route.name).dec()
+        except Exception as exc:
+            if not isinstance(exc, ProxyError):
+                log.error("internal error on route %s: %s", rec.route, exc.__class__.__name__)
+                exc = ProxyError(ErrorCode.INTERNAL_ERROR, "internal error")
+            err = exc
+            if ctx is not None and ctx.streaming is not None:
+                # The head is out: cut the connection so the caller sees a broken
+                # stream, never a truncated body that looks complete.
+                self._refuse(err, route, ctx, call, rec)
+                if req.transport is not None:
+                    req.transport.close()
+                return ctx.streaming
+            return self._refuse(err, route, ctx, call, rec)
+        finally:
+            if ctx is not None:
+                for done in ctx.on_done:
+                    done()
+            self.state.observe(rec)
+
+    async def _forward(
+        self,
+        req: web.Request,
+        route: CompiledRoute,
+        ctx: CallContext,
+        caller: Caller,
+        upstream_path: str,
+        raw_query: str,
+    ) -> web.StreamResponse:
+        rec = ctx.record
+        # 1. accept: body read only when a guard needs it, with the route's size cap.
+        body, stream = None, None
+        if req.body_exists:
+            cap = route.max_request_bytes
+            length = req.content_length
+            if cap is not None and length is not None and length > cap:
+                raise too_large(cap)
+            if route.codec.wants_body(route, req.method, req.headers):
+                limit = min(cap or route.max_inspect_bytes, route.max_inspect_bytes)
+                body = await read_capped(req.content, limit)
+            elif cap is not None and length is None:
+                stream = capped_stream(req.content, cap, ctx)
+            else:
+                stream = req.content
+        query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
+        request = Request(req.method, upstream_path, raw_query, query, req.headers, body)
+        # 3. decode into a typed call.
+        call = route.codec.decode(route, request, caller)
+        rec.tool = call.tool
+        # 4. guards, in the fixed order.
+        call = await run_guards(route, call, ctx)
+        # 5-7. send and respond within the deadline (the whole exchange, body included).
+        deadline = ctx.deadline
+        loop = asyncio.get_running_loop()
+        t_up = time.monotonic()
+        try:
+            async with asyncio.timeout_at(loop.time() + deadline.remaining()):
+                out = route.codec.encode(
+                    route, call, ctx, stream, req.remote or "", req.scheme
+                )
+                upstream = await self.state.upstream.send(route, out, ctx)
+                try:
+                    rec.status = upstream.status
+                    resp = await route.codec.respond(req, route, call, ctx, upstream)
+                finally:
+                    upstream.release()
+        except TimeoutError:
+            rec.upstream_s = time.monotonic() - t_up
+            self.state.metrics.timeouts.labels(
+                route.name, deadline.phase or "execute" if deadline.budget_bound else "route"
+            ).inc()
+            raise deadline.expired_error() from None
+        except ProxyError:
+            rec.upstream_s = time.monotonic() - t_up
+            raise
+        except Exception as exc:
+            rec.upstream_s = time.monotonic() - t_up
+            limit = ctx.scratch.get("too_large")
+            if limit is not None:
+                raise too_large(limit) from None
+            raise translate(exc) from None
+        rec.upstream_s = time.monotonic() - t_up
+        rec.status = resp.status
+        return resp
+
+    def _refuse(
+        self,
+        err: ProxyError,
+        route: CompiledRoute | None,
+        ctx: CallContext | None,
+        call: ToolCall | None,
+        rec: CallRecord,
+    ) -> web.StreamResponse:
+        rec.error_code = str(err.code)
+        rec.reason = err.message
+        rec.outcome = "denied" if err.code in DENIAL_CODES else "error"
+        rec.status = err.http_status
+        name = route.name if route else ""
+        if route is not None:
+            return route.codec.render_error(err, name, rec.trace_id, ctx, call)
+        from proxy.codecs.http import render_http_error
+
+        return render_http_error(err, name, rec.trace_id)

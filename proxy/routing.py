@@ -1,0 +1,124 @@
+"""Route lookup: a pure function over a table compiled from the rules.
+
+Paths are normalised before matching (percent-decoding once, resolving `.`/`..`,
+merging `//`), so no spelling of a path can leave the prefix it matched; what is left
+ambiguous after one decoding (an encoded `%`, `/` or `\\`) is refused, not guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+from proxy.model.errors import ErrorCode, ProxyError
+
+T = TypeVar("T")
+
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def _bad(reason: str) -> ProxyError:
+    return ProxyError(ErrorCode.TOOL_BAD_REQUEST, f"bad request path: {reason}")
+
+
+def normalize_path(raw: str) -> str:
+    """Decode once, resolve dot segments, merge slashes; re-encode for forwarding."""
+    if not raw.startswith("/"):
+        raise _bad("must start with '/'")
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise _bad("not valid UTF-8 after percent-decoding") from None
+    # SECURITY: a second decoding by the upstream must not reveal new separators.
+    lowered = decoded.lower()
+    if "%2e" in lowered or "%2f" in lowered or "%5c" in lowered or "%25" in lowered:
+        raise _bad("double percent-encoding")
+    if "\\" in decoded or any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+        raise _bad("backslash or control character")
+    out: list[str] = []
+    for seg in decoded.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if not out:
+                raise _bad("'..' above the root")
+            out.pop()
+        else:
+            out.append(seg)
+    path = "/" + "/".join(out)
+    if decoded.endswith("/") and out:
+        path += "/"
+    return quote(path, safe=_PATH_SAFE)
+
+
+def split_target(raw_target: str) -> tuple[str | None, str, str]:
+    """(host from an absolute-form target or None, raw path, raw query)."""
+    host = None
+    if raw_target.startswith(("http://", "https://")):
+        parts = urlsplit(raw_target)
+        host = parts.hostname
+        path, query = parts.path or "/", parts.query
+    else:
+        path, _, query = raw_target.partition("?")
+    return host, path, query
+
+
+def host_only(value: str | None) -> str | None:
+    """Host header -> lower-case host without port."""
+    if not value:
+        return None
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1]
+    return value.rsplit(":", 1)[0].rstrip(".") if value.count(":") <= 1 else value
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry(Generic[T]):
+    prefix: str | None
+    hosts: frozenset[str] | None
+    wildcard_hosts: tuple[str, ...]
+    """`*.example.com` entries, kept as `.example.com` suffixes."""
+    strip: bool
+    target: T
+
+    def host_matches(self, host: str | None) -> bool:
+        if self.hosts is None:
+            return True
+        if host is None:
+            return False
+        return host in self.hosts or any(host.endswith(s) for s in self.wildcard_hosts)
+
+    def prefix_matches(self, path: str) -> bool:
+        p = self.prefix
+        if p is None or p == "/":
+            return True
+        return path.startswith(p) and (len(path) == len(p) or path[len(p)] == "/")
+
+
+def make_entry(
+    prefix: str | None, hosts: Sequence[str] | None, strip: bool, target: T
+) -> RouteEntry[T]:
+    exact = None if hosts is None else frozenset(h for h in hosts if not h.startswith("*."))
+    wild = tuple(h[1:] for h in hosts or () if h.startswith("*."))
+    return RouteEntry(prefix, exact, wild, strip, target)
+
+
+class RouteTable(Generic[T]):
+    """Longest prefix wins; on equal prefixes a host-specific route beats a host-less one."""
+
+    def __init__(self, entries: Sequence[RouteEntry[T]]) -> None:
+        self._entries = sorted(
+            entries, key=lambda e: (-len(e.prefix or ""), e.hosts is None)
+        )
+
+    def match(self, host: str | None, path: str) -> tuple[T, str] | None:
+        """Returns (target, path to forward) or None (deny by default)."""
+        for e in self._entries:
+            if e.prefix_matches(path) and e.host_matches(host):
+                if e.strip and e.prefix and e.prefix != "/":
+                    return e.target, path[len(e.prefix) :] or "/"
+                return e.target, path
+        return None

@@ -1,0 +1,79 @@
+"""Shared fixtures: a real loopback upstream, a rules builder, and a running proxy."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+
+from proxy.app import Server, build_state
+from proxy.config.load import load_rules
+from tests.upstream_server import UpstreamApp
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+class Running:
+    """A started proxy: its URLs, state and a client session."""
+
+    def __init__(self, server: Server, session: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.state = server.state
+        self.session = session
+        self.url = f"http://127.0.0.1:{server.ports['proxy']}"
+        self.admin = f"http://127.0.0.1:{server.ports['admin']}"
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.state.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[UpstreamApp, str]]:
+    up = UpstreamApp()
+    runner = web.AppRunner(up.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield up, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+def write_rules(tmp_path: Path) -> Callable[..., Path]:
+    """write_rules(routes=[...], **top) -> path of a rules file."""
+
+    def write(routes: list[dict[str, Any]], name: str = "rules.yaml", **top: Any) -> Path:
+        doc = {"version": 1, **top, "routes": routes}
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+async def start_proxy() -> AsyncIterator[Callable[..., Any]]:
+    """await start_proxy(rules_path) -> Running (stopped at teardown)."""
+    started: list[Running] = []
+
+    async def start(rules_path: Path | str) -> Running:
+        state = build_state(load_rules(rules_path))
+        server = Server(state, "127.0.0.1:0", "127.0.0.1:0")
+        await server.start()
+        session = aiohttp.ClientSession(auto_decompress=False)
+        running = Running(server, session)
+        started.append(running)
+        return running
+
+    yield start
+    for r in started:
+        await r.session.close()
+        await r.server.stop(drain_s=1)

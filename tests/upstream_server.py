@@ -1,0 +1,84 @@
+"""A real loopback HTTP upstream for tests: echoes, fails, hangs and streams on command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+
+class UpstreamApp:
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.fail_next = 0
+        """Answer the next N calls with 503."""
+        self.app = web.Application(client_max_size=1 << 30)
+        r = self.app.router
+        r.add_route("*", "/status/{code}", self.status)
+        r.add_get("/slow", self.slow)
+        r.add_get("/sse", self.sse)
+        r.add_get("/big", self.big)
+        r.add_post("/upload", self.upload)
+        r.add_route("*", "/{tail:.*}", self.echo)
+
+    def _seen(self, req: web.Request, body: bytes | None = None) -> None:
+        self.calls.append(
+            {"method": req.method, "path": req.raw_path, "headers": dict(req.headers), "body": body}
+        )
+
+    async def echo(self, req: web.Request) -> web.Response:
+        body = await req.read()
+        self._seen(req, body)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.json_response({"error": "flaky"}, status=503)
+        return web.json_response(
+            {
+                "method": req.method,
+                "path": req.raw_path,
+                "headers": {k: v for k, v in req.headers.items()},
+                "body": body.decode("utf-8", "replace"),
+            }
+        )
+
+    async def status(self, req: web.Request) -> web.Response:
+        self._seen(req)
+        code = int(req.match_info["code"])
+        return web.json_response({"upstream_error": code}, status=code, headers={"X-Up": "1"})
+
+    async def slow(self, req: web.Request) -> web.Response:
+        self._seen(req)
+        await asyncio.sleep(int(req.query.get("ms", "1000")) / 1000)
+        return web.json_response({"slow": True})
+
+    async def sse(self, req: web.Request) -> web.StreamResponse:
+        self._seen(req)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(req)
+        n = int(req.query.get("n", "3"))
+        gap = int(req.query.get("gap_ms", "200")) / 1000
+        for i in range(n):
+            await resp.write(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode())
+            await asyncio.sleep(gap)
+        await resp.write_eof()
+        return resp
+
+    async def big(self, req: web.Request) -> web.StreamResponse:
+        self._seen(req)
+        size = int(req.query.get("mb", "1")) * 1024 * 1024
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        resp.content_length = size
+        await resp.prepare(req)
+        chunk = b"x" * 65536
+        for _ in range(size // len(chunk)):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    async def upload(self, req: web.Request) -> web.Response:
+        self._seen(req)
+        total = 0
+        async for chunk in req.content.iter_any():
+            total += len(chunk)
+        return web.json_response({"received": total})
