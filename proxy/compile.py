@@ -138,7 +138,9 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
     if not route.forward_control_headers:
         drop |= control_headers(rules.identity)
     drop.add(rules.identity.budget_header.lower())  # re-set with the remaining budget
-    codec_factory = CODECS.get(route.kind, CODECS["http"])
+    codec_factory = CODECS.get(route.kind)
+    if codec_factory is None:  # SECURITY: never fall back to a pass-through codec
+        raise ValueError(f"route '{route.name}': kind {route.kind} has no codec in this build")
     return CompiledRoute(
         spec=route,
         name=route.name,

@@ -11,6 +11,7 @@ from aiohttp import web
 class UpstreamApp:
     def __init__(self) -> None:
         self.calls: list[dict] = []
+        self.sse_sent = 0
         self.fail_next = 0
         """Answer the next N calls with 503."""
         self.app = web.Application(client_max_size=1 << 30)
@@ -60,6 +61,7 @@ class UpstreamApp:
         gap = int(req.query.get("gap_ms", "200")) / 1000
         for i in range(n):
             await resp.write(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode())
+            self.sse_sent = i + 1
             await asyncio.sleep(gap)
         await resp.write_eof()
         return resp

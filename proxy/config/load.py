@@ -156,6 +156,30 @@ def _format(
     return problems
 
 
+def _raw_cross_checks(routes: list[Any], origins: list[tuple[Path, int]]) -> list[str]:
+    problems = []
+    names: dict[str, str] = {}
+    matches: dict[str, str] = {}
+    for i, route in enumerate(routes):
+        if not isinstance(route, dict):
+            continue
+        file, idx = origins[i]
+        name = str(route.get("name"))
+        if name in names:
+            problems.append(f"{file}: routes[{idx}].name: duplicate route name '{name}'")
+        names.setdefault(name, name)
+        match = route.get("match")
+        if route.get("kind") != "postgres" and isinstance(match, dict):
+            hosts = match.get("hosts")
+            prefix = match.get("path_prefix")
+            prefix = prefix.rstrip("/") or "/" if isinstance(prefix, str) else prefix
+            key = json.dumps([prefix, sorted(hosts) if isinstance(hosts, list) else hosts])
+            if key in matches:
+                problems.append(f"{file}: routes[{idx}].match: same match as route '{matches[key]}'")
+            matches.setdefault(key, name)
+    return problems
+
+
 def load_rules(path: str | Path) -> LoadedRules:
     """Load, merge and validate; raises RulesError listing every problem found."""
     files = rule_files(Path(path))
@@ -167,7 +191,10 @@ def load_rules(path: str | Path) -> LoadedRules:
     try:
         rules = Rules.model_validate(merged)
     except ValidationError as exc:
-        raise RulesError(_format(exc, files[0], origins)) from None
+        found = _format(exc, files[0], origins)
+        # Cross-route checks run only once every field is valid; report them anyway.
+        found += [p for p in _raw_cross_checks(merged["routes"], origins) if p not in found]
+        raise RulesError(found) from None
     digest = hashlib.sha256(
         json.dumps(rules.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
     ).hexdigest()
