@@ -41,18 +41,28 @@ class ProxyState:
     last_error: str | None = None
     last_reload: float = field(default_factory=time.time)
     listeners: list[Any] = field(default_factory=list)
+    _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    """Metric children by label values: .labels() costs more than the update itself."""
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe(self, rec: CallRecord) -> None:
         m = self.metrics
+        child = self._child
         duration = time.monotonic() - rec.start
         route, kind = rec.route or "none", rec.kind or "none"
-        m.requests.labels(route, kind, rec.outcome, rec.error_code).inc()
-        m.request_duration.labels(route, kind).observe(duration, {"trace_id": rec.trace_id})
+        child(m.requests, route, kind, rec.outcome, rec.error_code).inc()
+        child(m.request_duration, route, kind).observe(duration, {"trace_id": rec.trace_id})
         if rec.upstream_s:
-            m.upstream_duration.labels(route, kind).observe(rec.upstream_s)
-        m.proxy_overhead.labels(route, kind).observe(max(0.0, duration - rec.upstream_s))
+            child(m.upstream_duration, route, kind).observe(rec.upstream_s)
+        child(m.proxy_overhead, route, kind).observe(max(0.0, duration - rec.upstream_s))
         if rec.budget_ms is not None:
-            m.budget_remaining.labels(route).observe(rec.budget_ms / 1000)
+            child(m.budget_remaining, route).observe(rec.budget_ms / 1000)
         if rec.outcome == "denied":
             m.denials.labels(route, rec.guard or "routing", rec.error_code).inc()
         for guard, code, _ in rec.would_deny:

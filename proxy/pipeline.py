@@ -158,11 +158,12 @@ class Pipeline:
             rec.roles = ",".join(sorted(caller.roles))
             ctx = CallContext(deadline, rec, compiled.rules.environment)
             ctx.scratch["trace_flags"] = flags
-            metrics.inflight.labels(route.name).inc()
+            inflight = self.state._child(metrics.inflight, route.name)
+            inflight.inc()
             try:
                 return await self._forward(req, route, ctx, caller, upstream_path, raw_query)
             finally:
-                metrics.inflight.labels(route.name).dec()
+                inflight.dec()
         except Exception as exc:
             if not isinstance(exc, ProxyError):
                 log.error("internal error on route %s: %s", rec.route, exc.__class__.__name__)

@@ -7,6 +7,7 @@ ambiguous after one decoding (an encoded `%`, `/` or `\\`) is refused, not guess
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -17,6 +18,8 @@ from proxy.model.errors import ErrorCode, ProxyError
 T = TypeVar("T")
 
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# Already normal: no percent-escapes, no empty, "." or ".." segments. Most paths are.
+_SIMPLE = re.compile(r"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9._~!$&'()*+,;=:@-]+)*/?\Z")
 
 
 def _bad(reason: str) -> ProxyError:
@@ -25,6 +28,8 @@ def _bad(reason: str) -> ProxyError:
 
 def normalize_path(raw: str) -> str:
     """Decode once, resolve dot segments, merge slashes; re-encode for forwarding."""
+    if _SIMPLE.match(raw):
+        return raw
     if not raw.startswith("/"):
         raise _bad("must start with '/'")
     try:

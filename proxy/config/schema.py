@@ -329,7 +329,8 @@ class Route(Model):
     def _kind(self) -> Route:
         section = {"sql": self.sql, "graph": self.graph, "postgres": self.postgres}
         for kind, value in section.items():
-            if value is not None and self.kind != kind:
+            # A postgres route carries its SQL policy in `sql` too.
+            if value is not None and self.kind != kind and (kind, self.kind) != ("sql", "postgres"):
                 raise ValueError(f"'{kind}' section on a route of kind {self.kind}")
         if self.mcp is not None and self.kind != "mcp":
             raise ValueError(f"'mcp' section on a route of kind {self.kind}")

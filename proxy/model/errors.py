@@ -41,23 +41,24 @@ class ErrorSpec:
 
 
 # JSON-RPC: the spec's own codes where they fit (-32600 invalid request, -32602 invalid
-# params, -32603 internal), the implementation-defined server range -32000..-32099 else.
+# params, -32603 internal), else -32003..-32017 in the server range: MCP reserves
+# -32020..-32099 (and retired -32002; the SDK's client timeout is -32001).
 ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
-    ErrorCode.POLICY_DENY: ErrorSpec(403, -32001, "42501", False),
-    ErrorCode.PERMISSION_DENIED: ErrorSpec(403, -32002, "42501", False),
-    ErrorCode.AUTH_FAILED: ErrorSpec(401, -32003, "28000", False),
-    ErrorCode.TENANT_MISMATCH: ErrorSpec(403, -32004, "42501", False),
-    ErrorCode.SQL_BLOCKED: ErrorSpec(403, -32005, "42501", False),
-    ErrorCode.RATE_LIMITED: ErrorSpec(429, -32010, "53400", True),
-    ErrorCode.CIRCUIT_OPEN: ErrorSpec(503, -32011, "08006", True),
-    ErrorCode.TOOL_TIMEOUT: ErrorSpec(504, -32012, "57014", True),
-    ErrorCode.PLAN_TIMEOUT: ErrorSpec(504, -32013, "57014", False),
-    ErrorCode.EXECUTE_TIMEOUT: ErrorSpec(504, -32014, "57014", False),
-    ErrorCode.COMPOSE_TIMEOUT: ErrorSpec(504, -32015, "57014", False),
-    ErrorCode.UPSTREAM_UNAVAILABLE: ErrorSpec(502, -32020, "08006", True),
-    ErrorCode.DATA_NOT_FOUND: ErrorSpec(404, -32021, "42P01", False),
-    ErrorCode.MAX_ROWS_EXCEEDED: ErrorSpec(422, -32022, "54000", False),
-    ErrorCode.PLAN_INVALID: ErrorSpec(400, -32023, "22023", False),
+    ErrorCode.POLICY_DENY: ErrorSpec(403, -32003, "42501", False),
+    ErrorCode.PERMISSION_DENIED: ErrorSpec(403, -32004, "42501", False),
+    ErrorCode.AUTH_FAILED: ErrorSpec(401, -32005, "28000", False),
+    ErrorCode.TENANT_MISMATCH: ErrorSpec(403, -32006, "42501", False),
+    ErrorCode.SQL_BLOCKED: ErrorSpec(403, -32007, "42501", False),
+    ErrorCode.RATE_LIMITED: ErrorSpec(429, -32008, "53400", True),
+    ErrorCode.CIRCUIT_OPEN: ErrorSpec(503, -32009, "08006", True),
+    ErrorCode.TOOL_TIMEOUT: ErrorSpec(504, -32010, "57014", True),
+    ErrorCode.PLAN_TIMEOUT: ErrorSpec(504, -32011, "57014", False),
+    ErrorCode.EXECUTE_TIMEOUT: ErrorSpec(504, -32012, "57014", False),
+    ErrorCode.COMPOSE_TIMEOUT: ErrorSpec(504, -32013, "57014", False),
+    ErrorCode.UPSTREAM_UNAVAILABLE: ErrorSpec(502, -32014, "08006", True),
+    ErrorCode.DATA_NOT_FOUND: ErrorSpec(404, -32015, "42P01", False),
+    ErrorCode.MAX_ROWS_EXCEEDED: ErrorSpec(422, -32016, "54000", False),
+    ErrorCode.PLAN_INVALID: ErrorSpec(400, -32017, "22023", False),
     ErrorCode.TOOL_BAD_REQUEST: ErrorSpec(400, -32600, "08P01", False),
     ErrorCode.INVALID_PARAMS: ErrorSpec(422, -32602, "22023", False),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, -32603, "XX000", False),

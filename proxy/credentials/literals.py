@@ -1,0 +1,145 @@
+"""Is this key secret-looking, and is this value a literal credential rather than a
+reference, a mask or a placeholder?
+
+Shared by detection, response masking and `callwarden validate`. False positives block
+real work, so every "no" here is as deliberate as every "yes": pagination tokens,
+`max_tokens`, `token_url`, `password_policy`, UUIDs, paths and placeholders all pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from functools import lru_cache
+
+# Words that make a key secret-looking, and word endings (`dbpassword`, `mytoken`).
+_SECRET_WORDS = frozenset({
+    "password", "passwd", "pwd", "passphrase", "secret", "token", "credential",
+    "credentials", "authorization", "auth", "apikey", "accesskey", "secretkey",
+    "privatekey", "signingkey", "cookie",
+})
+_SECRET_ENDINGS = ("password", "passwd", "secret", "token", "apikey", "accesskey",
+                   "privatekey", "passphrase")
+# `<qualifier>_key` is secret; a bare `key` (cache key, object key) is not.
+_KEY_QUALIFIERS = frozenset({
+    "api", "access", "secret", "private", "signing", "encryption", "master",
+    "subscription", "client", "account", "auth", "shared", "ssh", "hmac", "license",
+})
+# A last word that makes the key describe a secret rather than hold one.
+_METADATA = frozenset({
+    "name", "names", "id", "ids", "type", "types", "kind", "count", "counts", "length",
+    "len", "size", "url", "uri", "urls", "endpoint", "host", "path", "file", "filename",
+    "dir", "policy", "policies", "ttl", "expiry", "expires", "expiration", "expire", "exp",
+    "at", "time", "timeout", "age", "hint", "hints", "prompt", "label", "field", "fields",
+    "header", "env", "var", "ref", "reference", "source", "provider", "format", "mode",
+    "method", "version", "hash", "hashed", "digest", "required", "enabled", "set",
+    "present", "rotation", "rotated", "created", "updated", "usage", "used", "limit",
+    "limits", "max", "min", "scope", "scopes", "audience", "issuer", "alg", "algorithm",
+    "strength", "pattern", "regex", "rule", "rules", "template", "description", "help",
+    "placeholder", "location", "status", "state", "store", "manager", "backend", "mount",
+    "engine", "arn", "fingerprint", "prefix", "suffix", "index", "position", "budget",
+})
+# `<qualifier>_token` that is not a credential: paging cursors, LLM token counts, ML vocab.
+_TOKEN_QUALIFIERS = frozenset({
+    "page", "next", "prev", "previous", "continuation", "pagination", "sync", "resume",
+    "cursor", "idempotency", "request", "max", "min", "num", "total", "input", "output",
+    "completion", "prompt", "reasoning", "cached", "csrf", "xsrf", "cancellation", "bos",
+    "eos", "pad", "unk", "sep", "cls", "mask", "special", "start", "end", "stop", "change",
+    "sequence", "marker", "offset", "anti", "forgery",
+})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+@lru_cache(maxsize=4096)
+def is_secret_key(key: str) -> bool:
+    """`client_secret`, `X-Api-Key`, `dbPassword`: yes. `max_tokens`, `token_url`,
+    `next_page_token`, `secret_name`, `key`: no. Cached: key names repeat."""
+    words = [w.lower() for w in _WORD.findall(key)]
+    if not words or words[-1] in _METADATA:
+        return False
+    for i, w in enumerate(words):
+        prev = words[i - 1] if i else ""
+        if w in ("key", "keys"):
+            if prev in _KEY_QUALIFIERS:
+                return True
+        elif w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS):
+            if w.endswith("token") and prev in _TOKEN_QUALIFIERS:
+                continue
+            return True
+    return False
+
+
+_REFERENCE = re.compile(
+    r"\$\{[^}]*\}|\{\{.*\}\}|\$[A-Z_][A-Z0-9_]*\Z|^(?:env|vault|file|secret|secretref|op|"
+    r"awssm|aws-sm|gcpsm|gcp-sm|azkv|azure-kv|k8s|kubernetes|ssm|sops):\S+\Z"
+)
+_PLACEHOLDER = re.compile(
+    r"(?i)(?:<[^>]*>|\[[^\]]*\]|\{[^}]*\}|%[^%]+%|%\(\w+\)s|your[-_ ]?\w*|\w*[-_]here|"
+    r"none|null|nil|undefined|true|false|yes|no|on|off|password\d*|secret\d*|token|"
+    r"test\w*|todo|tbd|fixme|n/?a|not[-_ ]?set|unset|empty|default|string|"
+    r"[:@$?][A-Za-z_]\w*|(?-i:[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)|"  # bind parameters, ENV_VAR_NAMES
+    r"[*x.\-_#•0]+)\Z"
+)
+_PLACEHOLDER_PARTS = ("example", "dummy", "placeholder", "redacted", "changeme", "change_me",
+                      "change-me", "your_", "your-", "xxxx", "***", "...", "•", "…", "fake")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12}\Z")
+_PATH_OR_URL = re.compile(r"(?:/|\./|~/)[\w.\-/]*\Z|https?://[^\s@]*\Z")
+_AUTH_SCHEME = re.compile(r"(?i)(bearer|basic|token|bot|digest|negotiate|ntlm|apikey|"
+                          r"sso-key|aws4-hmac-sha256|splunk|key)\s+(\S.*)\Z")
+
+
+def is_reference(value: str) -> bool:
+    """`${env:X}`, `env:X`, `vault:...`, `{{ .Values.x }}`, `$TOKEN`: the value names a
+    secret kept elsewhere."""
+    return _REFERENCE.search(value) is not None
+
+
+def is_placeholder(value: str) -> bool:
+    """Masks (`****`, `xxx`), empty values and documentation fillers (`<token>`,
+    `changeme`, `your-api-key-here`, anything saying example/dummy/redacted)."""
+    v = value.strip()
+    if not v or _PLACEHOLDER.match(v):
+        return True
+    low = v.lower()
+    return any(p in low for p in _PLACEHOLDER_PARTS)
+
+
+def entropy(value: str) -> float:
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values()) if n else 0.0
+
+
+def _classes(value: str) -> int:
+    return (any(c.islower() for c in value) + any(c.isupper() for c in value)
+            + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value))
+
+
+def is_opaque_literal(value: str, min_len: int = 8) -> bool:
+    """A literal that could be a credential where one is expected (after `Bearer`, in
+    `X-API-Key`): long enough, not a reference, mask or placeholder."""
+    v = value.strip()
+    return len(v) >= min_len and not is_reference(v) and not is_placeholder(v)
+
+
+def is_strong_literal(value: str) -> bool:
+    """A literal under a secret-looking key that looks like a real secret: 8+ chars, no
+    spaces (prose), a letter and two character classes, some entropy; not a UUID, path,
+    plain URL, reference or placeholder. `hunter2x` yes, `changeme`/`mysecret` no."""
+    v = value.strip()
+    if len(v) < 8 or len(v) > 16384 or any(c.isspace() for c in v):
+        return False
+    if not any(c.isalpha() for c in v) or _classes(v) < 2:
+        return False
+    if _UUID.match(v) or _PATH_OR_URL.match(v):
+        return False
+    if is_reference(v) or is_placeholder(v):
+        return False
+    return entropy(v) >= 2.5
+
+
+def split_auth_scheme(value: str) -> tuple[str, str] | None:
+    """`Bearer abc` -> ("bearer", "abc"); None without a known scheme."""
+    m = _AUTH_SCHEME.match(value.strip())
+    return (m.group(1).lower(), m.group(2).strip()) if m else None

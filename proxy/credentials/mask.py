@@ -1,0 +1,148 @@
+"""Leak masking in upstream responses: the exact values this route injected first (no
+false positives), then the known token formats, each replaced by `[REDACTED]`.
+
+Whole bodies go through `Masker.mask_bytes`; streams through `StreamMasker`, which never
+lets a secret out in two halves: SSE streams are masked event by event (each event is
+sent as soon as it is complete), other streams keep back a tail long enough to hold any
+secret that may still be arriving.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from urllib.parse import quote
+
+from proxy.credentials import formats as token_formats
+
+REDACTED = "[REDACTED]"
+MIN_EXACT_LEN = 6
+"""Shorter injected values are not masked by exact match: masking `abc` everywhere would
+corrupt responses more than it protects (and such a value is no credential)."""
+FORMAT_HOLD = 512
+"""Characters a stream keeps back for token formats (longer than their minimal match)."""
+MAX_HOLD = 1_048_576
+"""A stream never keeps back more than this (a huge SSE event is then cut and masked)."""
+_SSE_END = re.compile(r"\r\n\r\n|\n\n|\r\r")
+
+
+def _variants(value: str) -> set[str]:
+    """The value as it appears raw, JSON-escaped and URL-encoded in a response."""
+    escaped = json.dumps(value)[1:-1]
+    out = {value, escaped, escaped.replace("/", "\\/"), quote(value, safe="")}
+    return {v for v in out if len(v) >= MIN_EXACT_LEN}
+
+
+class Masker:
+    __slots__ = ("_exact", "_formats", "longest")
+
+    def __init__(self, exact_values: Iterable[str], formats: bool = True) -> None:
+        values: set[str] = set()
+        for v in exact_values:
+            values |= _variants(v)
+        ordered = sorted(values, key=len, reverse=True)  # longest first: no partial masks
+        self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._formats = formats
+        self.longest = len(ordered[0]) if ordered else 0
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Merged (start, end) of everything to mask, in order."""
+        found: list[tuple[int, int]] = []
+        if self._exact is not None:
+            found += [m.span() for m in self._exact.finditer(text)]
+        if self._formats:
+            found += [(s, e) for _, s, e in token_formats.find(text)]
+        if len(found) < 2:
+            return found
+        found.sort()
+        merged = [found[0]]
+        for s, e in found[1:]:
+            if s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+            else:
+                merged.append((s, e))
+        return merged
+
+    def mask_text(self, text: str) -> tuple[str, int]:
+        spans = self.spans(text)
+        if not spans:
+            return text, 0
+        parts: list[str] = []
+        pos = 0
+        for s, e in spans:
+            parts += (text[pos:s], REDACTED)
+            pos = e
+        parts.append(text[pos:])
+        return "".join(parts), len(spans)
+
+    def mask_bytes(self, data: bytes) -> tuple[bytes, int]:
+        # surrogateescape: invalid UTF-8 passes through byte for byte.
+        text, n = self.mask_text(data.decode("utf-8", "surrogateescape"))
+        return (text.encode("utf-8", "surrogateescape"), n) if n else (data, 0)
+
+
+@lru_cache(maxsize=256)
+def masker_for(values: frozenset[str], formats: bool = True) -> Masker:
+    """Masker for a route's current secret values, built once per value set (regex
+    compilation is too slow for every response; values change only on rotation)."""
+    return Masker(values, formats)
+
+
+class StreamMasker:
+    """Masks a response body that arrives in chunks. `feed` returns what may be sent now,
+    `flush` the rest at the end; `count` is the number of values masked so far."""
+
+    __slots__ = ("_buf", "_decoder", "_hold", "_masker", "_sse", "count")
+
+    def __init__(self, masker: Masker, sse: bool = False) -> None:
+        self._masker = masker
+        self._sse = sse
+        self._hold = max(masker.longest - 1, FORMAT_HOLD)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self._buf = ""
+        self.count = 0
+
+    def _emit(self, text: str) -> bytes:
+        masked, n = self._masker.mask_text(text)
+        self.count += n
+        return masked.encode("utf-8", "surrogateescape")
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._buf += self._decoder.decode(chunk)
+        buf = self._buf
+        if self._sse:
+            end = 0
+            for m in _SSE_END.finditer(buf):
+                end = m.end()
+            if end:  # complete events go out now: an SSE client waits for them
+                self._buf = buf[end:]
+                out = self._emit(buf[:end])
+                return out + self._cut() if len(self._buf) > MAX_HOLD else out
+            return self._cut() if len(buf) > MAX_HOLD else b""
+        return self._cut()
+
+    def _cut(self) -> bytes:
+        """Send all but a tail that could hold the start of a secret still arriving; never
+        cut through a value already found (hold it whole instead)."""
+        buf = self._buf
+        cut = len(buf) - self._hold
+        if cut <= 0:
+            return b""
+        for s, e in self._masker.spans(buf):
+            if s < cut < e:
+                cut = s
+                break
+        if cut <= 0:
+            if len(buf) <= MAX_HOLD:
+                return b""
+            cut = len(buf)  # one giant value: mask what there is rather than buffer more
+        self._buf = buf[cut:]
+        return self._emit(buf[:cut])
+
+    def flush(self) -> bytes:
+        rest = self._buf + self._decoder.decode(b"", final=True)
+        self._buf = ""
+        return self._emit(rest) if rest else b""

@@ -1,0 +1,188 @@
+"""Plaintext credential detection: every fake in every location is caught, every
+look-alike passes, and findings never carry the value."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import urlencode
+
+import pytest
+from tests.credentials.fakes import LOOKALIKES, format_fakes, keyed_fakes, rnd
+from multidict import CIMultiDict
+
+from proxy.credentials.detect import Detector, Finding, describe
+
+FORMATS = format_fakes()
+KEYED = keyed_fakes()
+D = Detector()
+
+
+def test_corpus_sizes() -> None:
+    assert len(FORMATS) + len(KEYED) >= 80
+    assert len(LOOKALIKES) >= 60
+
+
+def _no_value(findings: list[Finding], value: str) -> None:
+    text = describe(findings) + repr(findings)
+    for piece in (value, value[-12:]):
+        assert piece not in text
+
+
+@pytest.mark.parametrize(("kind", "value"), FORMATS)
+def test_format_in_json(kind: str, value: str) -> None:
+    body = {"task": {"steps": [{"note": "hello"}, {"note": value}]}}
+    found = D.scan_json(body)
+    assert found == [Finding("json /task/steps/1/note", kind)]
+    _no_value(found, value)
+
+
+@pytest.mark.parametrize(("kind", "value"), FORMATS)
+def test_format_in_query_form_text_and_mcp_arguments(kind: str, value: str) -> None:
+    assert D.scan_query([("q", "x"), ("note", value)]) == [Finding("query note", kind)]
+    form = urlencode({"a": "1", "note": value}).encode()
+    assert D.scan_body("application/x-www-form-urlencoded", form) == [Finding("form note", kind)]
+    assert D.scan_body("text/plain", f"see:\n{value}\n".encode()) == [Finding("body", kind)]
+    args = {"path": "/tmp", "opts": {"note": value}}
+    assert D.scan_mapping(args, "/params/arguments") == [
+        Finding("json /params/arguments/opts/note", kind)
+    ]
+
+
+@pytest.mark.parametrize(("kind", "value"), [(k, v) for k, v in FORMATS if "\n" not in v])
+def test_format_in_any_header(kind: str, value: str) -> None:
+    headers = CIMultiDict([("Accept", "application/json"), ("X-Debug-Context", value)])
+    assert D.scan_headers(headers) == [Finding("header X-Debug-Context", kind)]
+
+
+@pytest.mark.parametrize(("key", "value", "kind"), KEYED)
+def test_literal_under_secret_key(key: str, value: str, kind: str) -> None:
+    assert D.scan_json({"config": {key: value}}) == [Finding(f"json /config/{key}", kind)]
+    assert D.scan_query([(key, value)]) == [Finding(f"query {key}", kind)]
+    form = urlencode({key: value}).encode()
+    assert D.scan_form(form) == [Finding(f"form {key}", kind)]
+    found = D.scan_body("text/plain", f"{key}={value}".encode())
+    assert [f.kind for f in found] == [kind] or kind == "bearer_token"
+
+
+@pytest.mark.parametrize(("key", "value"), LOOKALIKES)
+def test_lookalike_passes(key: str, value: str) -> None:
+    assert D.scan_json({"data": {key: value}}) == []
+    assert D.scan_query([(key, value)]) == []
+    assert D.scan_body("text/plain", f"{key}: {value}".encode()) == []
+
+
+BASIC = base64.b64encode(b"deploy:" + rnd(14).encode()).decode()
+HEADER_CASES = [
+    ({"Authorization": f"Bearer {rnd(32)}"}, "header Authorization", "bearer_token"),
+    ({"authorization": f"Bearer {FORMATS[2][1]}"}, "header authorization", "github_token"),
+    ({"Authorization": f"token {rnd(40)}"}, "header Authorization", "bearer_token"),
+    ({"Authorization": f"Basic {BASIC}"}, "header Authorization", "basic_auth"),
+    ({"Authorization": rnd(40)}, "header Authorization", "bearer_token"),
+    ({"Proxy-Authorization": f"Basic {BASIC}"}, "header Proxy-Authorization", "basic_auth"),
+    ({"X-API-Key": rnd(24)}, "header X-API-Key", "api_key"),
+    ({"Private-Token": "glpat-" + rnd(20)}, "header Private-Token", "gitlab_token"),
+    ({"X-Vault-Token": "hvs." + rnd(24)}, "header X-Vault-Token", "vault_token"),
+    ({"Cookie": f"theme=dark; sessionid={rnd(32)}"}, "header Cookie", "session_cookie"),
+    ({"X-Client-Secret-Value": rnd(30)}, "header X-Client-Secret-Value", "secret_key_value"),
+]
+
+
+@pytest.mark.parametrize(("headers", "location", "kind"), HEADER_CASES)
+def test_header_credentials(headers: dict[str, str], location: str, kind: str) -> None:
+    assert D.scan_headers(headers) == [Finding(location, kind)]
+
+
+HEADER_LOOKALIKES = [
+    {"Authorization": "Bearer ${env:CRM_TOKEN}"},
+    {"Authorization": ""},
+    {"Authorization": "Bearer ****"},
+    {"Authorization": "Bearer <token>"},
+    {"Authorization": "Basic " + base64.b64encode(b"user:").decode()},
+    {"X-API-Key": "********"},
+    {"X-API-Key": "vault:secret/data/crm#key"},
+    {"Cookie": "theme=dark; lang=en; consent=yes"},
+    {"X-Request-ID": "6f1c2a9e-8f0b-4c1e-9a55-3f2b7d9e0c11"},
+    {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+    {"If-None-Match": '"d41d8cd98f00b204e9800998ecf8427e"'},
+    {"X-Token-Count": "12345678"},
+    {"User-Agent": "orchestrator/1.4 (+https://example.com/bot)"},
+]
+
+
+@pytest.mark.parametrize("headers", HEADER_LOOKALIKES)
+def test_header_lookalikes(headers: dict[str, str]) -> None:
+    assert D.scan_headers(headers) == []
+
+
+def test_extra_headers_and_allowlist() -> None:
+    headers = {"X-Partner-Key": rnd(24), "X-Debug-Token": "ghp_" + rnd(36)}
+    assert D.scan_headers({"X-Partner-Key": "abc-123-def-456"}) == []
+    d = Detector(extra_headers=["x-partner-key"], allow=["header x-debug-token"])
+    assert d.scan_headers(headers) == [Finding("header X-Partner-Key", "api_key")]
+    d = Detector(allow=["json /samples/*", "query sample"])
+    body = {"samples": {"a": {"password": "Tr0ub4dor&3x"}}, "password": "Tr0ub4dor&3x"}
+    assert d.scan_json(body) == [Finding("json /password", "secret_key_value")]
+    assert d.scan_query([("sample", "ghp_" + rnd(36))]) == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"a": "\xff\xfe broken utf-8", "b": [1, 2'),
+        ("application/json", b"not json at all"),
+        ("application/json", b""),
+        ("application/octet-stream", b"\x00\x01" + b"ghp_" + rnd(36).encode()),
+        ("image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256))),
+        ("text/plain; charset=latin-1", "caf\xe9 cr\xe8me".encode("latin-1")),
+        ("", b"[1, 2, 3]"),
+        ("application/x-www-form-urlencoded", b"%zz=%ff&a=&=b"),
+    ],
+)
+def test_bad_bodies_do_not_crash(content_type: str, body: bytes) -> None:
+    assert D.scan_body(content_type, body) == []
+
+
+def test_broken_json_still_scanned_as_text() -> None:
+    token = "ghp_" + rnd(36)
+    body = b'{"note": "' + token.encode() + b'", "x": '
+    assert D.scan_body("application/json", body) == [Finding("body", "github_token")]
+
+
+def test_scan_size_is_bounded() -> None:
+    d = Detector(max_scan_bytes=1000)
+    late = json.dumps({"pad": "x" * 2000, "password": "Tr0ub4dor&3x"}).encode()
+    assert d.scan_body("application/json", late) == []  # beyond the cap: not read
+    early = json.dumps({"note": "ghp_" + rnd(36), "pad": "x" * 2000}).encode()
+    assert d.scan_body("application/json", early) == [Finding("body", "github_token")]
+
+
+def test_deep_and_wide_json_is_bounded() -> None:
+    deep: object = "ghp_" + rnd(36)
+    for _ in range(500):
+        deep = [deep]
+    assert D.scan_json(deep) == []  # beyond MAX_DEPTH: not walked, and no RecursionError
+    wide = {f"k{i}": "v" for i in range(50_000)}
+    wide["zz"] = "ghp_" + rnd(36)
+    assert D.scan_json(wide) == [Finding("json /zz", "github_token")]
+
+
+def test_pointer_escaping_and_list_keys() -> None:
+    body = {"a/b": {"m~n": "ghp_" + rnd(36)}, "api_keys": ["short", rnd(32)]}
+    assert D.scan_json(body) == [
+        Finding("json /a~1b/m~0n", "github_token"),
+        Finding("json /api_keys/1", "secret_key_value"),
+    ]
+
+
+def test_scan_request_combines_locations() -> None:
+    found = D.scan_request(
+        {"Authorization": "Bearer " + rnd(30)},
+        [("api_key", rnd(30))],
+        "application/json",
+        json.dumps({"password": "Tr0ub4dor&3x"}).encode(),
+    )
+    assert describe(found) == (
+        "plaintext credential in header Authorization (bearer_token), "
+        "query api_key (secret_key_value), json /password (secret_key_value)"
+    )

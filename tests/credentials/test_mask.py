@@ -1,0 +1,113 @@
+"""Leak masking: exact injected values first, token formats second, and streams that
+never let a secret out in two halves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.credentials.fakes import LOOKALIKES, format_fakes, rnd
+
+from proxy.credentials.formats import find
+from proxy.credentials.mask import REDACTED, Masker, StreamMasker, masker_for
+
+SECRET = "crm-" + rnd(24) + "/+=x"
+GH = "ghp_" + rnd(36)
+
+
+def test_json_body_exact_and_formats() -> None:
+    body = json.dumps({"echo": SECRET, "nested": [{"t": GH}], "ok": "fine"}).encode()
+    masked, n = Masker([SECRET]).mask_bytes(body)
+    assert n == 2
+    assert json.loads(masked) == {"echo": REDACTED, "nested": [{"t": REDACTED}], "ok": "fine"}
+
+
+@pytest.mark.parametrize(
+    "rendering",
+    [SECRET, SECRET.replace("/", "\\/"), "crm-" + SECRET[4:].replace("/", "%2F")
+     .replace("+", "%2B").replace("=", "%3D")],
+)
+def test_escaped_renderings_are_masked(rendering: str) -> None:
+    text, n = Masker([SECRET], formats=False).mask_text(f'{{"v": "{rendering}"}}')
+    assert (text, n) == (f'{{"v": "{REDACTED}"}}', 1)
+
+
+@pytest.mark.parametrize(("kind", "value"), format_fakes()[:29])
+def test_every_format_masked(kind: str, value: str) -> None:
+    text, n = Masker([]).mask_text(f"result: {value} end")
+    assert n >= 1 and REDACTED in text
+    for found_kind, start, end in find(value):
+        assert found_kind == kind
+        assert value[start:end] not in text
+
+
+@pytest.mark.parametrize(("key", "value"), LOOKALIKES)
+def test_lookalikes_untouched(key: str, value: str) -> None:
+    text = json.dumps({key: value})
+    assert Masker([]).mask_text(text) == (text, 0)
+
+
+def test_url_password_masks_only_the_password() -> None:
+    pw = "Pw" + rnd(12) + "9"
+    text, _ = Masker([]).mask_text(f"dsn=postgres://app:{pw}@db:5432/x")
+    assert text == f"dsn=postgres://app:{REDACTED}@db:5432/x"
+
+
+def test_short_values_not_exact_masked_and_bytes_preserved() -> None:
+    masker = Masker(["abc", SECRET], formats=False)
+    data = b"\xff\xfeabc " + SECRET.encode() + b" \x80"
+    out, n = masker.mask_bytes(data)
+    assert (out, n) == (b"\xff\xfeabc " + REDACTED.encode() + b" \x80", 1)
+    assert masker.mask_bytes(b"nothing here") == (b"nothing here", 0)
+
+
+def test_masker_for_is_cached() -> None:
+    assert masker_for(frozenset({SECRET})) is masker_for(frozenset({SECRET}))
+
+
+def _sse(n: int) -> bytes:
+    events = [f'event: message\ndata: {{"i": {i}, "v": "{SECRET if i % 2 else GH}"}}\n\n'
+              for i in range(n)]
+    return "".join(events).encode()
+
+
+def _stream(masker: Masker, body: bytes, cuts: list[int], sse: bool) -> bytes:
+    sm = StreamMasker(masker, sse=sse)
+    out, pos = b"", 0
+    for cut in [*cuts, len(body)]:
+        out += sm.feed(body[pos:cut])
+        pos = cut
+    return out + sm.flush()
+
+
+@pytest.mark.parametrize("sse", [True, False])
+def test_stream_split_at_every_position(sse: bool) -> None:
+    masker = Masker([SECRET])
+    body = _sse(2) + "é €".encode()
+    whole, _ = masker.mask_bytes(body)
+    for cut in range(1, len(body)):
+        out = _stream(masker, body, [cut], sse)
+        assert out == whole, cut
+        assert SECRET.encode() not in out and GH.encode() not in out
+
+
+@pytest.mark.parametrize("sse", [True, False])
+def test_stream_in_tiny_chunks(sse: bool) -> None:
+    masker = Masker([SECRET])
+    body = _sse(6)
+    assert _stream(masker, body, list(range(3, len(body), 3)), sse) == masker.mask_bytes(body)[0]
+
+
+def test_sse_events_go_out_when_complete() -> None:
+    sm = StreamMasker(Masker([SECRET]), sse=True)
+    first = f"data: {SECRET}\n\n".encode()
+    assert sm.feed(first + b"data: par") == f"data: {REDACTED}\n\n".encode()
+    assert sm.feed(b"tial\n\n") == b"data: partial\n\n"
+    assert sm.flush() == b"" and sm.count == 1
+
+
+def test_plain_stream_holds_only_a_tail() -> None:
+    sm = StreamMasker(Masker([SECRET]))
+    out = sm.feed(b"x" * 5000)
+    assert 4000 <= len(out) < 5000
+    assert len(out) + len(sm.flush()) == 5000

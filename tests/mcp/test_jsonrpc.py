@@ -1,0 +1,201 @@
+"""JSON-RPC parsing table, error rendering and 2026-07-28 routing-header checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.mcp.jsonrpc import (
+    check_routing_headers,
+    decode_header_value,
+    duplicated_routing_header,
+    error_response,
+    kind,
+    parse_body,
+)
+from proxy.model.errors import ERROR_TABLE, ErrorCode, ProxyError
+
+CALL = b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1}}}'
+
+
+@pytest.mark.parametrize(
+    ("body", "kinds", "batch"),
+    [
+        (CALL, ["request"], False),
+        (b'{"jsonrpc":"2.0","id":"abc","method":"ping"}', ["request"], False),
+        (b'{"jsonrpc":"2.0","id":0,"method":"tools/list","params":{}}', ["request"], False),
+        (b'{"jsonrpc":"2.0","method":"notifications/initialized"}', ["notification"], False),
+        (b'{"jsonrpc":"2.0","id":1,"result":{}}', ["response"], False),
+        (b'{"jsonrpc":"2.0","id":null,"error":{"code":-1,"message":"x"}}', ["response"], False),
+        (b'{"jsonrpc":"2.0","id":1,"method":"m","params":[1,2]}', ["request"], False),
+        (
+            b'[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"},'
+            b'{"jsonrpc":"2.0","id":9,"result":1}]',
+            ["request", "notification", "response"],
+            True,
+        ),
+        (b' \n{"jsonrpc":"2.0","id":1,"method":"ping"}\n', ["request"], False),
+        ('{"jsonrpc":"2.0","id":"é","method":"ping"}'.encode(), ["request"], False),
+    ],
+)
+def test_parse_valid(body: bytes, kinds: list[str], batch: bool) -> None:
+    messages, is_batch = parse_body(body)
+    assert [kind(m) for m in messages] == kinds
+    assert is_batch is batch
+    assert [m.raw for m in messages] == (json.loads(body) if batch else [json.loads(body)])
+
+
+def test_parse_fields() -> None:
+    (msg,), _ = parse_body(CALL)
+    assert (msg.id, msg.method, msg.params["name"]) == (3, "tools/call", "add")
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"", "malformed JSON"),
+        (b"{", "malformed JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[]", "empty batch"),
+        (b"1", "must be an object"),
+        (b"[1]", "batch[0]"),
+        (b'{"id":1,"method":"ping"}', '"2.0"'),
+        (b'{"jsonrpc":"1.0","id":1,"method":"ping"}', '"2.0"'),
+        (b'{"jsonrpc":"2.0","id":1,"method":5}', "method"),
+        (b'{"jsonrpc":"2.0","id":1,"method":""}', "method"),
+        (b'{"jsonrpc":"2.0","id":null,"method":"ping"}', "request id"),
+        (b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}', "request id"),
+        (b'{"jsonrpc":"2.0","id":true,"method":"ping"}', "request id"),
+        (b'{"jsonrpc":"2.0","id":[1],"method":"ping"}', "request id"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"m","params":"x"}', "params"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"m","result":1}', "both"),
+        (b'{"jsonrpc":"2.0","id":1,"result":1,"error":{}}', "both"),
+        (b'{"jsonrpc":"2.0","id":1}', "neither"),
+        (b'{"jsonrpc":"2.0","result":1}', "response id"),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}',
+            "duplicate",
+        ),
+        (b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"x":NaN}}', "NaN"),
+        (b'[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0"}]', "batch[1]"),
+        (b"[" * 100_000, "JSON"),
+    ],
+)
+def test_parse_malformed(body: bytes, needle: str) -> None:
+    with pytest.raises(ProxyError) as info:
+        parse_body(body)
+    assert info.value.code is ErrorCode.TOOL_BAD_REQUEST
+    assert needle in info.value.message
+
+
+def test_error_response_shape() -> None:
+    err = ProxyError(ErrorCode.RATE_LIMITED, "slow down", retry_after_s=1.25)
+    out = error_response(7, err, "tools", "abc123")
+    assert out == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {
+            "code": ERROR_TABLE[ErrorCode.RATE_LIMITED].jsonrpc_code,
+            "message": "slow down",
+            "data": {
+                "error_code": "RATE_LIMITED",
+                "retryable": True,
+                "route": "tools",
+                "trace_id": "abc123",
+                "retry_after_ms": 1250,
+            },
+        },
+    }
+    json.dumps(out)  # serialisable
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_every_code_renders(code: ErrorCode) -> None:
+    out = error_response("x", ProxyError(code, "m"), "r", "t")
+    assert out["error"]["code"] == ERROR_TABLE[code].jsonrpc_code
+    assert out["error"]["data"]["error_code"] == code.value
+    assert "retry_after_ms" not in out["error"]["data"]
+
+
+def _h(**pairs: str) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict({k.replace("_", "-"): v for k, v in pairs.items()}))
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "ok"),
+    [
+        ({}, CALL, True),
+        ({"Mcp_Method": "tools/call", "Mcp_Name": "add"}, CALL, True),
+        ({"mcp_method": "tools/call", "mcp_name": "add"}, CALL, True),
+        ({"Mcp_Method": "tools/call", "Mcp_Name": "=?base64?YWRk?="}, CALL, True),
+        ({"Mcp_Method": "tools/call", "Mcp_Name": "delete_user"}, CALL, False),
+        ({"Mcp_Method": "tools/list"}, CALL, False),
+        ({"Mcp_Method": "tools/call"}, CALL, False),
+        ({"Mcp_Name": "delete_user"}, CALL, False),
+        ({"Mcp_Method": "tools/call", "Mcp_Name": "=?base64?!!?="}, CALL, False),
+        ({"Mcp_Method": "ping"}, b'{"jsonrpc":"2.0","id":1,"method":"ping"}', True),
+        (
+            {"Mcp_Method": "ping", "Mcp_Name": "x"},
+            b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+            False,
+        ),
+        (
+            {"Mcp_Method": "resources/read", "Mcp_Name": "file:///a"},
+            b'{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}',
+            True,
+        ),
+        (
+            {"Mcp_Method": "resources/read", "Mcp_Name": "file:///b"},
+            b'{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}',
+            False,
+        ),
+        ({"Mcp_Method": "tools/call"}, b"[" + CALL + b"," + CALL + b"]", False),
+        ({"Mcp_Method": "x"}, b'{"jsonrpc":"2.0","id":1,"result":{}}', False),
+    ],
+)
+def test_routing_headers(headers: dict[str, str], body: bytes, ok: bool) -> None:
+    messages, _ = parse_body(body)
+    if ok:
+        check_routing_headers(_h(**headers), messages)
+    else:
+        with pytest.raises(ProxyError) as info:
+            check_routing_headers(_h(**headers), messages)
+        assert info.value.code is ErrorCode.TOOL_BAD_REQUEST
+
+
+def test_header_value_decoding() -> None:
+    assert decode_header_value("plain") == "plain"
+    assert decode_header_value("=?base64?w6k=?=") == "é"
+    assert decode_header_value("=?base64?w6k?=") is None  # not canonical
+    assert decode_header_value("=?base64?//8=?=") is None  # not UTF-8
+
+
+def test_duplicated_routing_header() -> None:
+    assert duplicated_routing_header([("Mcp-Name", "a"), ("mcp-name", "b")]) == "mcp-name"
+    assert duplicated_routing_header([("Mcp-Name", "a"), ("Mcp-Method", "b")]) is None
+
+
+def test_docstring_documents_every_code() -> None:
+    """The module docstring is the user-facing list of JSON-RPC codes: keep it true."""
+    import re
+
+    from proxy.mcp import jsonrpc
+
+    documented = {
+        name: int(code)
+        for code, name in re.findall(r"(-32\d{3}) ([A-Z_]+)", jsonrpc.__doc__ or "")
+        if name in ErrorCode.__members__
+    }
+    assert documented == {c.value: s.jsonrpc_code for c, s in ERROR_TABLE.items()}
+
+
+# MCP 2026-07-28 spec-reserved codes (mcp_types.jsonrpc) a CallWarden refusal must not reuse.
+MCP_RESERVED = {-32002, -32020, -32021, -32022, -32042}
+
+
+def test_codes_avoid_mcp_reserved_range() -> None:
+    used = {s.jsonrpc_code for s in ERROR_TABLE.values()}
+    assert not used & MCP_RESERVED
+    assert all(c >= -32019 or c in (-32600, -32602, -32603) for c in used)
