@@ -163,6 +163,9 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
 
 
 def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
+    from proxy import builtins
+
+    builtins.load()
     rules = loaded.rules
     routes: dict[str, CompiledRoute] = {}
     entries = []
