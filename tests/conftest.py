@@ -13,6 +13,8 @@ from aiohttp import web
 
 from proxy.app import Server, build_state
 from proxy.config.load import load_rules
+from tests.postgres_fixture import postgres_dsn  # noqa: F401
+from tests.redis_fixture import fresh_redis, redis_server, redis_url  # noqa: F401
 from tests.upstream_server import UpstreamApp
 
 REPO = Path(__file__).resolve().parent.parent

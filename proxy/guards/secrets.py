@@ -1,0 +1,88 @@
+"""Secret injection, last in the chain so no guard before it can see or log a secret.
+Each route resolves only the references its own rules declare (RouteSecrets), so a
+secret can never be sent to a destination its rule does not name."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from proxy.compile import GUARD_BUILDERS, Services
+from proxy.config.refs import Template, parse_template
+from proxy.config.schema import Route, Rules
+from proxy.credentials.mask import masker_for
+from proxy.guards.base import CallContext
+from proxy.model.call import ToolCall
+from proxy.model.errors import ProxyError
+from proxy.model.record import CallRecord
+from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+from proxy.secrets.store import RouteSecrets
+
+
+class MaskFilter:
+    """Replaces this route's injected secret values and known token formats in the
+    response with [REDACTED]; exact values first, so no false positives there."""
+
+    __slots__ = ("_masker", "_record")
+
+    def __init__(self, values: frozenset[str], record: CallRecord) -> None:
+        self._masker = masker_for(values)
+        self._record = record
+
+    def body(self, data: bytes, content_type: str) -> bytes:
+        out, n = self._masker.mask_bytes(data)
+        self._record.masked += n
+        return out
+
+    def event(self, data: bytes) -> bytes | None:
+        return self.body(data, "text/event-stream")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretsGuard:
+    secrets: RouteSecrets
+    headers: tuple[tuple[str, Template], ...]
+    query: tuple[tuple[str, Template], ...]
+    mask: bool
+    name: str = "secrets"
+
+    async def _values(self, items: tuple[tuple[str, Template], ...]) -> tuple[tuple[str, str], ...]:
+        out = []
+        for key, template in items:
+            value = self.secrets.resolve_cached(template)
+            if value is None:
+                value = await self.secrets.resolve(template)
+            out.append((key, value))
+        return tuple(out)
+
+    async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
+        if self.mask:
+            ctx.response_filters.append(MaskFilter(self.secrets.current_values(), ctx.record))
+        if not self.headers and not self.query:
+            return ALLOW
+        try:
+            headers = await self._values(self.headers)
+            query = await self._values(self.query)
+        except ProxyError as err:  # messages name the reference, never a value
+            return Deny(err.code, err.message)
+        return Rewrite(
+            dataclasses.replace(
+                call,
+                extra_headers=call.extra_headers + headers,
+                extra_query=call.extra_query + query,
+            )
+        )
+
+
+def build(route: Route, rules: Rules, services: Services) -> SecretsGuard | None:
+    spec = route.credentials
+    mask = spec.mask_responses if spec.mask_responses is not None else route.kind == "mcp"
+    if route.kind == "postgres" or not (spec.inject or spec.inject_query or mask):
+        return None
+    headers = tuple((k, parse_template(v)) for k, v in spec.inject.items())
+    query = tuple((k, parse_template(v)) for k, v in spec.inject_query.items())
+    scoped = services.secrets.scope(route.name, [t for _, t in headers + query])
+    return SecretsGuard(scoped, headers, query, mask)
+
+
+GUARD_BUILDERS["secrets"] = build

@@ -1,0 +1,269 @@
+"""One asyncio server per `kind: postgres` route: the connection start-up (TLS answer,
+StartupMessage, client login, upstream login) and the bookkeeping around sessions
+(connection cap, cancel keys). The statement traffic itself is session.py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+
+from proxy.config.schema import PostgresSpec, Route
+from proxy.model.errors import ErrorCode
+from proxy.pgwire import messages as m
+from proxy.pgwire.auth import MECHANISM, AuthError, ScramKeys, ScramServer, scram_keys
+from proxy.pgwire.record import StatementRecord
+from proxy.pgwire.session import RouteContext, Session
+from proxy.pgwire.startup import ClientStartup, has_plaintext_password, is_replication, read_startup
+from proxy.pgwire.statements import Judge, refusal
+from proxy.pgwire.upstream import UpstreamError, connect
+
+log = logging.getLogger("callwarden.pgwire")
+
+Credentials = Callable[[], Awaitable[tuple[str, str]]]
+Secret = Callable[[], Awaitable[str]]
+HANDSHAKE_S = 15.0
+"""A client has this long to finish start-up and login (slow-loris guard)."""
+DEFAULT_MAX_MESSAGE = 64 << 20
+
+
+class Refused(Exception):
+    """End the connection start-up with a FATAL ErrorResponse."""
+
+    def __init__(self, code: ErrorCode, reason: str, sqlstate: str | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.sqlstate = code, reason, sqlstate
+
+
+def _split(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class PgListener:
+    def __init__(
+        self,
+        route: Route,
+        guard: Judge | None,
+        resolve_credentials: Credentials,
+        environment: str = "production",
+        on_statement: Callable[[StatementRecord], None] | None = None,
+        *,
+        resolve_client_password: Secret | None = None,
+        admit: Callable[[str | None, str | None], tuple[ErrorCode, str] | None] | None = None,
+    ) -> None:
+        assert route.kind == "postgres" and route.listen is not None
+        self.route = route
+        self.pg = route.postgres or PostgresSpec()
+        self.environment = environment
+        self._credentials = resolve_credentials
+        self._client_password = resolve_client_password
+        self._scram: tuple[str, ScramKeys] | None = None
+        host, port = _split(route.upstream)
+        self.ctx = RouteContext(
+            route=route.name,
+            guard=guard,
+            read_only=bool(route.sql and route.sql.read_only),
+            timeout_s=route.limits.timeout_ms / 1000,
+            upstream_host=host,
+            upstream_port=port,
+            max_message=route.limits.max_request_bytes or DEFAULT_MAX_MESSAGE,
+            max_inspect=route.limits.max_inspect_bytes,
+            on_statement=on_statement,
+            admit=admit,
+        )
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[int, tuple[m.CancelKey, Session]] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._next_pid = secrets.randbelow(1 << 20) + 1
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "listener not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def connections(self) -> int:
+        return len(self._handlers)
+
+    def replace_guard(self, guard: Judge | None) -> None:
+        """Hot reload of the route's SQL policy: new connections get the new guard, open
+        ones keep theirs (their prepared statements were judged by it)."""
+        self.ctx = dataclasses.replace(self.ctx, guard=guard)
+
+    async def start(self) -> None:
+        host, port = _split(self.route.listen or "127.0.0.1:0")
+        self._server = await asyncio.start_server(self._handle, host, port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        for task in list(self._handlers):
+            with contextlib.suppress(BaseException):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # --- one connection --------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with contextlib.suppress(OSError):
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await self._serve(reader, writer, task)
+        except Refused as r:
+            self._record_refusal(r)
+            with contextlib.suppress(Exception):
+                writer.write(refusal(r.code, r.reason, r.sqlstate, severity="FATAL"))
+                await writer.drain()
+        except (OSError, EOFError, TimeoutError, asyncio.CancelledError, m.ProtocolError):
+            pass
+        except Exception:
+            log.exception("postgres route %s: connection failed", self.route.name)
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     task: asyncio.Task[None]) -> None:
+        async with asyncio.timeout(HANDSHAKE_S):
+            startup = await self._read_startup(reader, writer)
+            if startup is None:
+                return
+            # Counted from here on; a cancel request is not a connection.
+            self._handlers.add(task)
+            client = self._admit(startup)
+            await self._client_login(reader, writer)
+            writer.write(m.authentication(m.AUTH_OK))
+            user, password = await self._credentials()
+            params = dict(client.upstream_params)
+            params["database"] = self._database(client, user)
+            try:
+                up = await connect(self.ctx.upstream_host, self.ctx.upstream_port,
+                                   self.pg.sslmode, params, user, password, HANDSHAKE_S)
+            except UpstreamError as exc:
+                raise Refused(exc.code, exc.message, exc.sqlstate) from None
+        key = self._new_key()
+        session = Session(self.ctx, reader, writer, up, client.tenant, client.role)
+        writer.write(b"".join(up.greeting) + m.backend_key_data(key) + m.ready_for_query(up.status))
+        self._sessions[key.pid] = (key, session)
+        try:
+            await session.run()
+        finally:
+            del self._sessions[key.pid]
+
+    async def _read_startup(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> m.Startup | None:
+        for _ in range(3):  # at most SSLRequest, GSSENCRequest, then the real one
+            head = await reader.readexactly(4)
+            length = int.from_bytes(head, "big", signed=True)
+            if length < 8 or length > m.MAX_STARTUP:
+                raise m.ProtocolError("bad startup packet length")
+            packet = m.parse_startup_packet(await reader.readexactly(length - 4))
+            if isinstance(packet, m.SpecialRequest):
+                writer.write(b"N")  # plain on loopback: no TLS/GSS towards the client
+                continue
+            if isinstance(packet, m.CancelKey):
+                await self._forward_cancel(packet)
+                return None
+            unknown = [k for k in packet.params if k.startswith("_pq_.")]
+            if packet.version != m.PROTOCOL_3 or unknown:
+                writer.write(m.negotiate_protocol_version(0, unknown))
+            return packet
+        raise m.ProtocolError("too many startup packets")
+
+    def _admit(self, startup: m.Startup) -> ClientStartup:
+        """Connection-level checks, in order; raises Refused."""
+        if len(self._handlers) > self.pg.max_connections:
+            raise Refused(ErrorCode.RATE_LIMITED,
+                          f"too many connections for route {self.route.name}", "53300")
+        if is_replication(startup.params):
+            raise Refused(ErrorCode.POLICY_DENY, "replication connections are not allowed")
+        if has_plaintext_password(startup.params) and self.environment == "production":
+            raise Refused(ErrorCode.POLICY_DENY,
+                          "plaintext credential in the startup packet (use client_auth)")
+        tenant_spec = self.route.tenant
+        client = read_startup(startup.params, tenant_spec.startup_parameter if tenant_spec
+                              else None)
+        if tenant_spec is not None and tenant_spec.required and client.tenant is None:
+            where = tenant_spec.startup_parameter or "options"
+            raise Refused(ErrorCode.AUTH_FAILED, f"missing tenant (startup parameter {where})")
+        roles = self.route.access.roles
+        if roles is not None and "*" not in roles and client.role not in roles:
+            raise Refused(ErrorCode.PERMISSION_DENIED, "role not allowed on this route")
+        return client
+
+    def _database(self, client: ClientStartup, user: str) -> str:
+        tenant_param = self.route.tenant.startup_parameter if self.route.tenant else None
+        if self.pg.database:
+            return self.pg.database
+        if tenant_param != "database" and client.database:
+            return client.database
+        return user
+
+    async def _client_login(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        """trust, or SCRAM-SHA-256 against the route's client_password (never cleartext:
+        that would put a plaintext credential on the wire)."""
+        if self.pg.client_auth == "trust":
+            return
+        if self._client_password is None:
+            raise Refused(ErrorCode.AUTH_FAILED, "client password is not configured")
+        server = ScramServer(await self._keys())
+        writer.write(m.authentication(m.AUTH_SASL, MECHANISM.encode() + b"\0\0"))
+        try:
+            mech, first = m.parse_sasl_initial_response(await self._password_body(reader))
+            if mech != MECHANISM:
+                raise AuthError("unsupported SASL mechanism")
+            writer.write(m.authentication(m.AUTH_SASL_CONTINUE, server.server_first(first)))
+            final = server.server_final(await self._password_body(reader))
+        except AuthError as exc:
+            raise Refused(ErrorCode.AUTH_FAILED, str(exc), "28P01") from None
+        writer.write(m.authentication(m.AUTH_SASL_FINAL, final))
+
+    async def _password_body(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readexactly(5)
+        length = m.frame_length(head, 0) - 1
+        if head[:1] != b"p" or not 4 <= length <= m.MAX_STARTUP:
+            raise m.ProtocolError("expected a password message")
+        return await reader.readexactly(length - 4)
+
+    async def _keys(self) -> ScramKeys:
+        assert self._client_password is not None
+        password = await self._client_password()
+        if self._scram is None or not hmac.compare_digest(self._scram[0], password):
+            keys = await asyncio.to_thread(scram_keys, password)  # PBKDF2: off the loop
+            self._scram = (password, keys)
+        return self._scram[1]
+
+    # --- cancel keys -----------------------------------------------------------------
+
+    def _new_key(self) -> m.CancelKey:
+        self._next_pid = self._next_pid % 0x7FFFFFFF + 1
+        return m.CancelKey(self._next_pid, secrets.randbits(31))
+
+    async def _forward_cancel(self, key: m.CancelKey) -> None:
+        entry = self._sessions.get(key.pid)
+        # SECURITY: the fake secret must match; the real key never leaves the proxy.
+        if entry is not None and hmac.compare_digest(
+            entry[0].secret.to_bytes(4, "big"), key.secret.to_bytes(4, "big", signed=True)
+        ):
+            await entry[1].cancel_upstream()
+
+    def _record_refusal(self, r: Refused) -> None:
+        if self.ctx.on_statement is None:
+            return
+        rec = StatementRecord(self.route.name, None, None, "connect", None, "denied", r.code,
+                              r.reason, False, 0.0, 0.0)
+        with contextlib.suppress(Exception):
+            self.ctx.on_statement(rec)

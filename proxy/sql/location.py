@@ -1,0 +1,149 @@
+"""Where a SQL-over-HTTP request carries its SQL, and how to put a rewrite back in the
+same place with everything else unchanged. Pure functions over method/path/query/body.
+
+Presets cover the real APIs: ClickHouse HTTP (`?query=` or raw body), Trino
+(`POST /v1/statement`, raw body), Snowflake SQL API and Databricks SQL statements
+(JSON `statement`), and a generic JSON `{query, params}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from proxy.config.schema import SqlLocation
+from proxy.model.errors import ErrorCode, ProxyError
+
+_JSON_PRESETS: dict[str, tuple[str, str | None]] = {
+    "generic": ("/query", "/params"),
+    "snowflake": ("/statement", "/bindings"),
+    "databricks": ("/statement", "/parameters"),
+}
+Pairs = list[tuple[str, str]]
+
+
+def _missing(what: str) -> ProxyError:
+    return ProxyError(ErrorCode.INVALID_PARAMS, f"SQL not found in {what}")
+
+
+def carries_sql(loc: SqlLocation, method: str, path: str) -> bool:
+    """False for the requests of a SQL API that carry no SQL (result polling, cancel),
+    which the codec forwards without judging."""
+    m = method.upper()
+    if loc.preset == "trino":
+        return m == "POST" and path.rstrip("/").endswith("/v1/statement")
+    if loc.preset in ("snowflake", "databricks"):
+        return m == "POST" and path.rstrip("/").endswith("/statements")
+    return True
+
+
+def _mode(loc: SqlLocation, query: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """(kind, where, params pointer): kind is json, query or body."""
+    if loc.preset in _JSON_PRESETS:
+        ptr, params = _JSON_PRESETS[loc.preset]
+        return "json", ptr, params
+    if loc.preset == "clickhouse":
+        return ("query", "query", None) if "query" in query else ("body", "", None)
+    if loc.preset == "trino" or loc.body == "raw":
+        return "body", "", None
+    if loc.query_param is not None:
+        return "query", loc.query_param, None
+    return "json", loc.json_pointer or "/query", loc.params
+
+
+def extract(
+    loc: SqlLocation, method: str, path: str, query: Mapping[str, str], body: bytes | None
+) -> tuple[str, Any | None]:
+    """(sql, params) from the request; ProxyError(INVALID_PARAMS) when not there."""
+    kind, where, params_ptr = _mode(loc, query)
+    if kind == "query":
+        values = [v for k, v in query.items() if k == where]
+        if len(values) != 1 or not values[0].strip():
+            # SECURITY: two values could be judged one way and run the other.
+            raise _missing(f"query parameter '{where}' (exactly one expected)")
+        if loc.preset == "clickhouse" and body:
+            raise ProxyError(ErrorCode.INVALID_PARAMS,
+                             "ClickHouse SQL must be in ?query= or the body, not both")
+        return values[0], None
+    if kind == "body":
+        text = _text(body)
+        if not text.strip():
+            raise _missing("the request body")
+        return text, None
+    doc = _json(body)
+    sql = pointer_get(doc, where)
+    if not isinstance(sql, str) or not sql.strip():
+        raise _missing(f"JSON field {where}")
+    params = pointer_get(doc, params_ptr) if params_ptr else None
+    return sql, params
+
+
+def replace(
+    loc: SqlLocation, query: Mapping[str, str], body: bytes | None, new_sql: str
+) -> tuple[Pairs | None, bytes | None]:
+    """(new query pairs or None, new body or None): only the SQL changes."""
+    kind, where, _ = _mode(loc, query)
+    if kind == "query":
+        return [(k, new_sql if k == where else v) for k, v in query.items()], None
+    if kind == "body":
+        return None, new_sql.encode("utf-8")
+    doc = _json(body)
+    pointer_set(doc, where, new_sql)
+    return None, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _text(body: bytes | None) -> str:
+    try:
+        return (body or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProxyError(ErrorCode.INVALID_PARAMS, "request body is not UTF-8") from None
+
+
+def _json(body: bytes | None) -> Any:
+    try:
+        return json.loads(_text(body))
+    except ValueError:
+        raise ProxyError(ErrorCode.INVALID_PARAMS, "request body is not valid JSON") from None
+
+
+def _steps(pointer: str) -> list[str]:
+    if pointer == "":
+        return []
+    if not pointer.startswith("/"):
+        raise ProxyError(ErrorCode.INVALID_PARAMS, "bad JSON pointer")
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+
+
+def _child(node: Any, step: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(step)
+    if isinstance(node, list) and step.isdigit() and int(step) < len(node):
+        return node[int(step)]
+    return None
+
+
+def pointer_get(doc: Any, pointer: str) -> Any:
+    """RFC 6901 lookup; None when any step is missing."""
+    node = doc
+    for step in _steps(pointer):
+        node = _child(node, step)
+        if node is None:
+            return None
+    return node
+
+
+def pointer_set(doc: Any, pointer: str, value: Any) -> None:
+    steps = _steps(pointer)
+    if not steps:
+        raise ProxyError(ErrorCode.INVALID_PARAMS, "cannot replace the whole document")
+    parent = doc
+    for step in steps[:-1]:
+        parent = _child(parent, step)
+    last = steps[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
+        parent[int(last)] = value
+    else:
+        raise _missing(f"JSON field {pointer}")

@@ -1,0 +1,81 @@
+"""What the guard decided about one query shape: the verdict plus the rewrite as edits
+anchored on token positions, so one plan serves every query with the same digest.
+
+Edits only insert text between tokens (or replace a LIMIT number), so the caller's own
+literals, comments and spacing reach the database byte for byte: there is nothing to
+re-quote. Where an edit cannot be expressed that way (UPDATE/DELETE on a tenant table,
+LIMIT syntax that a suffix cannot cap), the plan carries a whole regenerated `template`
+and is only reused for the exact same text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot.tokens import Token
+
+from proxy.model.errors import ErrorCode
+
+BEFORE, AFTER, REPLACE = 0, 1, 2
+TENANT = None  # slot in `parts` for the quoted tenant literal
+
+Parts = tuple[str | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    token: int
+    mode: int  # BEFORE / AFTER the token, or REPLACE it
+    parts: Parts
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    code: ErrorCode | None
+    reason: str
+    kind: str
+    read_only: bool
+    pinned: tuple[int, ...] = ()
+    """Literal token indices whose values are part of the decision (e.g. LIMIT n)."""
+    edits: tuple[Edit, ...] = ()
+    template: Parts | None = None
+    """Whole rewritten SQL (AST mode); valid for this exact text only."""
+    tenant_checks: tuple[int, ...] = ()
+    """Literal token indices that must equal the caller's tenant (INSERT values)."""
+    reusable: bool = True
+    """False: do not serve other texts with the same digest from this plan."""
+
+
+def blocked(code: ErrorCode, reason: str, kind: str = "unknown", **kw: object) -> Plan:
+    return Plan(code, reason, kind, False, **kw)  # type: ignore[arg-type]
+
+
+def apply_edits(sql: str, tokens: list[Token], edits: tuple[Edit, ...]) -> Parts:
+    """The SQL split into text and tenant slots with every edit applied. Ties at one
+    position: later (outer) insertions go first before a token, last after it."""
+    spots: list[tuple[int, int, int, Parts]] = []
+    for seq, e in enumerate(edits):
+        tok = tokens[e.token]
+        if e.mode == BEFORE:
+            spots.append((tok.start, -seq, tok.start, e.parts))
+        elif e.mode == AFTER:
+            spots.append((tok.end + 1, seq, tok.end + 1, e.parts))
+        else:
+            spots.append((tok.start, seq, tok.end + 1, e.parts))
+    spots.sort(key=lambda s: (s[0], s[1]))
+    out: list[str | None] = []
+    cur = 0
+    for pos, _, resume, parts in spots:
+        out.append(sql[cur:pos])
+        out.extend(parts)
+        cur = resume
+    out.append(sql[cur:])
+    return tuple(p for p in out if p != "")
+
+
+def fill(parts: Parts, tenant_sql: str | None) -> str:
+    return "".join(tenant_sql if p is None else p for p in parts)  # type: ignore[misc]
+
+
+def needs_tenant(parts: Parts | None) -> bool:
+    return parts is not None and any(p is None for p in parts)
