@@ -22,6 +22,7 @@ from proxy.config.load import LoadedRules, RulesError, load_rules
 from proxy.model.record import CallRecord
 from proxy.observe.access_log import AccessLog
 from proxy.observe.metrics import Metrics
+from proxy.secrets.store import SecretStore
 from proxy.upstream.client import Upstream
 
 log = logging.getLogger("callwarden")
@@ -41,6 +42,8 @@ class ProxyState:
     last_error: str | None = None
     last_reload: float = field(default_factory=time.time)
     listeners: list[Any] = field(default_factory=list)
+    decision_log: Any = None
+    """proxy.observe.decision_log.DecisionLog when the rules turn it on, else None."""
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
     """Metric children by label values: .labels() costs more than the update itself."""
 
@@ -61,13 +64,26 @@ class ProxyState:
         if rec.upstream_s:
             child(m.upstream_duration, route, kind).observe(rec.upstream_s)
         child(m.proxy_overhead, route, kind).observe(max(0.0, duration - rec.upstream_s))
+        if rec.tool is not None:  # MCP tools/call; the label is bounded by the rules
+            child(m.mcp_tool_calls, route, rec.tool, rec.outcome).inc()
+            child(m.mcp_tool_duration, route, rec.tool).observe(duration)
         if rec.budget_ms is not None:
             child(m.budget_remaining, route).observe(rec.budget_ms / 1000)
+        if rec.sql_s is not None:
+            child(m.sql_inspection, route).observe(rec.sql_s)
+        for kind, action in rec.findings:
+            child(m.credential_findings, route, kind, action).inc()
+        if rec.masked:
+            child(m.secrets_masked, route).inc(rec.masked)
+        if rec.unfiltered:
+            child(m.mask_skipped, route).inc()
         if rec.outcome == "denied":
             m.denials.labels(route, rec.guard or "routing", rec.error_code).inc()
         for guard, code, _ in rec.would_deny:
             m.audit_would_deny.labels(route, guard, code).inc()
         self.access_log.emit(rec, duration)
+        if self.decision_log is not None:
+            self.decision_log.submit(rec)
 
     def swap(self, loaded: LoadedRules) -> None:
         """Build the new table fully, then swap one reference (in-flight calls keep theirs)."""
@@ -76,17 +92,38 @@ class ProxyState:
         self.compiled = compiled
         self.metrics.rules_info.remove(old) if old != loaded.digest else None
         self.metrics.rules_info.labels(loaded.digest).set(1)
+        obs = loaded.rules.observability
+        self.access_log = AccessLog(obs.access_log)
+        self.decision_log = reopen_decision_log(self.decision_log, obs.decision_log)
+
+
+def reopen_decision_log(current: Any, spec: Any) -> Any:
+    """The decision log for `spec`: the current one when unchanged, else a new one (or None)."""
+    from proxy.observe.decision_log import DecisionLog
+
+    if current is not None and current.spec == spec:
+        return current
+    if current is not None:
+        current.close(wait=False)  # the writer drains and closes on its own thread
+    if not spec.path:
+        return None
+    try:
+        return DecisionLog(spec)
+    except OSError as exc:  # a log that cannot be opened must not take the proxy down
+        log.error("decision log %s cannot be opened: %s", spec.path, exc.__class__.__name__)
+        return None
 
 
 def build_state(loaded: LoadedRules, metrics: Metrics | None = None) -> ProxyState:
     metrics = metrics or Metrics()
-    services = Services(metrics=metrics)
+    services = Services(metrics=metrics, secrets=SecretStore(loaded.rules.secrets))
     state = ProxyState(
         compiled=compile_rules(loaded, services),
         metrics=metrics,
         upstream=Upstream(),
         services=services,
         access_log=AccessLog(loaded.rules.observability.access_log),
+        decision_log=reopen_decision_log(None, loaded.rules.observability.decision_log),
     )
     metrics.rules_info.labels(loaded.digest).set(1)
     metrics.rules_reloads.labels("ok").inc()
@@ -183,9 +220,14 @@ class Server:
 
     async def start(self) -> None:
         await self.state.upstream.start()
+        await self.state.services.secrets.start()
         await self._site("proxy", proxy_app(self.state), self.listen)
         if self.admin:
             await self._site("admin", admin_app(self.state), self.admin)
+        from proxy.listeners import start_listeners
+
+        for name, port in (await start_listeners(self.state)).items():
+            self.ports[f"postgres:{name}"] = port
 
     async def _site(self, name: str, app: web.Application, addr: str) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
@@ -200,6 +242,9 @@ class Server:
 
     async def stop(self, drain_s: float = 10.0) -> None:
         """Stop accepting, let in-flight calls finish up to `drain_s`, then close."""
+        from proxy.listeners import stop_listeners
+
+        await stop_listeners(self.state)
         for runner in self.runners:
             for site in list(runner.sites):
                 await site.stop()
@@ -209,6 +254,9 @@ class Server:
         for runner in self.runners:
             await runner.cleanup()
         await self.state.upstream.close()
+        if self.state.decision_log is not None:
+            await asyncio.to_thread(self.state.decision_log.close)
+        await self.state.services.secrets.close()
 
 
 def _inflight(state: ProxyState) -> float:
@@ -241,7 +289,12 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from proxy.reload import RulesWatcher
+
+    watcher = RulesWatcher(state, rules_path)
+    watcher.start()  # polls the rules path and reloads on SIGHUP
     await stop.wait()
+    await watcher.stop()
     log.info("shutting down: draining in-flight calls (up to %.0fs)", drain_s)
     await server.stop(drain_s)
     return 0

@@ -1,4 +1,4 @@
-"""`callwarden` command line: run, validate, explain, demo."""
+"""`callwarden` command line: run, validate, explain, replay, demo."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ def validation_problems(path: str) -> list[str]:
         loaded = load_rules(path)
     except RulesError as exc:
         return exc.problems
-    problems: list[str] = []
+    from proxy.integrity.check import pin_problems
+
+    problems: list[str] = pin_problems(loaded.rules)[0]
     try:
         from proxy.credentials.rules_check import literal_credentials
     except ImportError:  # pragma: no cover - credentials module not installed
@@ -57,8 +59,20 @@ def validation_problems(path: str) -> list[str]:
     return problems
 
 
+def validation_warnings(path: str) -> list[str]:
+    """Publication warnings that do not refuse the rules (e.g. tools pinned undescribed)."""
+    from proxy.integrity.check import pin_problems
+
+    try:
+        return pin_problems(load_rules(path).rules)[1]
+    except RulesError:
+        return []
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     problems = validation_problems(args.path)
+    for w in validation_warnings(args.path):
+        print(f"warning: {w}")
     if problems:
         for p in problems:
             print(p)
@@ -85,6 +99,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if value not in (None, "", [], {}):
                 print(f"{key:10} {value}")
     return 0 if result["verdict"] == "allow" else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Exit 1 when a call that was allowed would now be denied (a CI gate for rules)."""
+    from proxy.replay import dry_compile, read_log, render, replay
+
+    try:
+        compiled = dry_compile(load_rules(args.rules))
+    except RulesError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    try:
+        files = [open(f, encoding="utf-8") for f in args.log]  # noqa: SIM115
+    except OSError as exc:
+        print(f"cannot read decision log: {exc}", file=sys.stderr)
+        return 2
+    try:
+        records = (r for f in files for r in read_log(f))
+        report = asyncio.run(replay(compiled, records, args.examples))
+    finally:
+        for f in files:
+            f.close()
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 1 if report["newly_denied"]["count"] else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -122,12 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_explain)
 
+    rp = sub.add_parser("replay", help="re-judge a decision log under candidate rules")
+    rp.add_argument("--rules", required=True, help="the candidate rules")
+    rp.add_argument("--log", required=True, action="append", help="decision log (repeatable)")
+    rp.add_argument("--examples", type=int, default=3, help="examples per group")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_replay)
+
     demo = sub.add_parser("demo", help="proxy + embedded demo backends")
     demo.add_argument("--listen", default="127.0.0.1:15001")
     demo.add_argument("--admin", default="127.0.0.1:15090")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--log-level", default="INFO")
     demo.set_defaults(func=cmd_demo)
+
+    from proxy.integrity.pin import add_parser as add_pin
+
+    add_pin(sub)
     return p
 
 

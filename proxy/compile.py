@@ -16,6 +16,7 @@ from proxy.guards.access import AccessGuard
 from proxy.guards.base import Guard
 from proxy.guards.identity import IdentityGuard
 from proxy.routing import RouteTable, make_entry
+from proxy.upstream.resilience import RouteResilience, build_resilience, cache_of
 
 # The guard order, fixed here with the reason for each position.
 GUARD_ORDER: tuple[tuple[str, str], ...] = (
@@ -126,6 +127,19 @@ def control_headers(identity: Identity) -> frozenset[str]:
     )
 
 
+def route_resilience(route: Route, services: Services) -> RouteResilience | None:
+    """Breakers and retries for Upstream.send; None when the route has neither."""
+    tools: dict[str, Any] = {}
+    if route.mcp is not None:
+        tools = {n: t.limits for n, t in route.mcp.tools.items() if t.limits is not None}
+    lim = route.limits
+    if lim.breaker is None and lim.retries.max == 0 and not any(
+        t.breaker or t.retries for t in tools.values()
+    ):
+        return None
+    return build_resilience(route.name, lim, tools, services.metrics, cache_of(services))
+
+
 def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRoute:
     chain = []
     for name in GUARD_NAMES:
@@ -139,7 +153,8 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         drop |= control_headers(rules.identity)
     drop.add(rules.identity.budget_header.lower())  # re-set with the remaining budget
     codec_factory = CODECS.get(route.kind)
-    if codec_factory is None:  # SECURITY: never fall back to a pass-through codec
+    if codec_factory is None and route.kind != "postgres":  # its listener is its codec
+        # SECURITY: never fall back to a pass-through codec
         raise ValueError(f"route '{route.name}': kind {route.kind} has no codec in this build")
     return CompiledRoute(
         spec=route,
@@ -149,7 +164,7 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         guard_modes=dict(route.guard_modes),
         timeout_s=route.limits.timeout_ms / 1000,
         chain=tuple(chain),
-        codec=codec_factory(route),
+        codec=codec_factory(route) if codec_factory else None,
         upstream_prefix=f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}",
         upstream_host=parts.netloc,
         drop_headers=frozenset(drop),
@@ -159,6 +174,10 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         or "credentials" in {getattr(g, "name", "") for g in chain},
         max_inspect_bytes=route.limits.max_inspect_bytes,
         max_request_bytes=route.limits.max_request_bytes,
+        resilience=route_resilience(route, services),
+        # Guards may publish objects for other stages (e.g. the integrity monitor that the
+        # MCP tools/list filter consults) through an `extra` mapping.
+        extra={k: v for g in chain for k, v in (getattr(g, "extra", None) or {}).items()},
     )
 
 
@@ -166,6 +185,8 @@ def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
     from proxy import builtins
 
     builtins.load()
+    cache = cache_of(services)  # limiter/breaker state carried across reloads
+    cache.begin()
     rules = loaded.rules
     routes: dict[str, CompiledRoute] = {}
     entries = []
@@ -178,4 +199,5 @@ def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
                     route.match.path_prefix, route.match.hosts, route.match.strip_prefix, compiled
                 )
             )
+    cache.end()  # only after a successful compile: drops state of removed/changed specs
     return CompiledRules(loaded, RouteTable(entries), routes, rules.identity)

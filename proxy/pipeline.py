@@ -21,6 +21,7 @@ from proxy.model.record import CallRecord
 from proxy.model.verdict import Allow, Deny, Rewrite
 from proxy.routing import host_only, normalize_path, split_target
 from proxy.upstream.client import translate
+from proxy.upstream.resilience import IDEMPOTENT
 
 if TYPE_CHECKING:
     from proxy.app import ProxyState
@@ -105,7 +106,7 @@ async def run_guards(route: CompiledRoute, call: ToolCall, ctx: CallContext) -> 
         if isinstance(verdict, Rewrite):
             if not audit:
                 call = verdict.call
-                rec.rewritten = True
+                rec.rewritten = rec.rewritten or bool(verdict.note)
             continue
         assert isinstance(verdict, Deny)
         ctx.response_headers.extend(verdict.headers)
@@ -136,18 +137,17 @@ class Pipeline:
             host, raw_path, raw_query = split_target(req.raw_path)
             path = normalize_path(raw_path)
             rec.path = path
+            if self.state.decision_log is not None:  # replay needs the request as sent
+                rec.decision_input = {
+                    "host": host or host_only(headers.get("Host")),
+                    "query": raw_query,
+                    "headers": headers,
+                }
             found = compiled.table.match(host or host_only(headers.get("Host")), path)
             if found is None:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
             route, upstream_path = found
             rec.route, rec.kind = route.name, route.kind
-            deadline = make_deadline(
-                rec.start,
-                route.timeout_s,
-                headers.get(identity.budget_header),
-                headers.get(identity.phase_header),
-            )
-            rec.budget_ms, rec.phase = deadline.budget_ms, deadline.phase
             caller = Caller(
                 headers.get(identity.tenant_header) or None,
                 parse_roles(headers.get(identity.role_header)),
@@ -156,6 +156,13 @@ class Pipeline:
             )
             rec.tenant = caller.tenant
             rec.roles = ",".join(sorted(caller.roles))
+            deadline = make_deadline(
+                rec.start,
+                route.timeout_s,
+                headers.get(identity.budget_header),
+                headers.get(identity.phase_header),
+            )
+            rec.budget_ms, rec.phase = deadline.budget_ms, deadline.phase
             ctx = CallContext(deadline, rec, compiled.rules.environment)
             ctx.scratch["trace_flags"] = flags
             inflight = self.state._child(metrics.inflight, route.name)
@@ -210,10 +217,19 @@ class Pipeline:
         query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
         request = Request(req.method, upstream_path, raw_query, query, req.headers, body)
         # 3. decode into a typed call.
+        di = rec.decision_input
+        if di is not None:
+            di["request"] = request
         call = route.codec.decode(route, request, caller)
+        if di is not None:
+            di["call"] = call
         rec.tool = call.tool
+        ctx.scratch["call"] = call  # render_error answers in kind (MCP: the JSON-RPC ids)
         # 4. guards, in the fixed order.
         call = await run_guards(route, call, ctx)
+        ctx.scratch[IDEMPOTENT] = call.idempotent  # may the upstream client retry it
+        if di is not None:
+            di["final"] = call
         # 5-7. send and respond within the deadline (the whole exchange, body included).
         deadline = ctx.deadline
         loop = asyncio.get_running_loop()
@@ -261,6 +277,8 @@ class Pipeline:
         rec.outcome = "denied" if err.code in DENIAL_CODES else "error"
         rec.status = err.http_status
         name = route.name if route else ""
+        if err.code is ErrorCode.RATE_LIMITED and route is not None:
+            self.state._child(self.state.metrics.rate_limited, name).inc()
         if route is not None:
             return route.codec.render_error(err, name, rec.trace_id, ctx, call)
         from proxy.codecs.http import render_http_error

@@ -14,10 +14,16 @@ class UpstreamApp:
         self.sse_sent = 0
         self.fail_next = 0
         """Answer the next N calls with 503."""
+        self.fail_retry_after: str | None = None
+        """Retry-After sent with those 503s, when set."""
+        self.held = 0
+        """Calls waiting in /hold for `release` to be set."""
+        self.release = asyncio.Event()
         self.app = web.Application(client_max_size=1 << 30)
         r = self.app.router
         r.add_route("*", "/status/{code}", self.status)
         r.add_get("/slow", self.slow)
+        r.add_get("/hold", self.hold)
         r.add_get("/sse", self.sse)
         r.add_get("/big", self.big)
         r.add_post("/upload", self.upload)
@@ -33,7 +39,8 @@ class UpstreamApp:
         self._seen(req, body)
         if self.fail_next > 0:
             self.fail_next -= 1
-            return web.json_response({"error": "flaky"}, status=503)
+            retry_after = {"Retry-After": self.fail_retry_after} if self.fail_retry_after else {}
+            return web.json_response({"error": "flaky"}, status=503, headers=retry_after)
         return web.json_response(
             {
                 "method": req.method,
@@ -51,7 +58,17 @@ class UpstreamApp:
     async def slow(self, req: web.Request) -> web.Response:
         self._seen(req)
         await asyncio.sleep(int(req.query.get("ms", "1000")) / 1000)
-        return web.json_response({"slow": True})
+        return web.json_response({"slow": True}, status=int(req.query.get("status", "200")))
+
+    async def hold(self, req: web.Request) -> web.Response:
+        """Hang until the test sets `release` (a backend stuck on command)."""
+        self._seen(req)
+        self.held += 1
+        try:
+            await self.release.wait()
+        finally:
+            self.held -= 1
+        return web.json_response({"held": True})
 
     async def sse(self, req: web.Request) -> web.StreamResponse:
         self._seen(req)

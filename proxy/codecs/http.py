@@ -38,6 +38,7 @@ HOP_BY_HOP = frozenset(
         "proxy-authenticate",
     }
 )
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json")
 SMALL_RESPONSE = 65536
 """Responses up to this size (with a Content-Length) are read whole: cheaper than streaming."""
@@ -120,7 +121,9 @@ class HttpCodec:
                 parsed = json.loads(request.body)
             except (ValueError, UnicodeDecodeError):
                 parsed = None  # plain HTTP routes forward what they do not need to read
-        return HttpCall(route.name, route.kind, caller, request, json=parsed)
+        # Safe methods (RFC 9110 9.2.1) may be retried; anything else is treated as a write.
+        safe = request.method in SAFE_METHODS
+        return HttpCall(route.name, route.kind, caller, request, json=parsed, idempotent=safe)
 
     def outbound_body(self, call: ToolCall) -> bytes | None:
         """The body to send when a guard rewrote the call (None: the original)."""
@@ -218,6 +221,7 @@ class HttpCodec:
                     data = f.body(data, ctype)
                 headers.pop("Content-Length", None)
                 return web.Response(status=upstream.status, headers=headers, body=data)
+            ctx.record.unfiltered = True  # over the cap: streamed as is, and counted
             return await self._stream(req, upstream, headers, ctx, first=data)
         if length is not None and length <= SMALL_RESPONSE:
             data = await upstream.read()

@@ -84,6 +84,15 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _resolve_pins(route: Any, file: Path) -> Any:
+    """`mcp.pins` is relative to the rules file's folder, so rules and pins move together."""
+    mcp = route.get("mcp") if isinstance(route, dict) else None
+    pins = mcp.get("pins") if isinstance(mcp, dict) else None
+    if not isinstance(pins, str) or Path(pins).is_absolute():
+        return route
+    return {**route, "mcp": {**mcp, "pins": str(file.parent / pins)}}
+
+
 def merge_documents(
     docs: list[tuple[Path, dict[str, Any]]], problems: list[str]
 ) -> tuple[dict[str, Any], list[tuple[Path, int]]]:
@@ -98,7 +107,7 @@ def merge_documents(
                     problems.append(f"{file}: routes: must be a list")
                     continue
                 for i, route in enumerate(value):
-                    merged["routes"].append(route)
+                    merged["routes"].append(_resolve_pins(route, file))
                     origins.append((file, i))
             elif key in setters and merged[key] != value:
                 problems.append(f"{file}: {key}: also set differently in {setters[key]}")

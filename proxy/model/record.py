@@ -33,5 +33,13 @@ class CallRecord:
     """(guard, code, reason) that audit mode let through."""
     warnings: list[str] = field(default_factory=list)
     rewritten: bool = False
+    findings: list[tuple[str, str]] = field(default_factory=list)
+    """Plaintext credentials seen: (kind, action) with action blocked or warned."""
+    sql_s: float | None = None
+    """Time in the SQL guard (parse, judge, rewrite)."""
+    masked: int = 0
+    """Secrets masked in the response."""
+    unfiltered: bool = False
+    """The response was over the filter cap and streamed without response filters."""
     decision_input: dict | None = None
     """What the decision log records for replay (masked, capped); None when off."""

@@ -19,6 +19,7 @@ class Rewrite:
     call: Any
     """The call to continue with (a ToolCall of the same kind)."""
     note: str = ""
+    """What changed in what is sent; empty when only annotations changed (idempotency)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,8 @@ def translate(exc: BaseException) -> ProxyError:
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, "upstream closed the connection")
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, f"upstream error ({exc.__class__.__name__})")
+        name = exc.__class__.__name__
+        return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, f"upstream error ({name})")
     return ProxyError(ErrorCode.INTERNAL_ERROR, "unexpected upstream failure")
 
 
@@ -101,6 +102,10 @@ class Upstream:
             try:
                 resp = await self._attempt(out)
             except asyncio.CancelledError:
+                # The pipeline's deadline cancels the attempt: that is the backend timing
+                # out, and the breaker must hear of it (a client going away is not).
+                if res is not None and ctx.deadline.remaining() <= 0:
+                    res.record_outcome(ctx, "timeout", time.monotonic() - t0)
                 raise
             except TimeoutError:
                 if res is not None:
@@ -127,5 +132,5 @@ class Upstream:
                 resp.release()
             attempt += 1
             rec.retries += 1
-            res.count_retry()
+            res.count_retry(ctx)
             await asyncio.sleep(delay)

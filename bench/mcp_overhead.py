@@ -1,0 +1,134 @@
+"""MCP overhead, same load, one run: the official SDK server (stateless, SSE answers) called
+directly, through the minimal aiohttp pass-through, and through CallWarden with per-tool
+policy and tools/list filtering. Concurrent callers post JSON-RPC with aiohttp; a fixed
+number of calls per target (bounded). Prints p50/p99 latency, added p50 and the proxy's CPU
+time per call.
+
+    .venv/bin/python bench/mcp_overhead.py [--calls 3000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from common import cpu_seconds, free_port, spawn, wait_port
+
+RULES = """
+version: 1
+mode: enforce
+routes:
+  - name: tools
+    kind: mcp
+    match: {{path_prefix: /mcp}}
+    upstream: http://127.0.0.1:{up}/mcp
+    limits: {{timeout_ms: 10000}}
+    mcp:
+      default: deny
+      tools:
+        add: {{roles: ["*"]}}
+        get_weather: {{roles: ["*"]}}
+        run_sql: {{roles: [analyst], sql: {{argument: query, read_only: true}}}}
+        lookup_customer: {{roles: [analyst], tenant_argument: tenant_id}}
+"""
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "X-Caller-Role": "agent",
+    "X-Tenant-ID": "acme",
+}
+
+
+def body(method: str, i: int) -> bytes:
+    if method == "tools/call":
+        params = {"name": "add", "arguments": {"a": i, "b": 1}}
+    else:
+        params = {}
+    return json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode()
+
+
+async def load(url: str, method: str, calls: int, concurrency: int) -> list[float]:
+    """Latencies (s) of `calls` requests from `concurrency` callers; each must succeed."""
+    latencies: list[float] = []
+    todo = iter(range(calls))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def caller() -> None:
+            for i in todo:
+                t0 = time.perf_counter()
+                async with session.post(url, data=body(method, i), headers=HEADERS) as r:
+                    data = await r.read()
+                latencies.append(time.perf_counter() - t0)
+                if r.status != 200 or b'"result"' not in data:
+                    raise RuntimeError(f"{url}: {r.status} {data[:200]!r}")
+
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    args = ap.parse_args()
+    up, base, cw, admin = free_port(), free_port(), free_port(), free_port()
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "rules.yaml").write_text(RULES.format(up=up))
+    procs = [spawn("tests/mcp/sdk_server.py", "--port", str(up), "--stateless")]
+    try:
+        wait_port(up)
+        procs.append(spawn("bench/minimal_proxy.py", str(base), f"http://127.0.0.1:{up}"))
+        procs.append(
+            spawn(
+                "-m", "proxy.cli", "run", "--rules", str(tmp), "--listen", f"127.0.0.1:{cw}",
+                "--admin", f"127.0.0.1:{admin}", "--log-level", "WARNING",
+            )
+        )
+        wait_port(base)
+        wait_port(cw)
+        targets = [
+            ("direct", f"http://127.0.0.1:{up}/mcp", None),
+            ("minimal aiohttp proxy", f"http://127.0.0.1:{base}/mcp", procs[1].pid),
+            ("callwarden (policy + filter)", f"http://127.0.0.1:{cw}/mcp", procs[2].pid),
+        ]
+        rows = []
+        for method in ("tools/call", "tools/list"):
+            for name, url, pid in targets:
+                asyncio.run(load(url, method, 300, args.concurrency))  # warm-up
+                before = cpu_seconds(pid) if pid else 0.0
+                lat = asyncio.run(load(url, method, args.calls, args.concurrency))
+                cpu = cpu_seconds(pid) - before if pid else 0.0
+                q = statistics.quantiles(lat, n=100)
+                rows.append((method, name, q[49] * 1e3, q[98] * 1e3, cpu / len(lat) * 1e6))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+    print(f"{args.calls} calls per target, {args.concurrency} concurrent callers, SSE answers")
+    print(f"{'method':<11} {'target':<30} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} "
+          f"{'CPU us/call':>12} {'CPU x base':>10}")
+    for method, name, p50, p99, cpu in rows:
+        direct = next(r for r in rows if r[0] == method and r[1] == "direct")
+        minimal = next(r for r in rows if r[0] == method and r[1].startswith("minimal"))
+        added = p50 - direct[2]
+        ratio = f"{cpu / minimal[4]:.2f}" if cpu and minimal[4] else "-"
+        cpu_s = f"{cpu:.0f}" if cpu else "-"
+        print(f"{method:<11} {name:<30} {p50:8.2f} {p99:8.2f} {added:+8.2f} {cpu_s:>12} {ratio:>10}")
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    main()

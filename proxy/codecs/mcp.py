@@ -1,0 +1,173 @@
+"""The MCP codec (Streamable HTTP, JSON-RPC 2.0, protocol revisions 2025-06-18 and 2026-07-28).
+
+decode: a POST body is parsed once into an `McpCall` (messages, batch flag, bounded tool
+label); `Mcp-Method` / `Mcp-Name` must agree with the body. GET (the server's event stream)
+and DELETE (session end) carry no messages and pass through. encode: the original bytes
+unless a guard rewrote the call. respond: inherited (streams SSE; tools/list filtering is
+a response filter the mcp_policy guard adds). render_error: JSON-RPC errors with HTTP 200
+and the request's id, so MCP clients show refusals to the model; transport problems
+(malformed JSON, header/body mismatch, body too large) keep their HTTP status.
+
+JSON-RPC error codes: see proxy/mcp/jsonrpc.py (`data.error_code` is the stable name).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from proxy.codecs.http import HttpCodec, OutboundRequest, render_http_error
+from proxy.compile import CODECS
+from proxy.config.schema import Route
+from proxy.guards.base import CallContext
+from proxy.guards.mcp_policy import DENIALS, McpRuntime, runtime_for
+from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
+from proxy.model.call import Caller, McpCall, Request, ToolCall
+from proxy.model.errors import ErrorCode, ProxyError
+
+if TYPE_CHECKING:
+    from proxy.compile import CompiledRoute
+
+READ_METHODS = frozenset(
+    {"ping", "tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+)
+"""Requests that change nothing on the server: safe to retry."""
+NOT_SENT = ProxyError(
+    ErrorCode.TOOL_BAD_REQUEST, "not sent: another element of the batch was refused"
+)
+
+
+class McpCodec(HttpCodec):
+    kind = "mcp"
+
+    def __init__(self, spec: Route) -> None:
+        self.spec = spec
+        self.runtime: McpRuntime | None = None
+
+    def bind(self, route: CompiledRoute) -> McpRuntime:
+        """Share the mcp_policy guard's runtime (one policy, one hint table per route) and
+        attach the route's tool-integrity monitor, once, on the first call."""
+        rt = next(
+            (g.runtime for g in route.chain if getattr(g, "name", "") == "mcp_policy"), None
+        )
+        if rt is None:
+            rt = runtime_for(self.spec.mcp)
+        rt.integrity = route.extra.get("integrity")
+        names = {getattr(g, "name", "") for g in route.chain}
+        rt.check_calls = rt.integrity is not None and "integrity" not in names
+        self.runtime = rt
+        return rt
+
+    def wants_body(self, route: CompiledRoute, method: str, headers: Any) -> bool:
+        return method == "POST"
+
+    def decode(self, route: CompiledRoute, request: Request, caller: Caller) -> McpCall:
+        rt = self.runtime or self.bind(route)
+        if request.method != "POST":
+            return McpCall(route.name, route.kind, caller, request)
+        if not request.body:
+            raise ProxyError(ErrorCode.TOOL_BAD_REQUEST, "MCP POST needs a JSON-RPC body")
+        messages, batch = parse_body(request.body)
+        headers = request.headers
+        for name in ROUTING_HEADERS:
+            # SECURITY: first-copy and last-copy readers would disagree on a duplicate.
+            if len(headers.getall(name, ())) > 1:
+                raise ProxyError(ErrorCode.TOOL_BAD_REQUEST, f"{name} header sent twice")
+        check_routing_headers(headers, messages)
+        tool = None
+        idempotent = True
+        for m in messages:
+            if m.method == "tools/call":
+                name = m.params.get("name") if isinstance(m.params, dict) else None
+                if not batch:
+                    tool = rt.policy.tool_label(name)
+                idempotent = idempotent and rt.idempotent(name)
+            elif m.method is not None and m.method not in READ_METHODS:
+                idempotent = False
+        doc = [m.raw for m in messages] if batch else messages[0].raw
+        return McpCall(
+            route.name,
+            route.kind,
+            caller,
+            request,
+            tool=tool,
+            json=doc,
+            idempotent=idempotent,
+            messages=messages,
+            batch=batch,
+        )
+
+    def encode(
+        self,
+        route: CompiledRoute,
+        call: ToolCall,
+        ctx: CallContext,
+        stream: Any,
+        peer: str,
+        scheme: str,
+    ) -> OutboundRequest:
+        out = super().encode(route, call, ctx, stream, peer, scheme)
+        if call.request.path == "/" and route.upstream_prefix.count("/") > 2:
+            # The MCP endpoint is one URL: the route's own prefix maps to the upstream URL
+            # as written (`/mcp` -> `http://host/mcp`, not `/mcp/`, which SDK servers
+            # answer with a redirect clients do not follow).
+            base = route.upstream_prefix
+            out = replace(out, url=base + out.url[len(base) + 1 :])
+        return out
+
+    def render_error(
+        self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any
+    ) -> web.StreamResponse:
+        if call is None and ctx is not None:
+            call = ctx.scratch.get("call")
+        headers = list(ctx.response_headers) if ctx else []
+        body: Any
+        requests = (
+            [(i, m) for i, m in enumerate(call.messages) if m.id is not None and m.method]
+            if isinstance(call, McpCall)
+            else []
+        )
+        if not requests or err.http_status == 413:
+            # Transport problem (no JSON-RPC request to answer): HTTP status, JSON-RPC body.
+            body = error_response(None, err, route, trace_id)
+            return _response(err.http_status, body, err, trace_id, headers, ctx)
+        if not call.batch:
+            body = error_response(requests[0][1].id, err, route, trace_id)
+        else:
+            denials = ctx.scratch.get(DENIALS) if ctx and ctx.record.guard == "mcp_policy" else None
+            body = [
+                error_response(m.id, _element_error(denials, i, err), route, trace_id)
+                for i, m in requests
+            ]
+        return _response(200, body, err, trace_id, headers, ctx)
+
+
+def _element_error(denials: dict[int, Any] | None, i: int, err: ProxyError) -> ProxyError:
+    if denials is None:
+        return err
+    deny = denials.get(i)
+    if deny is None:
+        return NOT_SENT
+    return ProxyError(deny.code, deny.reason, retry_after_s=deny.retry_after_s)
+
+
+def _response(
+    status: int,
+    body: Any,
+    err: ProxyError,
+    trace_id: str,
+    headers: list[tuple[str, str]],
+    ctx: CallContext | None,
+) -> web.Response:
+    if ctx is not None:
+        ctx.record.status = status  # the access log shows what the caller got
+    resp = render_http_error(err, "", trace_id, headers)
+    resp.set_status(status)
+    resp.body = json.dumps(body, separators=(",", ":")).encode()
+    return resp
+
+
+CODECS["mcp"] = McpCodec

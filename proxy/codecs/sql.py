@@ -1,0 +1,88 @@
+"""SQL over HTTP: find the statement where the route says (JSON pointer, query
+parameter, raw body, or an API preset), hand the guards a typed SqlCall, put the
+rewritten SQL back in the same place, and cap the rows of JSON results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from urllib.parse import urlencode
+from typing import TYPE_CHECKING
+
+from multidict import MultiDict, MultiDictProxy
+
+from proxy.codecs.http import HttpCodec
+from proxy.compile import CODECS
+from proxy.config.schema import Route, SqlSpec
+from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall
+from proxy.model.errors import ErrorCode, ProxyError
+from proxy.sql import location
+from proxy.sql.rows import cap_rows
+
+if TYPE_CHECKING:
+    from proxy.compile import CompiledRoute
+
+
+class SqlCodec(HttpCodec):
+    kind = "sql"
+    always_buffer = True
+
+    def __init__(self, spec: SqlSpec) -> None:
+        self.spec = spec
+
+    def decode(self, route: CompiledRoute, request: Request, caller: Caller) -> ToolCall:
+        loc = self.spec.location
+        if not location.carries_sql(loc, request.method, request.path):
+            # Result polling and cancel requests of Trino/Snowflake/Databricks: no SQL.
+            return HttpCall(route.name, route.kind, caller, request)
+        sql, params = location.extract(loc, request.method, request.path, request.query, request.body)
+        return SqlCall(route.name, route.kind, caller, request, sql=sql, params=params)
+
+
+def with_sql(spec: SqlSpec, call: SqlCall, new_sql: str) -> SqlCall:
+    """The call with its SQL replaced where it was found, everything else unchanged."""
+    req = call.request
+    pairs, body = location.replace(spec.location, req.query, req.body, new_sql)
+    if pairs is not None:
+        query = MultiDictProxy(MultiDict(pairs))
+        req = dataclasses.replace(req, query_string=urlencode(pairs), query=query)
+        return dataclasses.replace(call, request=req, sql=new_sql)
+    return dataclasses.replace(call, sql=new_sql, rewritten_body=body)
+
+
+class RowCapFilter:
+    """Counts rows of a JSON result: over the cap is MAX_ROWS_EXCEEDED, or a cut with a
+    marker when the route says on_excess: truncate."""
+
+    __slots__ = ("max_rows", "on_excess")
+
+    def __init__(self, max_rows: int, on_excess: str) -> None:
+        self.max_rows = max_rows
+        self.on_excess = on_excess
+
+    def body(self, data: bytes, content_type: str) -> bytes:
+        if "json" not in content_type:
+            return data
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return data
+        capped, exceeded = cap_rows(payload, self.max_rows, self.on_excess)  # type: ignore[arg-type]
+        if not exceeded:
+            return data
+        if self.on_excess == "deny":
+            raise ProxyError(
+                ErrorCode.MAX_ROWS_EXCEEDED, f"result has more than {self.max_rows} rows"
+            )
+        return json.dumps(capped, separators=(",", ":")).encode()
+
+    def event(self, data: bytes) -> bytes | None:
+        return data
+
+
+def _factory(route: Route) -> SqlCodec:
+    assert route.sql is not None
+    return SqlCodec(route.sql)
+
+
+CODECS["sql"] = _factory

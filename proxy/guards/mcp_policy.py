@@ -1,0 +1,260 @@
+"""MCP per-tool policy: which caller may call which tool or method, tenant-pinned and
+SQL-carrying arguments, per-tool timeouts, and the tools/list filter that shows each caller
+only the tools it may call. Hiding is not enforcement: every tools/call is judged again.
+
+Batches: each element is judged on its own; if any element is refused, nothing is sent
+and every request of the batch is answered with a JSON-RPC error (its own code for the
+refused ones, TOOL_BAD_REQUEST "not sent" for the others) -- see codecs/mcp.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from proxy.compile import GUARD_BUILDERS, Services
+from proxy.config.schema import McpSpec, Route, Rules
+from proxy.guards.base import CallContext
+from proxy.mcp.policy import McpPolicy, with_arguments
+from proxy.mcp.sse import SseParser
+from proxy.model.call import JsonRpcMessage, McpCall, ToolCall
+from proxy.model.errors import ErrorCode
+from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+
+try:  # the SQL engine is its own capability; without it SQL tools fail closed
+    from proxy.sql.engine import SqlGuard
+    from proxy.sql.policy import SqlPolicy
+except ImportError:  # pragma: no cover - only in builds without proxy.sql
+    SqlGuard = None  # type: ignore[assignment,misc]
+    SqlPolicy = None  # type: ignore[assignment,misc]
+
+MAX_HINTS = 1024
+"""Tools whose annotations we remember per route (a hostile server cannot grow it)."""
+DENIALS = "mcp_denials"
+"""ctx.scratch key: {message index: Deny} when a batch element was refused."""
+
+
+@dataclass(slots=True)
+class McpRuntime:
+    """Per-route state the MCP codec and guard share: the compiled policy, annotations
+    learnt from the server's tools/list (for retry safety), and the tool-integrity
+    monitor when the route has one (`route.extra["integrity"]`, bound by the codec)."""
+
+    policy: McpPolicy
+    hints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    integrity: Any = None
+    """IntegrityMonitor: `filter_tools` runs in the tools/list filter."""
+    check_calls: bool = False
+    """Also ask `integrity.check_call` here (only when no `integrity` guard is in the chain,
+    so a call is never judged and counted twice)."""
+
+    def learn(self, tools: list[Any]) -> None:
+        for t in tools:
+            if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+                continue
+            name = t["name"]
+            if name not in self.hints and len(self.hints) >= MAX_HINTS:
+                continue
+            ann = t.get("annotations")
+            ann = ann if isinstance(ann, dict) else {}
+            self.hints[name] = {
+                "readOnlyHint": ann.get("readOnlyHint"),
+                "idempotentHint": ann.get("idempotentHint"),
+            }
+
+    def idempotent(self, name: Any) -> bool:
+        return isinstance(name, str) and self.policy.tool_is_idempotent(name, self.hints.get(name))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsListFilter:
+    """Response filter for a POST that carried tools/list: keeps only the caller's tools
+    (integrity filter first, then policy), everything else byte for byte."""
+
+    runtime: McpRuntime
+    roles: frozenset[str]
+    ids: frozenset[Any]
+
+    def body(self, data: bytes, content_type: str) -> bytes:
+        if "json" not in content_type.lower():
+            return data
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return data
+        out = self._doc(doc)
+        return data if out is None else _dumps(out)
+
+    def event(self, data: bytes) -> bytes | None:
+        if b'"tools"' not in data:
+            return data  # fast path: progress, notifications, tools/call results
+        parser = SseParser(None)
+        events = parser.feed(data)
+        tail, rest = parser.finish()
+        events += tail
+        if len(events) != 1 or rest or events[0].data is None:
+            return data
+        ev = events[0]
+        try:
+            doc = json.loads(ev.data or "")
+        except ValueError:
+            return data
+        out = self._doc(doc)
+        return data if out is None else ev.with_data(_dumps(out).decode()).raw
+
+    def _doc(self, doc: Any) -> Any:
+        if isinstance(doc, list):
+            new = [self._message(m) for m in doc]
+            if all(n is None for n in new):
+                return None
+            return [m if n is None else n for m, n in zip(doc, new, strict=True)]
+        return self._message(doc)
+
+    def _message(self, msg: Any) -> dict[str, Any] | None:
+        if not isinstance(msg, dict) or not _is_id(msg.get("id")) or msg["id"] not in self.ids:
+            return None
+        result = msg.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            return None
+        tools = result["tools"]
+        self.runtime.learn(tools)
+        changed = False
+        if self.runtime.integrity is not None:
+            kept = self.runtime.integrity.filter_tools(tools)
+            if kept is not tools and kept != tools:
+                msg, changed = {**msg, "result": {**result, "tools": kept}}, True
+        filtered = self.runtime.policy.filter_list_response(msg, self.roles)
+        return filtered if filtered is not None else (msg if changed else None)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class McpPolicyGuard:
+    runtime: McpRuntime
+    sql: dict[str, tuple[str, Any]]
+    """tool -> (argument, SqlGuard); a tool whose SQL guard is missing maps to (arg, None)."""
+    name: str = "mcp_policy"
+
+    async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
+        if not isinstance(call, McpCall) or not call.messages:
+            return ALLOW  # GET streams, DELETE session end
+        denials: dict[int, Deny] = {}
+        rewritten: dict[int, dict[str, Any]] = {}
+        list_ids: list[Any] = []
+        for i, msg in enumerate(call.messages):
+            if msg.method is None or msg.id is None:
+                continue  # client responses and notifications pass
+            if msg.method == "tools/list":
+                list_ids.append(msg.id)
+            out = self._judge(msg, call, ctx)
+            if isinstance(out, Deny):
+                denials[i] = out
+            elif out is not None:
+                rewritten[i] = out
+        if denials:
+            first_i, first = next(iter(denials.items()))
+            if call.batch:
+                ctx.scratch[DENIALS] = denials
+                reason = f"batch[{first_i}]: {first.reason}"
+                return Deny(first.code, reason, first.retry_after_s, first.headers)
+            return first
+        if list_ids:
+            ctx.response_filters.append(
+                ToolsListFilter(self.runtime, call.caller.roles, frozenset(list_ids))
+            )
+        if not rewritten:
+            return ALLOW
+        msgs = tuple(
+            JsonRpcMessage(m.id, m.method, rewritten[i]["params"], rewritten[i])
+            if i in rewritten
+            else m
+            for i, m in enumerate(call.messages)
+        )
+        doc: Any = [m.raw for m in msgs] if call.batch else msgs[0].raw
+        body = _dumps(doc)
+        return Rewrite(replace(call, messages=msgs, json=doc, rewritten_body=body), "arguments")
+
+    def _judge(
+        self, msg: JsonRpcMessage, call: McpCall, ctx: CallContext
+    ) -> Deny | dict[str, Any] | None:
+        """Deny, the rewritten message, or None (allowed unchanged)."""
+        policy = self.runtime.policy
+        roles = call.caller.roles
+        if msg.method != "tools/call":
+            ok, code, reason = policy.method_decision(msg.method or "", roles)
+            return None if ok else Deny(code or ErrorCode.PERMISSION_DENIED, reason)
+        params = msg.params if isinstance(msg.params, dict) else {}
+        name = params.get("name")
+        ok, code, reason = policy.tool_decision(name, roles)
+        if not ok:
+            return Deny(code or ErrorCode.POLICY_DENY, reason)
+        args = params.get("arguments")
+        integrity = self.runtime.integrity
+        if integrity is not None and self.runtime.check_calls:
+            refused = integrity.check_call(name, args)
+            if refused is not None:
+                return refused  # type: ignore[no-any-return]
+        tenant = call.caller.tenant
+        code, reason, pinned = policy.pin_tenant(name, args, tenant)
+        if code is not None:
+            return Deny(code, reason)
+        changed = pinned is not None
+        args = pinned if pinned is not None else args
+        sql = self.sql.get(name)
+        if sql is not None:
+            out = _judge_sql(sql, args, tenant)
+            if isinstance(out, Deny):
+                return out
+            if out is not None:
+                args, changed = out, True
+        limits = policy.tool_limits(name)
+        if limits is not None and limits.timeout_ms is not None:
+            ctx.deadline = ctx.deadline.tightened(limits.timeout_ms / 1000)
+        return with_arguments(msg.raw, args) if changed else None
+
+
+def _judge_sql(
+    sql: tuple[str, Any], args: Any, tenant: str | None
+) -> Deny | dict[str, Any] | None:
+    """Run the SQL guard on the tool's SQL argument: Deny, new arguments, or None."""
+    arg, guard = sql
+    if guard is None:  # SECURITY: fail closed when the SQL engine is not in this build
+        return Deny(ErrorCode.SQL_BLOCKED, "SQL inspection unavailable in this build")
+    text = args.get(arg) if isinstance(args, dict) else None
+    if not isinstance(text, str):
+        return Deny(ErrorCode.INVALID_PARAMS, f"argument '{arg}' must be a string of SQL")
+    decision = guard.judge(text, tenant)
+    if decision.code is not None:
+        return Deny(decision.code, decision.reason)
+    if decision.rewritten:
+        return {**args, arg: decision.sql}
+    return None
+
+
+def runtime_for(spec: McpSpec | None) -> McpRuntime:
+    return McpRuntime(McpPolicy.from_spec(spec or McpSpec()))
+
+
+def build(route: Route, rules: Rules, services: Services) -> McpPolicyGuard | None:
+    if route.kind != "mcp":
+        return None
+    runtime = runtime_for(route.mcp)
+    sql: dict[str, tuple[str, Any]] = {}
+    for tool in runtime.policy.tools:
+        found = runtime.policy.sql_argument(tool)
+        if found is not None:
+            arg, spec = found
+            guard = SqlGuard(SqlPolicy.from_spec(spec)) if SqlGuard is not None else None
+            sql[tool] = (arg, guard)
+    return McpPolicyGuard(runtime, sql)
+
+
+GUARD_BUILDERS["mcp_policy"] = build

@@ -1,0 +1,51 @@
+"""Tenant scope for SQL calls: applies the rewrite the SQL decision carries (a tenant
+predicate on every tenant-scoped table, the outer LIMIT of the row cap) to a statement
+already known to be safe, and refuses writes that would cross tenants."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from proxy.codecs.sql import RowCapFilter, with_sql
+from proxy.compile import GUARD_BUILDERS, Services
+from proxy.config.schema import Route, Rules, SqlSpec
+from proxy.guards.base import CallContext
+from proxy.guards.sql_safety import sql_decision, sql_engine
+from proxy.sql.engine import SqlGuard
+from proxy.model.call import SqlCall, ToolCall
+from proxy.model.errors import ErrorCode
+from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class TenantScopeGuard:
+    engine: SqlGuard
+    spec: SqlSpec
+    name: str = "tenant_scope"
+
+    async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
+        if not isinstance(call, SqlCall):
+            return ALLOW
+        decision = sql_decision(self.engine, call, ctx)
+        if decision.code is ErrorCode.SQL_BLOCKED:
+            return ALLOW  # only reached in audit mode of sql_safety: nothing to scope
+        if decision.code is not None:
+            return Deny(decision.code, decision.reason)
+        if self.spec.max_rows is not None:
+            ctx.response_filters.append(RowCapFilter(self.spec.max_rows, self.spec.on_excess))
+        call = dataclasses.replace(
+            call, statement_kind=decision.statement_kind, idempotent=decision.read_only
+        )
+        if not decision.rewritten:
+            return Rewrite(call)
+        return Rewrite(with_sql(self.spec, call, decision.sql), "tenant predicate / row cap")
+
+
+def build(route: Route, rules: Rules, services: Services) -> TenantScopeGuard | None:
+    if route.kind != "sql" or route.sql is None:
+        return None
+    return TenantScopeGuard(sql_engine(route.sql, services), route.sql)
+
+
+GUARD_BUILDERS["tenant_scope"] = build

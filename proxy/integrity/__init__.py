@@ -1,0 +1,1 @@
+"""Tool integrity for MCP routes: pinned tool definitions and argument validation."""

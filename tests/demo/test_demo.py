@@ -1,0 +1,53 @@
+"""`callwarden demo` starts on a fresh checkout and its printed calls behave as printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _call(url: str, headers: dict[str, str], data: bytes | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_demo_starts_and_answers() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "demo", "--listen", "127.0.0.1:0",
+         "--admin", "127.0.0.1:0", "--duration", "20"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        url = None
+        end = time.monotonic() + 20
+        while url is None and time.monotonic() < end:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            m = re.search(r"proxy (http://127\.0\.0\.1:\d+)", line)
+            url = m.group(1) if m else None
+        assert url, "demo did not print its address"
+        ok = _call(url + "/crm/customers", {"X-Caller-Role": "manager", "X-Tenant-ID": "acme"})
+        assert ok[0] == 200 and ok[1]["authorization"] == "Bearer <injected by CallWarden>"
+        denied = _call(url + "/crm/customers", {"X-Caller-Role": "intern", "X-Tenant-ID": "acme"})
+        assert (denied[0], denied[1]["error"]["code"]) == (403, "PERMISSION_DENIED")
+        sql = {"X-Caller-Role": "analyst", "X-Tenant-ID": "globex"}
+        rows = _call(url + "/analytics/query", sql, b'{"query": "SELECT item FROM orders ORDER BY id"}')
+        assert rows == (200, {"columns": ["item"], "rows": [["laser"], ["shark"]]})
+        drop = _call(url + "/analytics/query", sql, b'{"query": "DROP TABLE orders"}')
+        assert drop[1]["error"]["code"] == "SQL_BLOCKED"
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
