@@ -44,6 +44,8 @@ class ProxyState:
     listeners: list[Any] = field(default_factory=list)
     decision_log: Any = None
     """proxy.observe.decision_log.DecisionLog when the rules turn it on, else None."""
+    _tenants: dict[str, set[str]] = field(default_factory=dict)
+    """Tenants given their own label, per opted-in route (capped; the rest are `other`)."""
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
     """Metric children by label values: .labels() costs more than the update itself."""
 
@@ -69,6 +71,8 @@ class ProxyState:
             child(m.mcp_tool_duration, route, rec.tool).observe(duration)
         if rec.budget_ms is not None:
             child(m.budget_remaining, route).observe(rec.budget_ms / 1000)
+        if rec.tenant is not None and rec.route in self.compiled.tenant_label_routes:
+            child(m.tenant_requests, route, self._tenant_label(route, rec.tenant), rec.outcome).inc()
         if rec.sql_s is not None:
             child(m.sql_inspection, route).observe(rec.sql_s)
         for kind, action in rec.findings:
@@ -84,6 +88,15 @@ class ProxyState:
         self.access_log.emit(rec, duration)
         if self.decision_log is not None:
             self.decision_log.submit(rec)
+
+    def _tenant_label(self, route: str, tenant: str) -> str:
+        seen = self._tenants.setdefault(route, set())
+        if tenant in seen:
+            return tenant
+        if len(seen) < self.compiled.rules.observability.tenant_label_cap:
+            seen.add(tenant)
+            return tenant
+        return "other"
 
     def swap(self, loaded: LoadedRules) -> None:
         """Build the new table fully, then swap one reference (in-flight calls keep theirs)."""

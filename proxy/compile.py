@@ -106,6 +106,8 @@ class CompiledRules:
     table: RouteTable[CompiledRoute]
     routes: dict[str, CompiledRoute]
     identity: Identity
+    tenant_label_routes: frozenset[str] = frozenset()
+    """Routes whose rules opt in to a tenant label on metrics."""
 
     @property
     def rules(self) -> Rules:
@@ -200,4 +202,5 @@ def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
                 )
             )
     cache.end()  # only after a successful compile: drops state of removed/changed specs
-    return CompiledRules(loaded, RouteTable(entries), routes, rules.identity)
+    labelled = frozenset(r.name for r in rules.routes if r.tenant is not None and r.tenant.label)
+    return CompiledRules(loaded, RouteTable(entries), routes, rules.identity, labelled)
