@@ -290,7 +290,12 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
     state = build_state(loaded)
     state.rules_path = rules_path
     server = Server(state, listen, admin)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:  # a port in use, an address not on this host
+        log.error("cannot listen: %s", exc.strerror or exc)
+        await server.stop(drain_s=0)
+        return 1
     log.info(
         "callwarden listening on %s (admin %s), %d routes, rules %s",
         listen,

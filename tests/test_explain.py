@@ -137,3 +137,49 @@ def test_explain_text_output_and_usage_errors(capsys, rules, tmp_path):
 def test_sql_request_places_sql_like_a_client(location, method, path, query, body):
     m, p, q, _, b = sql_request(SqlSpec(location=location), "S")
     assert (m, p, q, b) == (method, path, query, body)
+
+
+MCP_AND_GRAPH = [
+    {"name": "tools", "kind": "mcp", "match": {"path_prefix": "/mcp"}, "upstream": DEAD + "/mcp",
+     "mcp": {"default": "deny", "tools": {
+         "add": {"roles": ["analyst"]},
+         "run_sql": {"roles": ["analyst"], "sql": {
+             "argument": "query", "tenant": {"column": "tenant_id", "tables": ["orders"]}}}}}},
+    {"name": "g", "kind": "graph", "match": {"path_prefix": "/g"}, "upstream": DEAD,
+     "graph": {"language": "cypher", "api": "neo4j-tx", "tenant": {"parameter": "tenant_id"}}},
+]
+
+
+def rpc(tool: str, args: dict) -> dict:
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}}
+
+
+@pytest.mark.parametrize(
+    ("route", "path", "body", "verdict", "code", "rewritten"),
+    [
+        ("tools", "/mcp", rpc("add", {"a": 1, "b": 2}), "allow", None, None),
+        ("tools", "/mcp", rpc("delete_user", {}), "deny", "POLICY_DENY", None),
+        ("tools", "/mcp", rpc("run_sql", {"query": "select * from orders"}), "allow", None,
+         "tenant_id = 'acme'"),
+        ("tools", "/mcp", rpc("run_sql", {"query": "delete from orders"}), "deny", "SQL_BLOCKED",
+         None),
+        ("g", "/g/db/neo4j/tx/commit",
+         {"statements": [{"statement": "MATCH (n {tenant_id: $tenant_id}) RETURN n"}]},
+         "allow", None, None),
+        ("g", "/g/db/neo4j/tx/commit", {"statements": [{"statement": "MATCH (n) DELETE n"}]},
+         "deny", "SQL_BLOCKED", None),
+    ],
+)
+def test_explain_request_for_mcp_and_graph(capsys, tmp_path, route, path, body, verdict, code,
+                                          rewritten):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"version": 1, "routes": MCP_AND_GRAPH}))
+    doc = {"method": "POST", "path": path, "body": body,
+           "headers": {"X-Caller-Role": "analyst", "X-Tenant-ID": "acme",
+                       "Accept": "application/json, text/event-stream"}}
+    rc, out = explain(capsys, "--rules", str(rules), "--route", route,
+                      "--request", request_file(tmp_path, **doc))
+    assert (rc, out["verdict"], out["error_code"]) == (int(verdict == "deny"), verdict, code)
+    if rewritten:
+        assert rewritten in out["rewritten_body"]

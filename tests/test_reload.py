@@ -154,7 +154,8 @@ async def test_broken_file_keeps_old_rules_and_reports(upstream, write_rules, st
 async def test_audit_one_guard_then_enforce(upstream, write_rules, start_proxy):
     """Roll out an access rule: audited first (counted, call proceeds), then enforced."""
     _, url = upstream
-    audited = route(url, "crm", "/crm", access={"roles": ["admin"]}, guard_modes={"access": "audit"})
+    audited = route(url, "crm", "/crm", access={"roles": ["admin"]},
+                    guard_modes={"access": "audit"})
     path = write_rules([audited])
     px = await start_proxy(path)
     async with px.session.get(px.admin + "/rules") as r:
@@ -251,11 +252,11 @@ async def test_limiter_and_breaker_state_survive_a_reload_of_other_routes(
             assert r.status == 503 and "X-CallWarden-Error-Code" not in r.headers
 
     async def codes() -> tuple[str | None, str | None]:
-        async with px.session.get(px.url + "/limited/x") as a:
-            async with px.session.get(px.url + "/fragile/x") as b:
-                return a.headers.get("X-CallWarden-Error-Code"), b.headers.get(
-                    "X-CallWarden-Error-Code"
-                )
+        out = []
+        for name in ("limited", "fragile"):
+            async with px.session.get(f"{px.url}/{name}/x") as r:
+                out.append(r.headers.get("X-CallWarden-Error-Code"))
+        return out[0], out[1]
 
     assert await codes() == ("RATE_LIMITED", "CIRCUIT_OPEN")
     # Another route changes, one is added: the spent quota and the open breaker stay.

@@ -117,7 +117,8 @@ async def test_replay_diff_and_exit_codes(corpus, tmp_path):
 async def test_replay_same_rules_is_clean_and_errors_exit_2(corpus, tmp_path):
     url, log = corpus
     same = write(tmp_path / "same.yaml", [rt(url, "api", ["admin", "analyst"]),
-                                          rt(url, "ops", ["ops"]), rt(url, "open"), rt(url, "gone")])
+                                          rt(url, "ops", ["ops"]), rt(url, "open"),
+                                          rt(url, "gone")])
     code, out = await cli("replay", "--rules", same, "--log", str(log), "--json")
     assert code == 0 and json.loads(out)["unchanged"] == 6
     bad = tmp_path / "bad.yaml"
@@ -130,7 +131,8 @@ async def test_audit_to_enforce_shows_as_newly_denied(upstream, start_proxy, tmp
     """The rollout question: what would enforcing the audited guard have refused?"""
     _, url = upstream
     audited = rt(url, "crm", ["admin"], guard_modes={"access": "audit"})
-    log = await record(start_proxy, tmp_path, [audited], [("intern", "/crm/x"), ("admin", "/crm/y")])
+    calls = [("intern", "/crm/x"), ("admin", "/crm/y")]
+    log = await record(start_proxy, tmp_path, [audited], calls)
     first = json.loads(log.read_text().splitlines()[0])
     assert first["verdict"] == "allow" and first["would_deny"][0]["guard"] == "access"
     enforced = dry_compile(load_rules(write(tmp_path / "e.yaml", [rt(url, "crm", ["admin"])])))
@@ -152,15 +154,17 @@ async def test_unreadable_and_truncated_records_are_skipped(upstream, tmp_path):
     ("old", "new", "expected"),
     [
         ({"verdict": "allow"}, Judgement("allow", "r"), None),
-        ({"verdict": "allow"}, Judgement("deny", "r", "SQL_BLOCKED"), ("newly_denied", "SQL_BLOCKED")),
+        ({"verdict": "allow"}, Judgement("deny", "r", "SQL_BLOCKED"),
+         ("newly_denied", "SQL_BLOCKED")),
         ({"verdict": "deny", "code": "RATE_LIMITED"}, Judgement("allow", "r"),
          ("newly_allowed", "RATE_LIMITED")),
         ({"verdict": "deny", "code": "SQL_BLOCKED"}, Judgement("deny", "r", "SQL_BLOCKED"), None),
         ({"verdict": "deny", "code": "SQL_BLOCKED"}, Judgement("deny", "r", "TENANT_MISMATCH"),
          ("code_changed", "SQL_BLOCKED -> TENANT_MISMATCH")),
-        ({"verdict": "allow", "rewritten_sql": "A"}, Judgement("allow", "r", rewrite={"rewritten_sql": "A"}),
-         None),
-        ({"verdict": "allow", "rewritten_sql": "A"}, Judgement("allow", "r", rewrite={"rewritten_sql": "B"}),
+        ({"verdict": "allow", "rewritten_sql": "A"},
+         Judgement("allow", "r", rewrite={"rewritten_sql": "A"}), None),
+        ({"verdict": "allow", "rewritten_sql": "A"},
+         Judgement("allow", "r", rewrite={"rewritten_sql": "B"}),
          ("rewritten_differently", "")),
         ({"verdict": "allow"}, Judgement("allow", "r", rewrite={"rewritten_sql": "B"}),
          ("rewritten_differently", "")),

@@ -4,15 +4,30 @@ development. Judges the call before anything rewrites it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules
-from proxy.credentials.detect import Detector, describe
+from proxy.credentials.detect import Detector, Finding, describe
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+
+
+CLEAN_CACHE = 4096
+"""Header (name, value) pairs known clean; the same few headers arrive on every call."""
+
+
+class _Items:
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+
+    def items(self) -> list[tuple[str, str]]:
+        return self.pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,16 +35,33 @@ class CredentialsGuard:
     detector: Detector
     block: bool
     name: str = "credentials"
+    clean: dict[tuple[str, str], None] = field(default_factory=dict)
+
+    def _scan_headers(self, headers: Any) -> list[Finding]:
+        """Scan only header values not seen clean before: a pure function of (name,
+        value), so a clean verdict can be remembered."""
+        clean = self.clean
+        fresh = [(k, v) for k, v in headers.items() if (k, v) not in clean]
+        if not fresh:
+            return []
+        findings = self.detector.scan_headers(_Items(fresh))
+        flagged = {f.location for f in findings}
+        if len(clean) + len(fresh) > CLEAN_CACHE:
+            clean.clear()
+        for k, v in fresh:
+            if f"header {k}" not in flagged:
+                clean[(k, v)] = None
+        return findings
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
         req = call.request
-        findings = self.detector.scan_request(
-            req.headers,
-            req.query.items() if req.query_string else (),
-            req.headers.get("Content-Type", ""),
-            req.body,
-            json_body=call.json,
-        )
+        findings = self._scan_headers(req.headers)
+        if req.query_string:
+            findings += self.detector.scan_query(req.query.items())
+        if call.json is not None:
+            findings += self.detector.scan_json(call.json)
+        elif req.body:
+            findings += self.detector.scan_body(req.headers.get("Content-Type", ""), req.body)
         if not findings:
             return ALLOW
         action = "blocked" if self.block else "warned"

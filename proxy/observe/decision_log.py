@@ -29,25 +29,26 @@ from proxy.model.record import CallRecord
 log = logging.getLogger("callwarden")
 QUEUE_MAX = 10_000
 """Records waiting for the writer; beyond this they are dropped (and counted)."""
+MASK_MARGIN = 32_768
+"""Text masked past a cap, so a credential that straddles the cut is still found whole."""
 SECRET_HEADERS = AUTH_HEADERS | KEY_HEADERS | COOKIE_HEADERS | {"set-cookie"}
 SKIP_HEADERS = frozenset(
     {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "traceparent"}
 )
 _FORMATS = Masker((), formats=True)
 _AUTH_TEXT = re.compile(r"(?i)\b(bearer|basic|token|apikey)(\s+)([A-Za-z0-9._~+/=\-]{8,})")
-_KEY_VALUE = re.compile(
-    r"""(?ix)
-    ([A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key
-      |private[_-]?key|credential|authorization)[A-Za-z0-9_.\-]*)
-    (["']?\s*[:=]\s*)
-    (?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|(\$\{[^}\s]*\}|[^\s"',;&}\])]+))
-    """
+_KEY_VALUE = re.compile(  # key judged in code (is_secret_key): no backtracking over keywords
+    r"""\b([A-Za-z_][A-Za-z0-9_.\-]{0,63})(["']?[ \t]*[:=][ \t]*)"""
+    r"""(?:"((?:[^"\\]|\\.){0,4096})"|'((?:[^'\\]|\\.){0,4096})'"""
+    r"""|(\$\{[^}\s]{0,256}\}|[^\s"',;&}\])]{1,4096}))"""
 )
 
 
 def _kv(m: re.Match[str]) -> str:
     value = next(g for g in (m.group(3), m.group(4), m.group(5)) if g is not None)
-    if not value or is_reference(value) or not is_secret_key(m.group(1)):
+    if not value or value.startswith(REDACTED[:-1]) or is_reference(value):
+        return m.group(0)  # already masked (by a token format), or a reference
+    if not is_secret_key(m.group(1)):
         return m.group(0)
     quote = '"' if m.group(3) is not None else "'" if m.group(4) is not None else ""
     return f"{m.group(1)}{m.group(2)}{quote}{REDACTED}{quote}"
@@ -94,8 +95,12 @@ def cap(text: str, limit: int) -> tuple[str, bool]:
     return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
-def body_text(body: bytes, content_type: str) -> str:
+def body_text(body: bytes, content_type: str, limit: int | None = None) -> str:
+    """Masked text of a body. With `limit`, a big body is masked only up to a margin past
+    the cap (the rest is cut anyway); a token can then only be cut *after* masking."""
     text = body.decode("utf-8", "replace")
+    if limit is not None and len(text) > limit + MASK_MARGIN:
+        return mask_text(text[: limit + MASK_MARGIN])
     if "json" in content_type.lower():
         try:
             return json.dumps(mask_json(json.loads(text)), ensure_ascii=False)
@@ -130,7 +135,7 @@ def rewrite_fields(call: ToolCall | None, final: ToolCall | None, limit: int) ->
         out["rewritten_sql"] = cap(mask_text(final.sql), limit)[0]
     elif final.rewritten_body is not None and final.rewritten_body != call.rewritten_body:
         ctype = call.request.headers.get("Content-Type", "")
-        out["rewritten_body"] = cap(body_text(final.rewritten_body, ctype), limit)[0]
+        out["rewritten_body"] = cap(body_text(final.rewritten_body, ctype, limit), limit)[0]
     return out
 
 
@@ -163,7 +168,8 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
         "tool": rec.tool,
     }
     if request is not None and request.body is not None:
-        text, cut = cap(body_text(request.body, request.headers.get("Content-Type", "")), limit)
+        ctype = request.headers.get("Content-Type", "")
+        text, cut = cap(body_text(request.body, ctype, limit), limit)
         line["body"] = text
         if cut:
             line["body_truncated"] = True
@@ -203,7 +209,11 @@ class DecisionLog:
         return f
 
     def submit(self, rec: CallRecord) -> None:
-        """Cheap, never blocks: a full queue drops the record and counts it."""
+        """Cheap, never blocks: a full queue drops the record and counts it. Calls that
+        did not pass through the HTTP pipeline (e.g. the Postgres listener) carry no
+        decision input and are not logged: replay could not rebuild them."""
+        if rec.decision_input is None:
+            return
         try:
             self._q.put_nowait((time.time(), rec))
         except queue.Full:

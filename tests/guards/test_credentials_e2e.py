@@ -134,3 +134,13 @@ async def test_injection_scoping_rotation_masking_and_no_leaks(
     for secret in (ENV_SECRET, FILE_V1, FILE_V2, VAULT_V1, VAULT_TOKEN, GITHUB):
         assert secret not in everything
     await echo_server.close()
+
+
+async def test_flagged_headers_are_never_remembered_as_clean(upstream, write_rules, start_proxy):
+    up, url = upstream
+    px = await start_proxy(write_rules([route(url, "api")]))
+    for _ in range(3):
+        async with px.session.get(px.url + "/api/x", headers={"X-Note": "hello"}) as r:
+            assert r.status == 200
+        async with px.session.get(px.url + "/api/x", headers={"X-Note": "hello", "X-Api-Key": GITHUB}) as r:
+            assert r.status == 403

@@ -10,7 +10,14 @@ import pytest
 
 from proxy.config.schema import DecisionLogSpec
 from proxy.model.record import CallRecord
-from proxy.observe.decision_log import DecisionLog, mask_headers, mask_json, mask_text
+from proxy.observe.decision_log import (
+    DecisionLog,
+    body_text,
+    cap,
+    mask_headers,
+    mask_json,
+    mask_text,
+)
 
 TOKEN = "Zq8vN3xK5mP2rT7wY4bH6jL9cF1dG0sA"
 PASSWORD = "Hunter2&Correct#Horse!"
@@ -26,11 +33,19 @@ GITHUB = "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5"
         (f"postgres://app:{PASSWORD.split('&')[0]}@db/x", PASSWORD.split("&")[0]),
         (f"SELECT * FROM t WHERE api_key = '{TOKEN}'", TOKEN),
         (f"see {GITHUB} here", GITHUB),
+        (f"X-Api-Key: {GITHUB}", GITHUB),
+        ("x" * 50_000 + f" token={TOKEN}", TOKEN),
     ],
 )
 def test_mask_text_removes_credentials(text, secret):
     out = mask_text(text)
-    assert secret not in out and "[REDACTED]" in out
+    assert secret not in out and "[REDACTED]" in out and "]]" not in out
+
+
+def test_a_credential_cut_by_the_cap_is_masked_first():
+    text = body_text(("a" * 90 + f" password={PASSWORD}").encode(), "text/plain", 100)
+    assert cap(text, 100)[0] == "a" * 90 + " password="
+    assert PASSWORD[:4] not in text
 
 
 @pytest.mark.parametrize(
@@ -134,7 +149,10 @@ def test_rotation_without_backups(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     dl = DecisionLog(DecisionLogSpec(path=str(path), max_bytes=500, backups=0))
     for i in range(20):
-        dl.submit(CallRecord(start=0.0, method="GET", route="api", path=f"/{i}"))
+        rec = CallRecord(start=0.0, method="GET", route="api", path=f"/{i}")
+        rec.decision_input = {"query": f"n={i}"}
+        dl.submit(rec)
+    dl.submit(CallRecord(start=0.0, method="GET"))  # no decision input: not logged
     dl.close()
     assert [p.name for p in tmp_path.iterdir()] == ["d.jsonl"]
     assert path.stat().st_size < 1000
