@@ -36,6 +36,9 @@ routes:
         get_weather: {{roles: ["*"]}}
         run_sql: {{roles: [analyst], sql: {{argument: query, read_only: true}}}}
         lookup_customer: {{roles: [analyst], tenant_argument: tenant_id}}
+  - name: raw                 # the same upstream as a plain HTTP route: the pipeline's share
+    match: {{hosts: [raw.bench], path_prefix: /mcp, strip_prefix: false}}
+    upstream: http://127.0.0.1:{up}
 """
 HEADERS = {
     "Content-Type": "application/json",
@@ -46,14 +49,15 @@ HEADERS = {
 
 
 def body(method: str, i: int) -> bytes:
-    if method == "tools/call":
-        params = {"name": "add", "arguments": {"a": i, "b": 1}}
-    else:
-        params = {}
+    params = {"name": "add", "arguments": {"a": i, "b": 1}} if method == "tools/call" else {}
     return json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode()
 
 
 async def load(url: str, method: str, calls: int, concurrency: int) -> list[float]:
+    host = None
+    if "@" in url:  # "raw.bench@http://..." sends that Host header
+        host, url = url.split("@", 1)
+    headers = {**HEADERS, "Host": host} if host else HEADERS
     """Latencies (s) of `calls` requests from `concurrency` callers; each must succeed."""
     latencies: list[float] = []
     todo = iter(range(calls))
@@ -63,7 +67,7 @@ async def load(url: str, method: str, calls: int, concurrency: int) -> list[floa
         async def caller() -> None:
             for i in todo:
                 t0 = time.perf_counter()
-                async with session.post(url, data=body(method, i), headers=HEADERS) as r:
+                async with session.post(url, data=body(method, i), headers=headers) as r:
                     data = await r.read()
                 latencies.append(time.perf_counter() - t0)
                 if r.status != 200 or b'"result"' not in data:
@@ -106,7 +110,8 @@ def main() -> None:
         targets = [
             ("direct", f"http://127.0.0.1:{up}/mcp", None),
             ("minimal aiohttp proxy", f"http://127.0.0.1:{base}/mcp", procs[1].pid),
-            ("callwarden (policy + filter)", f"http://127.0.0.1:{cw}/mcp", procs[2].pid),
+            ("callwarden http pass-through", f"raw.bench@http://127.0.0.1:{cw}/mcp", procs[2].pid),
+            ("callwarden mcp (policy+filter)", f"http://127.0.0.1:{cw}/mcp", procs[2].pid),
         ]
         rows = []
         for method in ("tools/call", "tools/list"):

@@ -18,7 +18,9 @@ async def main(listen_port: int, upstream: str) -> None:
     async def handle(req: web.Request) -> web.Response:
         headers = {k: v for k, v in req.headers.items() if k.lower() not in HOP}
         body = await req.read() if req.body_exists else None
-        async with session.request(req.method, upstream + req.path_qs, headers=headers, data=body) as r:
+        async with session.request(
+            req.method, upstream + req.path_qs, headers=headers, data=body
+        ) as r:
             data = await r.read()
             out = {k: v for k, v in r.headers.items() if k.lower() not in HOP}
             return web.Response(status=r.status, body=data, headers=out)

@@ -38,8 +38,17 @@ def main() -> None:
     procs.append(spawn("bench/minimal_proxy.py", str(base), f"http://127.0.0.1:{up}"))
     procs.append(
         spawn(
-            "-m", "proxy.cli", "run", "--rules", str(tmp), "--listen", f"127.0.0.1:{cw}",
-            "--admin", f"127.0.0.1:{admin}", "--log-level", "WARNING",
+            "-m",
+            "proxy.cli",
+            "run",
+            "--rules",
+            str(tmp),
+            "--listen",
+            f"127.0.0.1:{cw}",
+            "--admin",
+            f"127.0.0.1:{admin}",
+            "--log-level",
+            "WARNING",
         )
     )
     wait_port(base)
@@ -64,7 +73,10 @@ def main() -> None:
             p.terminate()
             p.wait(10)
     print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, small JSON upstream, loopback")
-    print(f"{'target':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'proxy CPU us/req':>17}")
+    print(
+        f"{'target':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+        f" {'proxy CPU us/req':>17}"
+    )
     for name, res, per_req in rows:
         cpu = f"{per_req:.0f}" if per_req else "-"
         print(

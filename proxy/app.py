@@ -72,7 +72,9 @@ class ProxyState:
         if rec.budget_ms is not None:
             child(m.budget_remaining, route).observe(rec.budget_ms / 1000)
         if rec.tenant is not None and rec.route in self.compiled.tenant_label_routes:
-            child(m.tenant_requests, route, self._tenant_label(route, rec.tenant), rec.outcome).inc()
+            child(
+                m.tenant_requests, route, self._tenant_label(route, rec.tenant), rec.outcome
+            ).inc()
         if rec.sql_s is not None:
             child(m.sql_inspection, route).observe(rec.sql_s)
         for kind, action in rec.findings:
@@ -101,10 +103,17 @@ class ProxyState:
     def swap(self, loaded: LoadedRules) -> None:
         """Build the new table fully, then swap one reference (in-flight calls keep theirs)."""
         compiled = compile_rules(loaded, self.services)
+        previous = self.compiled.rules
         old = self.compiled.loaded.digest
         self.compiled = compiled
-        self.metrics.rules_info.remove(old) if old != loaded.digest else None
+        if old != loaded.digest:
+            self.metrics.rules_info.remove(old)
         self.metrics.rules_info.labels(loaded.digest).set(1)
+        if previous.secrets != loaded.rules.secrets:
+            log.warning("rules reload: the secrets section changed; it applies after a restart")
+        from proxy.listeners import refresh_listeners
+
+        refresh_listeners(self, loaded.rules)
         obs = loaded.rules.observability
         self.access_log = AccessLog(obs.access_log)
         self.decision_log = reopen_decision_log(self.decision_log, obs.decision_log)
@@ -267,6 +276,9 @@ class Server:
         for runner in self.runners:
             await runner.cleanup()
         await self.state.upstream.close()
+        from proxy.upstream.resilience import cache_of
+
+        await cache_of(self.state.services).aclose()  # Redis clients of cluster limiters
         if self.state.decision_log is not None:
             await asyncio.to_thread(self.state.decision_log.close)
         await self.state.services.secrets.close()

@@ -13,14 +13,14 @@ def load() -> None:
         return
     _loaded = True
     # one import per capability module (each registers itself on import):
+    import proxy.codecs.graph
+    import proxy.codecs.mcp
     import proxy.codecs.sql
     import proxy.guards.credentials
+    import proxy.guards.graph_safety
+    import proxy.guards.mcp_policy
+    import proxy.guards.ratelimit
+    import proxy.guards.secrets
     import proxy.guards.sql_safety
     import proxy.guards.tenant_scope
-    import proxy.guards.secrets  # noqa: F401
-    import proxy.codecs.mcp  # noqa: F401
-    import proxy.guards.mcp_policy  # noqa: F401
-    import proxy.codecs.graph  # noqa: F401
-    import proxy.guards.graph_safety  # noqa: F401
     import proxy.integrity.guard  # noqa: F401
-    import proxy.guards.ratelimit  # noqa: F401

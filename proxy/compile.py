@@ -172,7 +172,7 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         drop_headers=frozenset(drop),
         budget_header=rules.identity.budget_header,
         tenant_forward_header=route.tenant.forward_header if route.tenant else None,
-        inspect_bodies=route.tenant is not None and route.tenant.json_field is not None
+        inspect_bodies=(route.tenant is not None and route.tenant.json_field is not None)
         or "credentials" in {getattr(g, "name", "") for g in chain},
         max_inspect_bytes=route.limits.max_inspect_bytes,
         max_request_bytes=route.limits.max_request_bytes,

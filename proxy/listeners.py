@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
 from proxy.config.refs import parse_template
-from proxy.config.schema import Route
+from proxy.config.schema import Route, Rules
 from proxy.guards.sql_safety import sql_engine
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
@@ -17,6 +18,7 @@ from proxy.pgwire.record import StatementRecord
 if TYPE_CHECKING:
     from proxy.app import ProxyState
 
+log = logging.getLogger("callwarden")
 _OUTCOMES = {"allowed": "ok", "denied": "denied", "error": "error", "timeout": "error"}
 
 
@@ -47,7 +49,9 @@ def pg_listener(route: Route, state: ProxyState) -> PgListener:
 
     async def resolve_credentials() -> tuple[str, str]:
         if creds.user is None:
-            raise ProxyError(ErrorCode.INTERNAL_ERROR, f"route {route.name} has no credentials.user")
+            raise ProxyError(
+                ErrorCode.INTERNAL_ERROR, f"route {route.name} has no credentials.user"
+            )
         user = await secrets.resolve(parse_template(creds.user))
         password = await secrets.resolve(parse_template(creds.password)) if creds.password else ""
         return user, password
@@ -82,6 +86,25 @@ async def start_listeners(state: ProxyState) -> dict[str, int]:
             state.listeners.append(listener)
             ports[route.name] = listener.port
     return ports
+
+
+def refresh_listeners(state: ProxyState, rules: Rules) -> None:
+    """Hot reload for wire listeners: new connections get the new SQL policy. Adding or
+    removing a postgres route, or moving its address, takes a restart (logged)."""
+    routes = {r.name: r for r in rules.routes if r.kind == "postgres"}
+    running = {listener.route.name for listener in state.listeners}
+    for listener in state.listeners:
+        route = routes.get(listener.route.name)
+        if route is None:
+            log.warning(
+                "rules reload: postgres route %s removed; restart to close it", listener.route.name
+            )
+            continue
+        if route.listen != listener.route.listen or route.upstream != listener.route.upstream:
+            log.warning("rules reload: postgres route %s moved; restart to apply", route.name)
+        listener.replace_guard(sql_engine(route.sql, state.services) if route.sql else None)
+    for name in routes.keys() - running:
+        log.warning("rules reload: new postgres route %s starts after a restart", name)
 
 
 async def stop_listeners(state: ProxyState) -> None:

@@ -127,7 +127,9 @@ class Pipeline:
         identity = compiled.identity
         headers = req.headers
         rec = CallRecord(start=time.monotonic(), method=req.method)
-        trace_id, flags = trace_context(headers.get("traceparent"), headers.get(identity.trace_header))
+        trace_id, flags = trace_context(
+            headers.get("traceparent"), headers.get(identity.trace_header)
+        )
         rec.trace_id = trace_id
         route: CompiledRoute | None = None
         ctx: CallContext | None = None
@@ -236,9 +238,7 @@ class Pipeline:
         t_up = time.monotonic()
         try:
             async with asyncio.timeout_at(loop.time() + deadline.remaining()):
-                out = route.codec.encode(
-                    route, call, ctx, stream, req.remote or "", req.scheme
-                )
+                out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
                 try:
                     rec.status = upstream.status

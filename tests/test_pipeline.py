@@ -23,12 +23,17 @@ async def raw_request(port: int, data: bytes) -> bytes:
 
 
 async def test_routing_prefix_host_absolute_and_unknown(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(
         write_rules(
             [
                 http_route(url),
-                http_route(url, "admin", "/api/admin", match={"path_prefix": "/api/admin", "strip_prefix": False}),
+                http_route(
+                    url,
+                    "admin",
+                    "/api/admin",
+                    match={"path_prefix": "/api/admin", "strip_prefix": False},
+                ),
                 {"name": "byhost", "match": {"hosts": ["tools.example.com"]}, "upstream": url},
             ]
         )
@@ -41,7 +46,8 @@ async def test_routing_prefix_host_absolute_and_unknown(upstream, write_rules, s
         assert (await r.json())["path"] == "/other"
     port = px.server.ports["proxy"]
     raw = await raw_request(
-        port, b"GET http://tools.example.com/abs?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        port,
+        b"GET http://tools.example.com/abs?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     assert raw.startswith(b"HTTP/1.1 200") and b'"/abs?q=1"' in raw
     async with px.session.get(px.url + "/unknown") as r:
@@ -66,7 +72,8 @@ async def test_traversal_cannot_leave_prefix(upstream, write_rules, start_proxy,
     up, url = upstream
     px = await start_proxy(write_rules([http_route(url)]))
     raw = await raw_request(
-        px.server.ports["proxy"], b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        px.server.ports["proxy"],
+        b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     assert raw.startswith(b"HTTP/1.1 %d" % status), raw[:200]
     if status != 200:
@@ -74,7 +81,7 @@ async def test_traversal_cannot_leave_prefix(upstream, write_rules, start_proxy,
 
 
 async def test_hop_by_hop_and_forwarding_headers(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     # development: the Proxy-Authorization below would be refused as a plaintext credential
     px = await start_proxy(write_rules([http_route(url)], environment="development"))
     headers = {
@@ -104,7 +111,7 @@ async def test_hop_by_hop_and_forwarding_headers(upstream, write_rules, start_pr
 
 
 async def test_upstream_errors_pass_through_and_down_is_502(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
@@ -118,8 +125,16 @@ async def test_upstream_errors_pass_through_and_down_is_502(upstream, write_rule
     async with px.session.get(px.url + "/dead/x") as r:
         assert r.status == 502
         assert (await r.json())["error"]["code"] == "UPSTREAM_UNAVAILABLE"
-    assert px.metric("callwarden_requests_total", route="dead", kind="http", outcome="error",
-                     error_code="UPSTREAM_UNAVAILABLE") == 1
+    assert (
+        px.metric(
+            "callwarden_requests_total",
+            route="dead",
+            kind="http",
+            outcome="error",
+            error_code="UPSTREAM_UNAVAILABLE",
+        )
+        == 1
+    )
 
 
 async def test_route_timeout_vs_budget_by_phase(upstream, write_rules, start_proxy):
@@ -132,7 +147,10 @@ async def test_route_timeout_vs_budget_by_phase(upstream, write_rules, start_pro
     async with px.session.get(px.url + "/api/slow?ms=3000", headers=hdr) as r:
         assert r.headers["X-CallWarden-Error-Code"] == "PLAN_TIMEOUT"
     calls = len(up.calls)
-    for budget, phase, code in (("0", "compose", "COMPOSE_TIMEOUT"), ("0", None, "EXECUTE_TIMEOUT")):
+    for budget, phase, code in (
+        ("0", "compose", "COMPOSE_TIMEOUT"),
+        ("0", None, "EXECUTE_TIMEOUT"),
+    ):
         hdr = {"X-Request-Budget-Ms": budget, **({"X-Orchestration-Phase": phase} if phase else {})}
         async with px.session.get(px.url + "/api/x", headers=hdr) as r:
             assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (504, code)
@@ -147,7 +165,7 @@ async def test_route_timeout_vs_budget_by_phase(upstream, write_rules, start_pro
 
 
 async def test_role_denial_and_audit_mode(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(
         write_rules(
             [
@@ -164,18 +182,31 @@ async def test_role_denial_and_audit_mode(upstream, write_rules, start_proxy):
         assert r.status == 200
     async with px.session.get(px.url + "/shadow/x", headers={"X-Caller-Role": "intern"}) as r:
         assert r.status == 200
-    assert px.metric("callwarden_audit_would_deny_total", route="shadow", guard="access",
-                     error_code="PERMISSION_DENIED") == 1
-    assert px.metric("callwarden_denials_total", route="api", guard="access",
-                     error_code="PERMISSION_DENIED") == 2
+    assert (
+        px.metric(
+            "callwarden_audit_would_deny_total",
+            route="shadow",
+            guard="access",
+            error_code="PERMISSION_DENIED",
+        )
+        == 1
+    )
+    assert (
+        px.metric(
+            "callwarden_denials_total", route="api", guard="access", error_code="PERMISSION_DENIED"
+        )
+        == 2
+    )
 
 
 async def test_tenant_required_and_forwarded(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(write_rules([http_route(url, tenant={"forward_header": "X-Org"})]))
     async with px.session.get(px.url + "/api/x") as r:
         assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (401, "AUTH_FAILED")
-    async with px.session.get(px.url + "/api/x", headers={"X-Tenant-ID": "acme", "X-Org": "evil"}) as r:
+    async with px.session.get(
+        px.url + "/api/x", headers={"X-Tenant-ID": "acme", "X-Org": "evil"}
+    ) as r:
         assert (await r.json())["headers"]["X-Org"] == "acme"
 
 
@@ -192,7 +223,7 @@ async def test_sse_arrives_incrementally(upstream, write_rules, start_proxy):
 
 
 async def test_request_size_cap(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(write_rules([http_route(url, limits={"max_request_bytes": 1000})]))
     async with px.session.post(px.url + "/api/upload", data=b"x" * 1001) as r:
         assert r.status == 413
@@ -202,7 +233,7 @@ async def test_request_size_cap(upstream, write_rules, start_proxy):
 
 
 async def test_large_bodies_stream_both_ways(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(write_rules([http_route(url)]))
     size = 64 * 1024 * 1024
 
@@ -221,7 +252,7 @@ async def test_large_bodies_stream_both_ways(upstream, write_rules, start_proxy)
 
 
 async def test_hundred_concurrent_calls(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(write_rules([http_route(url)]))
 
     async def one(i: int) -> str:
@@ -230,7 +261,12 @@ async def test_hundred_concurrent_calls(upstream, write_rules, start_proxy):
 
     paths = await asyncio.gather(*(one(i) for i in range(100)))
     assert sorted(paths) == sorted(f"/c/{i}" for i in range(100))
-    assert px.metric("callwarden_requests_total", route="api", kind="http", outcome="ok", error_code="") == 100
+    assert (
+        px.metric(
+            "callwarden_requests_total", route="api", kind="http", outcome="ok", error_code=""
+        )
+        == 100
+    )
 
 
 async def test_graceful_drain(upstream, write_rules, start_proxy):
@@ -248,7 +284,7 @@ async def test_graceful_drain(upstream, write_rules, start_proxy):
 
 
 async def test_admin_endpoints(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(write_rules([http_route(url, access={"roles": ["a"]})]))
     async with px.session.get(px.url + "/api/x", headers={"X-Caller-Role": "a"}) as r:
         assert r.status == 200
@@ -262,9 +298,14 @@ async def test_admin_endpoints(upstream, write_rules, start_proxy):
         assert len(rules["digest"]) == 64
     async with px.session.get(px.admin + "/metrics") as r:
         text = await r.text()
-        assert 'callwarden_requests_total{error_code="",kind="http",outcome="ok",route="api"} 1.0' in text
+        assert (
+            'callwarden_requests_total{error_code="",kind="http",outcome="ok",route="api"} 1.0'
+            in text
+        )
         assert "callwarden_request_duration_seconds_bucket" in text
-    async with px.session.get(px.admin + "/metrics", headers={"Accept": "application/openmetrics-text"}) as r:
+    async with px.session.get(
+        px.admin + "/metrics", headers={"Accept": "application/openmetrics-text"}
+    ) as r:
         text = await r.text()
         assert r.headers["Content-Type"].startswith("application/openmetrics-text")
         assert "# {trace_id=" in text  # trace ids as exemplars, never labels

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 
 async def test_pass_through(upstream, write_rules, start_proxy):
-    up, url = upstream
-    px = await start_proxy(write_rules([{"name": "api", "match": {"path_prefix": "/api"}, "upstream": url}]))
+    _up, url = upstream
+    px = await start_proxy(
+        write_rules([{"name": "api", "match": {"path_prefix": "/api"}, "upstream": url}])
+    )
     async with px.session.get(px.url + "/api/hello?x=1", headers={"X-Caller-Role": "a"}) as r:
         assert r.status == 200
         body = await r.json()

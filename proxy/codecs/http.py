@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from urllib.parse import urlencode
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aiohttp import ClientResponse, web
 from multidict import CIMultiDict
@@ -212,7 +212,7 @@ class HttpCodec:
         length = upstream.content_length
         if filters and "text/event-stream" in ctype:
             return await self._stream_events(req, upstream, headers, filters, ctx)
-        if filters and length is not None and length <= MAX_FILTERED_RESPONSE or (
+        if (filters and length is not None and length <= MAX_FILTERED_RESPONSE) or (
             filters and length is None and is_inspectable(ctype)
         ):
             data = await upstream.content.read(MAX_FILTERED_RESPONSE + 1)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from urllib.parse import urlencode
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from multidict import MultiDict, MultiDictProxy
 
@@ -35,7 +35,9 @@ class SqlCodec(HttpCodec):
         if not location.carries_sql(loc, request.method, request.path):
             # Result polling and cancel requests of Trino/Snowflake/Databricks: no SQL.
             return HttpCall(route.name, route.kind, caller, request)
-        sql, params = location.extract(loc, request.method, request.path, request.query, request.body)
+        sql, params = location.extract(
+            loc, request.method, request.path, request.query, request.body
+        )
         return SqlCall(route.name, route.kind, caller, request, sql=sql, params=params)
 
 

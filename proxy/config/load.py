@@ -124,7 +124,9 @@ def merge_documents(
                     limits = route.get("limits")
                     route = {
                         **route,
-                        "limits": _deep_merge(kind_defaults, limits if isinstance(limits, dict) else {}),
+                        "limits": _deep_merge(
+                            kind_defaults, limits if isinstance(limits, dict) else {}
+                        ),
                     }
             routes.append(route)
         merged["routes"] = routes
@@ -141,9 +143,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _format(
-    exc: ValidationError, first: Path, origins: list[tuple[Path, int]]
-) -> list[str]:
+def _format(exc: ValidationError, first: Path, origins: list[tuple[Path, int]]) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
@@ -184,7 +184,9 @@ def _raw_cross_checks(routes: list[Any], origins: list[tuple[Path, int]]) -> lis
             prefix = prefix.rstrip("/") or "/" if isinstance(prefix, str) else prefix
             key = json.dumps([prefix, sorted(hosts) if isinstance(hosts, list) else hosts])
             if key in matches:
-                problems.append(f"{file}: routes[{idx}].match: same match as route '{matches[key]}'")
+                problems.append(
+                    f"{file}: routes[{idx}].match: same match as route '{matches[key]}'"
+                )
             matches.setdefault(key, name)
     return problems
 

@@ -23,7 +23,7 @@ class SecretRef:
     """vault field name"""
 
     def __str__(self) -> str:  # the reference text, never a value
-        return "${%s:%s%s}" % (self.scheme, self.target, f"#{self.key}" if self.key else "")
+        return "${{{}:{}{}}}".format(self.scheme, self.target, f"#{self.key}" if self.key else "")
 
 
 Template = tuple[str | SecretRef, ...]

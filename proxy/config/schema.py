@@ -218,7 +218,12 @@ class SqlLocation(Model):
 
     @model_validator(mode="after")
     def _one(self) -> SqlLocation:
-        if sum(x is not None for x in (self.json_pointer, self.query_param, self.body, self.preset)) > 1:
+        if (
+            sum(
+                x is not None for x in (self.json_pointer, self.query_param, self.body, self.preset)
+            )
+            > 1
+        ):
             raise ValueError("set one of json, query_param, body or preset")
         return self
 
@@ -411,9 +416,7 @@ class Rules(Model):
             if r.kind != "postgres":
                 key = (r.match.path_prefix, tuple(sorted(r.match.hosts or ())))
                 if key in matches:
-                    problems.append(
-                        f"routes[{i}].match: same match as route '{matches[key]}'"
-                    )
+                    problems.append(f"routes[{i}].match: same match as route '{matches[key]}'")
                 matches[key] = r.name
             elif r.listen is not None:
                 if r.listen in listens:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -18,8 +19,8 @@ RULES = Path(__file__).resolve().parents[2] / "rules"
 
 
 def curl_examples(proxy: str) -> str:
-    q = "'{\"query\": \"SELECT item, amount FROM orders ORDER BY id\"}'"
-    drop = "'{\"query\": \"DROP TABLE orders\"}'"
+    q = '\'{"query": "SELECT item, amount FROM orders ORDER BY id"}\''
+    drop = '\'{"query": "DROP TABLE orders"}\''
     return f"""
 CallWarden demo is up: proxy {proxy}
 
@@ -67,10 +68,8 @@ async def run_demo(listen: str, admin: str, duration: float | None = None) -> in
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration)
-    except TimeoutError:
-        pass
     await server.stop(drain_s=2)
     for runner in backends:
         await runner.cleanup()

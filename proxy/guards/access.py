@@ -24,5 +24,7 @@ class AccessGuard:
         if roles_allow(self.roles, call.caller.roles):
             return ALLOW
         if not call.caller.roles:
-            return Deny(ErrorCode.PERMISSION_DENIED, "no caller role given for a role-restricted route")
+            return Deny(
+                ErrorCode.PERMISSION_DENIED, "no caller role given for a role-restricted route"
+            )
         return Deny(ErrorCode.PERMISSION_DENIED, "caller role not allowed on this route")

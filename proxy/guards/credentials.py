@@ -15,7 +15,6 @@ from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
 
-
 CLEAN_CACHE = 4096
 """Header (name, value) pairs known clean; the same few headers arrive on every call."""
 

@@ -12,10 +12,10 @@ from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules, SqlSpec
 from proxy.guards.base import CallContext
 from proxy.guards.sql_safety import sql_decision, sql_engine
-from proxy.sql.engine import SqlGuard
 from proxy.model.call import SqlCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+from proxy.sql.engine import SqlGuard
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,9 @@ def parse_phase(raw: str | None) -> str | None:
         return None
     phase = raw.strip().lower()
     if phase not in PHASES:
-        raise ProxyError(ErrorCode.TOOL_BAD_REQUEST, "orchestration phase must be plan, execute or compose")
+        raise ProxyError(
+            ErrorCode.TOOL_BAD_REQUEST, "orchestration phase must be plan, execute or compose"
+        )
     return phase
 
 

@@ -49,7 +49,9 @@ class AccessLog:
             "budget_ms": rec.budget_ms,
         }
         if rec.would_deny:
-            line["would_deny"] = [{"guard": g, "code": c, "reason": r} for g, c, r in rec.would_deny]
+            line["would_deny"] = [
+                {"guard": g, "code": c, "reason": r} for g, c, r in rec.would_deny
+            ]
         if rec.warnings:
             line["warnings"] = rec.warnings
         log.log(self.level, json.dumps(line, separators=(",", ":")))

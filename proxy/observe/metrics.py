@@ -10,10 +10,37 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Sub-millisecond (proxy overhead) to a minute (slow SQL): one set for every duration.
 BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 OVERHEAD_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
 )
 
 
@@ -24,86 +51,141 @@ class Metrics:
         r = self.registry = registry if registry is not None else CollectorRegistry()
         p = "callwarden_"
         self.requests = Counter(
-            p + "requests", "Calls handled, by outcome (ok, denied, error) and error code.",
-            ["route", "kind", "outcome", "error_code"], registry=r,
+            p + "requests",
+            "Calls handled, by outcome (ok, denied, error) and error code.",
+            ["route", "kind", "outcome", "error_code"],
+            registry=r,
         )
         self.request_duration = Histogram(
-            p + "request_duration_seconds", "Whole call as the caller sees it.",
-            ["route", "kind"], buckets=BUCKETS, registry=r,
+            p + "request_duration_seconds",
+            "Whole call as the caller sees it.",
+            ["route", "kind"],
+            buckets=BUCKETS,
+            registry=r,
         )
         self.upstream_duration = Histogram(
-            p + "upstream_duration_seconds", "Upstream exchange, all attempts included.",
-            ["route", "kind"], buckets=BUCKETS, registry=r,
+            p + "upstream_duration_seconds",
+            "Upstream exchange, all attempts included.",
+            ["route", "kind"],
+            buckets=BUCKETS,
+            registry=r,
         )
         self.proxy_overhead = Histogram(
-            p + "proxy_overhead_seconds", "Time spent in CallWarden itself, upstream excluded.",
-            ["route", "kind"], buckets=OVERHEAD_BUCKETS, registry=r,
+            p + "proxy_overhead_seconds",
+            "Time spent in CallWarden itself, upstream excluded.",
+            ["route", "kind"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
         )
         self.denials = Counter(
-            p + "denials", "Calls refused by a guard.", ["route", "guard", "error_code"], registry=r,
+            p + "denials",
+            "Calls refused by a guard.",
+            ["route", "guard", "error_code"],
+            registry=r,
         )
         self.audit_would_deny = Counter(
-            p + "audit_would_deny", "Denials that audit mode let through.",
-            ["route", "guard", "error_code"], registry=r,
+            p + "audit_would_deny",
+            "Denials that audit mode let through.",
+            ["route", "guard", "error_code"],
+            registry=r,
         )
         self.rate_limited = Counter(
-            p + "rate_limited", "Calls refused by a rate limit or concurrency cap.", ["route"],
+            p + "rate_limited",
+            "Calls refused by a rate limit or concurrency cap.",
+            ["route"],
             registry=r,
         )
         self.breaker_state = Gauge(
-            p + "breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-            ["route"], registry=r,
+            p + "breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["route"],
+            registry=r,
         )
         self.breaker_transitions = Counter(
-            p + "breaker_transitions", "Circuit breaker state changes, by new state.",
-            ["route", "state"], registry=r,
+            p + "breaker_transitions",
+            "Circuit breaker state changes, by new state.",
+            ["route", "state"],
+            registry=r,
         )
         self.retries = Counter(p + "retries", "Upstream retries.", ["route"], registry=r)
         self.timeouts = Counter(
-            p + "timeouts", "Calls that timed out, by phase (route = the route's own timeout).",
-            ["route", "phase"], registry=r,
+            p + "timeouts",
+            "Calls that timed out, by phase (route = the route's own timeout).",
+            ["route", "phase"],
+            registry=r,
         )
         self.inflight = Gauge(
-            p + "inflight_requests", "Calls in flight.", ["route"], registry=r,
+            p + "inflight_requests",
+            "Calls in flight.",
+            ["route"],
+            registry=r,
         )
         self.sql_inspection = Histogram(
-            p + "sql_inspection_seconds", "SQL guard time per statement (parse, judge, rewrite).",
-            ["route"], buckets=OVERHEAD_BUCKETS, registry=r,
+            p + "sql_inspection_seconds",
+            "SQL guard time per statement (parse, judge, rewrite).",
+            ["route"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
         )
         self.budget_remaining = Histogram(
-            p + "budget_remaining_seconds", "Caller's remaining budget on arrival.",
-            ["route"], buckets=BUCKETS, registry=r,
+            p + "budget_remaining_seconds",
+            "Caller's remaining budget on arrival.",
+            ["route"],
+            buckets=BUCKETS,
+            registry=r,
         )
         self.rules_reloads = Counter(
-            p + "rules_reloads", "Rules loads, by result (ok, error).", ["result"], registry=r,
+            p + "rules_reloads",
+            "Rules loads, by result (ok, error).",
+            ["result"],
+            registry=r,
         )
         self.rules_info = Gauge(
-            p + "rules_info", "Digest of the rules in force (value 1).", ["digest"], registry=r,
+            p + "rules_info",
+            "Digest of the rules in force (value 1).",
+            ["digest"],
+            registry=r,
         )
         self.credential_findings = Counter(
-            p + "credential_findings", "Plaintext credentials seen in calls.",
-            ["route", "kind", "action"], registry=r,
+            p + "credential_findings",
+            "Plaintext credentials seen in calls.",
+            ["route", "kind", "action"],
+            registry=r,
         )
         self.secrets_masked = Counter(
-            p + "secrets_masked", "Secrets masked in upstream responses.", ["route"], registry=r,
+            p + "secrets_masked",
+            "Secrets masked in upstream responses.",
+            ["route"],
+            registry=r,
         )
         self.mask_skipped = Counter(
-            p + "mask_skipped", "Responses streamed unmasked because they exceeded the cap.",
-            ["route"], registry=r,
+            p + "mask_skipped",
+            "Responses streamed unmasked because they exceeded the cap.",
+            ["route"],
+            registry=r,
         )
         self.mcp_tool_calls = Counter(
-            p + "mcp_tool_calls", "MCP tools/call requests.", ["route", "tool", "outcome"],
+            p + "mcp_tool_calls",
+            "MCP tools/call requests.",
+            ["route", "tool", "outcome"],
             registry=r,
         )
         self.mcp_tool_duration = Histogram(
-            p + "mcp_tool_duration_seconds", "MCP tools/call duration.", ["route", "tool"],
-            buckets=BUCKETS, registry=r,
+            p + "mcp_tool_duration_seconds",
+            "MCP tools/call duration.",
+            ["route", "tool"],
+            buckets=BUCKETS,
+            registry=r,
         )
         self.tool_integrity = Counter(
-            p + "tool_integrity_events", "Tool definition changes and schema failures.",
-            ["route", "tool", "event"], registry=r,
+            p + "tool_integrity_events",
+            "Tool definition changes and schema failures.",
+            ["route", "tool", "event"],
+            registry=r,
         )
         self.tenant_requests = Counter(
-            p + "tenant_requests", "Calls per tenant, on routes that opt in (capped).",
-            ["route", "tenant", "outcome"], registry=r,
+            p + "tenant_requests",
+            "Calls per tenant, on routes that opt in (capped).",
+            ["route", "tenant", "outcome"],
+            registry=r,
         )

@@ -25,19 +25,27 @@ def sql_route(url: str, **sql) -> dict:
         "kind": "sql",
         "match": {"path_prefix": "/db"},
         "upstream": url,
-        "sql": {"dialect": "sqlite", "tenant": {"column": "tenant_id", "tables": ["orders", "customers"]}, **sql},
+        "sql": {
+            "dialect": "sqlite",
+            "tenant": {"column": "tenant_id", "tables": ["orders", "customers"]},
+            **sql,
+        },
     }
 
 
 async def run(px, sql: str, tenant: str | None = "acme", **kw):
     headers = {"X-Tenant-ID": tenant} if tenant else {}
-    async with px.session.post(px.url + "/db/query", json={"query": sql, **kw}, headers=headers) as r:
+    async with px.session.post(
+        px.url + "/db/query", json={"query": sql, **kw}, headers=headers
+    ) as r:
         return r.status, r.headers.get("X-CallWarden-Error-Code"), await r.json()
 
 
 async def test_tenant_rewrite_returns_only_the_tenants_rows(sql_backend, write_rules, start_proxy):
     px = await start_proxy(write_rules([sql_route(sql_backend)]))
-    status, _, body = await run(px, "SELECT o.item FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id")
+    status, _, body = await run(
+        px, "SELECT o.item FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id"
+    )
     assert status == 200 and body["rows"] == [["anvil"], ["rocket"]]
     status, _, body = await run(px, "SELECT count(*) FROM orders", tenant="globex")
     assert body["rows"] == [[2]]
@@ -59,7 +67,9 @@ async def test_tenant_rewrite_returns_only_the_tenants_rows(sql_backend, write_r
         "SELEC oops FROM",
     ],
 )
-async def test_blocked_statements_never_reach_the_backend(sql_backend, write_rules, start_proxy, sql):
+async def test_blocked_statements_never_reach_the_backend(
+    sql_backend, write_rules, start_proxy, sql
+):
     px = await start_proxy(write_rules([sql_route(sql_backend)]))
     status, code, body = await run(px, sql)
     assert (status, code) == (403, "SQL_BLOCKED")
@@ -76,11 +86,17 @@ async def test_row_cap_limit_and_response_check(sql_backend, write_rules, start_
 
 async def test_sql_missing_and_malformed_body(sql_backend, write_rules, start_proxy):
     px = await start_proxy(write_rules([sql_route(sql_backend)]))
-    async with px.session.post(px.url + "/db/query", json={"sql": "SELECT 1"}, headers={"X-Tenant-ID": "a"}) as r:
+    async with px.session.post(
+        px.url + "/db/query", json={"sql": "SELECT 1"}, headers={"X-Tenant-ID": "a"}
+    ) as r:
         assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (422, "INVALID_PARAMS")
-    async with px.session.post(px.url + "/db/query", data=b"{not json", headers={"X-Tenant-ID": "a"}) as r:
+    async with px.session.post(
+        px.url + "/db/query", data=b"{not json", headers={"X-Tenant-ID": "a"}
+    ) as r:
         assert r.headers["X-CallWarden-Error-Code"] == "INVALID_PARAMS"
-    async with px.session.post(px.url + "/db/query", data=b'{"query": "\\xff\xff"}', headers={"X-Tenant-ID": "a"}) as r:
+    async with px.session.post(
+        px.url + "/db/query", data=b'{"query": "\\xff\xff"}', headers={"X-Tenant-ID": "a"}
+    ) as r:
         assert r.headers["X-CallWarden-Error-Code"] == "INVALID_PARAMS"
 
 
@@ -89,6 +105,16 @@ async def test_query_param_location_and_audit(sql_backend, write_rules, start_pr
     route["guard_modes"] = {"sql_safety": "audit"}
     px = await start_proxy(write_rules([route]))
     # audit: a blocked statement is counted as would-deny and sent unchanged
-    async with px.session.post(px.url + "/db/query?q=x", json={"query": "SELECT 1"}, headers={"X-Tenant-ID": "a"}) as r:
+    async with px.session.post(
+        px.url + "/db/query?q=x", json={"query": "SELECT 1"}, headers={"X-Tenant-ID": "a"}
+    ) as r:
         assert r.status in (200, 400)
-    assert px.metric("callwarden_audit_would_deny_total", route="db", guard="sql_safety", error_code="SQL_BLOCKED") == 1
+    assert (
+        px.metric(
+            "callwarden_audit_would_deny_total",
+            route="db",
+            guard="sql_safety",
+            error_code="SQL_BLOCKED",
+        )
+        == 1
+    )

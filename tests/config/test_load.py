@@ -28,7 +28,10 @@ def test_example_rules_are_valid() -> None:
 
 def test_defaults_merge_into_routes(write_rules) -> None:
     path = write_rules(
-        [ROUTE, {**ROUTE, "name": "b", "match": {"path_prefix": "/b"}, "limits": {"timeout_ms": 5}}],
+        [
+            ROUTE,
+            {**ROUTE, "name": "b", "match": {"path_prefix": "/b"}, "limits": {"timeout_ms": 5}},
+        ],
         defaults={"http": {"timeout_ms": 1234, "retries": {"max": 2}}},
     )
     a, b = load_rules(path).rules.routes
@@ -40,10 +43,19 @@ def test_every_problem_named_with_file_and_field(write_rules) -> None:
     path = write_rules(
         [
             ROUTE,
-            {**ROUTE, "name": "b", "match": {"path_prefix": "/b"}, "limits": {"rate": {"per_second": -1}}},
+            {
+                **ROUTE,
+                "name": "b",
+                "match": {"path_prefix": "/b"},
+                "limits": {"rate": {"per_second": -1}},
+            },
             {**ROUTE, "name": "c", "match": {"path_prefix": "/c"}, "bogus": 1},
-            {**ROUTE, "name": "d", "match": {"path_prefix": "/d"},
-             "credentials": {"inject": {"Authorization": "Bearer ${vault:nokey}"}}},
+            {
+                **ROUTE,
+                "name": "d",
+                "match": {"path_prefix": "/d"},
+                "credentials": {"inject": {"Authorization": "Bearer ${vault:nokey}"}},
+            },
         ]
     )
     found = problems(path)
@@ -68,8 +80,12 @@ def test_identical_match_is_an_error(write_rules) -> None:
 
 def test_conflicting_top_level_keys(tmp_path: Path, write_rules) -> None:
     write_rules([ROUTE], name="one.yaml", mode="audit")
-    write_rules([{**ROUTE, "name": "b", "match": {"path_prefix": "/b"}}], name="two.yaml", mode="enforce")
-    assert problems(tmp_path) == [f"{tmp_path / 'two.yaml'}: mode: also set differently in {tmp_path / 'one.yaml'}"]
+    write_rules(
+        [{**ROUTE, "name": "b", "match": {"path_prefix": "/b"}}], name="two.yaml", mode="enforce"
+    )
+    assert problems(tmp_path) == [
+        f"{tmp_path / 'two.yaml'}: mode: also set differently in {tmp_path / 'one.yaml'}"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -78,10 +94,16 @@ def test_conflicting_top_level_keys(tmp_path: Path, write_rules) -> None:
         ("routes: [", "invalid YAML"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("version: 2\n", "version"),
-        ("routes:\n  - name: x\n    kind: sql\n    upstream: http://h\n    match: {path_prefix: /x}\n",
-         "needs a 'sql' section"),
+        (
+            "routes:\n  - name: x\n    kind: sql\n    upstream: http://h\n"
+            "    match: {path_prefix: /x}\n",
+            "needs a 'sql' section",
+        ),
         ("routes:\n  - name: x\n    upstream: ftp://h\n    match: {path_prefix: /x}\n", "http://"),
-        ("routes:\n  - name: x\n    upstream: http://h\n    match: {path_prefix: /x/../y}\n", "normalised"),
+        (
+            "routes:\n  - name: x\n    upstream: http://h\n    match: {path_prefix: /x/../y}\n",
+            "normalised",
+        ),
         ("routes:\n  - name: x\n    upstream: http://h\n", "path_prefix and/or hosts"),
     ],
 )
@@ -103,7 +125,11 @@ def test_schema_json_is_fresh() -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "proxy.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
 
 

@@ -8,10 +8,10 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from tests.credentials.fakes import LOOKALIKES, format_fakes, keyed_fakes, rnd
 from multidict import CIMultiDict
 
 from proxy.credentials.detect import Detector, Finding, describe
+from tests.credentials.fakes import LOOKALIKES, format_fakes, keyed_fakes, rnd
 
 FORMATS = format_fakes()
 KEYED = keyed_fakes()

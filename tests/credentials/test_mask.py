@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.credentials.fakes import LOOKALIKES, format_fakes, rnd
 
 from proxy.credentials.formats import find
 from proxy.credentials.mask import REDACTED, Masker, StreamMasker, masker_for
+from tests.credentials.fakes import LOOKALIKES, format_fakes, rnd
 
 SECRET = "crm-" + rnd(24) + "/+=x"
 GH = "ghp_" + rnd(36)

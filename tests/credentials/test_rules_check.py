@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.credentials.fakes import rnd
 
 from proxy.config.schema import Rules
 from proxy.credentials.rules_check import literal_credentials
+from tests.credentials.fakes import rnd
 
 ADVICE = "use a ${vault:..}/${env:..}/${file:..} reference"
 GH = "ghp_" + rnd(36)

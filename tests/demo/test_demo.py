@@ -26,10 +26,23 @@ def _call(url: str, headers: dict[str, str], data: bytes | None = None) -> tuple
 
 def test_demo_starts_and_answers() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "demo", "--listen", "127.0.0.1:0",
-         "--admin", "127.0.0.1:0", "--duration", "20"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "proxy.cli",
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--duration",
+            "20",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         url = None
@@ -44,7 +57,9 @@ def test_demo_starts_and_answers() -> None:
         denied = _call(url + "/crm/customers", {"X-Caller-Role": "intern", "X-Tenant-ID": "acme"})
         assert (denied[0], denied[1]["error"]["code"]) == (403, "PERMISSION_DENIED")
         sql = {"X-Caller-Role": "analyst", "X-Tenant-ID": "globex"}
-        rows = _call(url + "/analytics/query", sql, b'{"query": "SELECT item FROM orders ORDER BY id"}')
+        rows = _call(
+            url + "/analytics/query", sql, b'{"query": "SELECT item FROM orders ORDER BY id"}'
+        )
         assert rows == (200, {"columns": ["item"], "rows": [["laser"], ["shark"]]})
         drop = _call(url + "/analytics/query", sql, b'{"query": "DROP TABLE orders"}')
         assert drop[1]["error"]["code"] == "SQL_BLOCKED"

@@ -23,10 +23,14 @@ def route(url: str, name: str, **extra) -> dict:
     return {"name": name, "match": {"path_prefix": f"/{name}"}, "upstream": url, **extra}
 
 
-async def test_plaintext_blocked_in_production_warned_in_development(upstream, write_rules, start_proxy):
+async def test_plaintext_blocked_in_production_warned_in_development(
+    upstream, write_rules, start_proxy
+):
     up, url = upstream
     prod = await start_proxy(write_rules([route(url, "api")], name="prod.yaml"))
-    dev = await start_proxy(write_rules([route(url, "api")], name="dev.yaml", environment="development"))
+    dev = await start_proxy(
+        write_rules([route(url, "api")], name="dev.yaml", environment="development")
+    )
     cases = [
         ({"headers": {"Authorization": f"Bearer {GITHUB}"}}, "header Authorization"),
         ({"params": {"api_key": GITHUB}}, "query api_key"),
@@ -41,10 +45,29 @@ async def test_plaintext_blocked_in_production_warned_in_development(upstream, w
         async with dev.session.post(dev.url + "/api/x", **kwargs) as r:
             assert r.status == 200
     assert not [c for c in up.calls if "prod" in c["path"]]
-    assert prod.metric("callwarden_credential_findings_total", route="api", kind="github_token", action="blocked") == 2
-    assert dev.metric("callwarden_credential_findings_total", route="api", kind="github_token", action="warned") == 2
+    assert (
+        prod.metric(
+            "callwarden_credential_findings_total",
+            route="api",
+            kind="github_token",
+            action="blocked",
+        )
+        == 2
+    )
+    assert (
+        dev.metric(
+            "callwarden_credential_findings_total",
+            route="api",
+            kind="github_token",
+            action="warned",
+        )
+        == 2
+    )
     # references and look-alikes pass
-    async with prod.session.post(prod.url + "/api/x", json={"token": "${env:X}", "id": "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e"}) as r:
+    async with prod.session.post(
+        prod.url + "/api/x",
+        json={"token": "${env:X}", "id": "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e"},
+    ) as r:
         assert r.status == 200
 
 
@@ -61,7 +84,7 @@ async def vault():
 async def test_injection_scoping_rotation_masking_and_no_leaks(
     upstream, vault, write_rules, start_proxy, tmp_path, monkeypatch, caplog
 ):
-    up, url = upstream
+    _up, url = upstream
     _, vault_url = vault
     monkeypatch.setenv("CW_E2E_ENV_SECRET", ENV_SECRET)
     token_file = tmp_path / "vault-token"
@@ -89,21 +112,46 @@ async def test_injection_scoping_rotation_masking_and_no_leaks(
     echo_url = f"http://127.0.0.1:{echo_server.port}"
     rules = write_rules(
         [
-            route(url, "envapi", credentials={"inject": {"Authorization": "Bearer ${env:CW_E2E_ENV_SECRET}"}}),
-            route(url, "fileapi", credentials={"inject": {"X-Api-Key": f"${{file:{secret_file}}}"},
-                                                "inject_query": {"key": f"${{file:{secret_file}}}"}}),
-            route(url, "vaultapi", credentials={"inject": {"Authorization": "Bearer ${vault:secret/data/crm#token}"}}),
-            route(echo_url, "leaky", credentials={"inject": {"Authorization": "Bearer ${vault:secret/data/crm#token}"},
-                                                  "mask_responses": True}),
+            route(
+                url,
+                "envapi",
+                credentials={"inject": {"Authorization": "Bearer ${env:CW_E2E_ENV_SECRET}"}},
+            ),
+            route(
+                url,
+                "fileapi",
+                credentials={
+                    "inject": {"X-Api-Key": f"${{file:{secret_file}}}"},
+                    "inject_query": {"key": f"${{file:{secret_file}}}"},
+                },
+            ),
+            route(
+                url,
+                "vaultapi",
+                credentials={"inject": {"Authorization": "Bearer ${vault:secret/data/crm#token}"}},
+            ),
+            route(
+                echo_url,
+                "leaky",
+                credentials={
+                    "inject": {"Authorization": "Bearer ${vault:secret/data/crm#token}"},
+                    "mask_responses": True,
+                },
+            ),
             route(url, "plain"),
         ],
-        secrets={"vault": {"address": vault_url, "token": f"${{file:{token_file}}}"}, "file_poll_s": 0.05},
+        secrets={
+            "vault": {"address": vault_url, "token": f"${{file:{token_file}}}"},
+            "file_poll_s": 0.05,
+        },
     )
     caplog.set_level(logging.DEBUG)
     px = await start_proxy(rules)
     async with px.session.get(px.url + "/envapi/x") as r:
         assert (await r.json())["headers"]["Authorization"] == f"Bearer {ENV_SECRET}"
-    async with px.session.get(px.url + "/vaultapi/x", headers={"Authorization": "Bearer ${env:MINE}"}) as r:
+    async with px.session.get(
+        px.url + "/vaultapi/x", headers={"Authorization": "Bearer ${env:MINE}"}
+    ) as r:
         # the caller's own (reference) header is replaced by the injected one
         assert (await r.json())["headers"]["Authorization"] == f"Bearer {VAULT_V1}"
     async with px.session.get(px.url + "/fileapi/x?key=${env:K}&q=1") as r:
@@ -137,10 +185,12 @@ async def test_injection_scoping_rotation_masking_and_no_leaks(
 
 
 async def test_flagged_headers_are_never_remembered_as_clean(upstream, write_rules, start_proxy):
-    up, url = upstream
+    _up, url = upstream
     px = await start_proxy(write_rules([route(url, "api")]))
     for _ in range(3):
         async with px.session.get(px.url + "/api/x", headers={"X-Note": "hello"}) as r:
             assert r.status == 200
-        async with px.session.get(px.url + "/api/x", headers={"X-Note": "hello", "X-Api-Key": GITHUB}) as r:
+        async with px.session.get(
+            px.url + "/api/x", headers={"X-Note": "hello", "X-Api-Key": GITHUB}
+        ) as r:
             assert r.status == 403

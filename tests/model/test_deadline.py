@@ -23,7 +23,8 @@ def test_effective_timeout(timeout_s, budget, phase, bound, code, seconds) -> No
     assert d.expires_at == pytest.approx(100.0 + seconds)
 
 
-@pytest.mark.parametrize("budget", ["-1", "1.5", "abc", " ", "１２", "99999999999"])
+# Full-width digits pass str.isdigit(); they must be refused all the same.
+@pytest.mark.parametrize("budget", ["-1", "1.5", "abc", " ", "１２", "99999999999"])  # noqa: RUF001
 def test_malformed_budget(budget: str) -> None:
     with pytest.raises(ProxyError) as info:
         make_deadline(0.0, 30.0, budget, None)
@@ -36,7 +37,9 @@ def test_bad_phase() -> None:
     assert info.value.code is ErrorCode.TOOL_BAD_REQUEST
 
 
-@pytest.mark.parametrize(("phase", "code"), [("plan", ErrorCode.PLAN_TIMEOUT), (None, ErrorCode.EXECUTE_TIMEOUT)])
+@pytest.mark.parametrize(
+    ("phase", "code"), [("plan", ErrorCode.PLAN_TIMEOUT), (None, ErrorCode.EXECUTE_TIMEOUT)]
+)
 def test_spent_budget_refused_at_once(phase, code) -> None:
     with pytest.raises(ProxyError) as info:
         make_deadline(0.0, 30.0, "0", phase)

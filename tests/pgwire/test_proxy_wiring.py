@@ -18,8 +18,11 @@ def pg_route(cluster) -> dict:
         "upstream": f"{cluster.host}:{cluster.port}",
         "tenant": {"startup_parameter": "application_name"},
         "credentials": {"user": "${env:CW_TEST_PG_USER}", "password": "${env:CW_TEST_PG_PASSWORD}"},
-        "sql": {"dialect": "postgres", "read_only": True,
-                "tenant": {"column": "tenant_id", "tables": ["orders"]}},
+        "sql": {
+            "dialect": "postgres",
+            "read_only": True,
+            "tenant": {"column": "tenant_id", "tables": ["orders"]},
+        },
     }
 
 
@@ -37,5 +40,8 @@ async def test_postgres_route_in_the_proxy(pg_cluster, write_rules, start_proxy,
         assert (await (await conn.execute("SELECT count(*) FROM orders")).fetchone()) == (3,)
     labels = {"route": "warehouse", "kind": "postgres"}
     assert px.metric("callwarden_requests_total", outcome="ok", error_code="", **labels) >= 2
-    assert px.metric("callwarden_requests_total", outcome="denied", error_code="SQL_BLOCKED", **labels) == 1
+    assert (
+        px.metric("callwarden_requests_total", outcome="denied", error_code="SQL_BLOCKED", **labels)
+        == 1
+    )
     assert px.metric("callwarden_sql_inspection_seconds_count", route="warehouse") >= 3
