@@ -201,9 +201,9 @@ class HttpCodec:
         ctx: CallContext,
         upstream: ClientResponse,
     ) -> web.StreamResponse:
-        headers = CIMultiDict(
-            (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-        )
+        headers = CIMultiDict(upstream.headers)
+        for name in HOP_BY_HOP.intersection(k.lower() for k in headers):
+            headers.popall(name)
         headers["X-Trace-ID"] = call.caller.trace_id
         for name, value in ctx.response_headers:
             headers[name] = value

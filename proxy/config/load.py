@@ -85,12 +85,17 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_pins(route: Any, file: Path) -> Any:
-    """`mcp.pins` is relative to the rules file's folder, so rules and pins move together."""
+    """`mcp.pins` is relative to the rules file's folder, so rules and pins move together;
+    a path that exists relative to the working directory instead (SPEC's example,
+    `rules/pins/tools.yaml` run from the repository root) is taken as written."""
     mcp = route.get("mcp") if isinstance(route, dict) else None
     pins = mcp.get("pins") if isinstance(mcp, dict) else None
     if not isinstance(pins, str) or Path(pins).is_absolute():
         return route
-    return {**route, "mcp": {**mcp, "pins": str(file.parent / pins)}}
+    beside = file.parent / pins
+    if not beside.exists() and Path(pins).exists():
+        return route
+    return {**route, "mcp": {**mcp, "pins": str(beside)}}
 
 
 def merge_documents(

@@ -16,17 +16,17 @@ log = logging.getLogger("callwarden.access")
 
 class AccessLog:
     def __init__(self, spec: AccessLogSpec) -> None:
-        self.enabled = spec.enabled
         self.sample = spec.sample
         self.level = logging.getLevelName(spec.level.upper())
+        # Decided once: the rules set the level and the CLI the logger's; a reload
+        # builds a new AccessLog.
+        self.enabled = spec.enabled and log.isEnabledFor(self.level)
 
     def emit(self, rec: CallRecord, duration_s: float) -> None:
         if not self.enabled:
             return
         # Refusals and errors are always logged; sampling only thins successful calls.
         if rec.outcome == "ok" and self.sample < 1.0 and random.random() >= self.sample:
-            return
-        if not log.isEnabledFor(self.level):
             return
         line = {
             "time": round(time.time(), 3),
