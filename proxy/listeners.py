@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.config.refs import parse_template
 from proxy.config.schema import Route, Rules
 from proxy.guards.sql_safety import sql_engine
+from proxy.limits.local import RateLimiter, rate_key
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.pgwire.listener import PgListener
@@ -36,6 +38,29 @@ def statement_record(rec: StatementRecord) -> CallRecord:
     out.sql_s = rec.inspect_s or None
     out.upstream_s = rec.duration_s
     return out
+
+
+def statement_admission(
+    route_name: str, state: ProxyState
+) -> Callable[[str | None, str | None], tuple[ErrorCode, str] | None]:
+    """The route's rate limit, per statement (read from the rules in force, so a reload
+    applies). Cluster-scoped limiters are async and are not consulted on the wire path."""
+
+    def admit(tenant: str | None, role: str | None) -> tuple[ErrorCode, str] | None:
+        compiled = state.compiled.routes.get(route_name)
+        guard = (
+            next((g for g in compiled.chain if g.name == "ratelimit"), None) if compiled else None
+        )
+        limit = getattr(guard, "limit", None)
+        if limit is None or limit.spec is None or not isinstance(limit.rate, RateLimiter):
+            return None
+        roles = frozenset([role]) if role else frozenset()
+        decision = limit.rate.try_acquire(rate_key(limit.spec, route_name, tenant, None, roles))
+        if decision.allowed:
+            return None
+        return ErrorCode.RATE_LIMITED, "rate limit exceeded for this route"
+
+    return admit
 
 
 def pg_listener(route: Route, state: ProxyState) -> PgListener:
@@ -73,6 +98,7 @@ def pg_listener(route: Route, state: ProxyState) -> PgListener:
         resolve_client_password=resolve_client_password
         if pg is not None and pg.client_password is not None
         else None,
+        admit=statement_admission(route.name, state),
     )
 
 

@@ -45,3 +45,21 @@ async def test_postgres_route_in_the_proxy(pg_cluster, write_rules, start_proxy,
         == 1
     )
     assert px.metric("callwarden_sql_inspection_seconds_count", route="warehouse") >= 3
+
+
+async def test_statement_rate_limit_on_the_wire(pg_cluster, write_rules, start_proxy, monkeypatch):
+    monkeypatch.setenv("CW_TEST_PG_USER", "app")
+    monkeypatch.setenv("CW_TEST_PG_PASSWORD", PASSWORDS["app"])
+    route = pg_route(pg_cluster)
+    route["limits"] = {"rate": {"per_minute": 3, "key": "tenant"}}
+    px = await start_proxy(write_rules([route]))
+    port = px.server.ports["postgres:warehouse"]
+    dsn = f"host=127.0.0.1 port={port} dbname=shop user=tool application_name=acme sslmode=disable"
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for _ in range(3):
+            await conn.execute("SELECT 1")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="RATE_LIMITED"):
+            await conn.execute("SELECT 1")
+    other = dsn.replace("application_name=acme", "application_name=globex")
+    async with await psycopg.AsyncConnection.connect(other, autocommit=True) as conn:
+        assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
