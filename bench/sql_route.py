@@ -56,8 +56,19 @@ def main() -> None:
     (tmp / "new_literals.lua").write_text(LUA)
     procs = [spawn("bench/upstream.py", str(up))]
     procs.append(
-        spawn("-m", "proxy.cli", "run", "--rules", str(tmp / "rules.yaml"), "--listen",
-              f"127.0.0.1:{cw}", "--admin", f"127.0.0.1:{admin}", "--log-level", "WARNING")
+        spawn(
+            "-m",
+            "proxy.cli",
+            "run",
+            "--rules",
+            str(tmp / "rules.yaml"),
+            "--listen",
+            f"127.0.0.1:{cw}",
+            "--admin",
+            f"127.0.0.1:{admin}",
+            "--log-level",
+            "WARNING",
+        )
     )
     wait_port(up)
     wait_port(cw)
@@ -75,10 +86,14 @@ def main() -> None:
             p.terminate()
             p.wait(10)
     print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, POST JSON, new literals per request")
-    print(f"{'route':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU us/req':>11}")
+    print(
+        f"{'route':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU us/req':>11}"
+    )
     for name, res, per_req in rows:
-        print(f"{name:20} {res['rps']:>9.0f} {res['p50_ms']:>8.2f} {res['p99_ms']:>8.2f}"
-              f" {res['non2xx']:>8.0f} {per_req:>11.0f}")
+        print(
+            f"{name:20} {res['rps']:>9.0f} {res['p50_ms']:>8.2f} {res['p99_ms']:>8.2f}"
+            f" {res['non2xx']:>8.0f} {per_req:>11.0f}"
+        )
     if rows[0][2]:
         print(f"sql route CPU / pass-through CPU: {rows[1][2] / rows[0][2]:.2f}x")
 

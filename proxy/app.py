@@ -42,6 +42,8 @@ class ProxyState:
     last_error: str | None = None
     last_reload: float = field(default_factory=time.time)
     listeners: list[Any] = field(default_factory=list)
+    tracing: Any = None
+    """proxy.observe.tracing.Tracing when OTEL_* asks for spans, else None."""
     decision_log: Any = None
     """proxy.observe.decision_log.DecisionLog when the rules turn it on, else None."""
     _tenants: dict[str, set[str]] = field(default_factory=dict)
@@ -88,6 +90,8 @@ class ProxyState:
         for guard, code, _ in rec.would_deny:
             m.audit_would_deny.labels(route, guard, code).inc()
         self.access_log.emit(rec, duration)
+        if rec.span is not None:
+            self.tracing.finish(rec.span, rec)
         if self.decision_log is not None:
             self.decision_log.submit(rec)
 
@@ -149,6 +153,9 @@ def build_state(loaded: LoadedRules, metrics: Metrics | None = None) -> ProxySta
     )
     metrics.rules_info.labels(loaded.digest).set(1)
     metrics.rules_reloads.labels("ok").inc()
+    from proxy.observe.tracing import tracing_from_env
+
+    state.tracing = tracing_from_env()
     return state
 
 

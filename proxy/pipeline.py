@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
 
 log = logging.getLogger("callwarden")
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})\Z")
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
 DENIAL_CODES = frozenset(
     {
@@ -45,15 +45,18 @@ DENIAL_CODES = frozenset(
 )
 
 
-def trace_context(traceparent: str | None, trace_header: str | None) -> tuple[str, str]:
-    """(trace id, flags): W3C traceparent first, then X-Trace-ID, else a new id."""
+def trace_context(
+    traceparent: str | None, trace_header: str | None
+) -> tuple[str, str | None, str]:
+    """(trace id, parent span id, flags): W3C traceparent first, then X-Trace-ID, else a
+    new id."""
     if traceparent:
         m = _TRACEPARENT.match(traceparent.strip().lower())
         if m and m.group(1) != "0" * 32:
-            return m.group(1), m.group(2)
+            return m.group(1), m.group(2), m.group(3)
     if trace_header and _TRACE_ID.match(trace_header):
-        return trace_header, "01"
-    return os.urandom(16).hex(), "01"
+        return trace_header, None, "01"
+    return os.urandom(16).hex(), None, "01"
 
 
 def parse_roles(raw: str | None) -> frozenset[str]:
@@ -127,10 +130,13 @@ class Pipeline:
         identity = compiled.identity
         headers = req.headers
         rec = CallRecord(start=time.monotonic(), method=req.method)
-        trace_id, flags = trace_context(
+        trace_id, parent_span, flags = trace_context(
             headers.get("traceparent"), headers.get(identity.trace_header)
         )
         rec.trace_id = trace_id
+        tracing = self.state.tracing
+        if tracing is not None:
+            rec.span = tracing.start(trace_id, parent_span, flags)
         route: CompiledRoute | None = None
         ctx: CallContext | None = None
         call: ToolCall | None = None
@@ -167,6 +173,8 @@ class Pipeline:
             rec.budget_ms, rec.phase = deadline.budget_ms, deadline.phase
             ctx = CallContext(deadline, rec, compiled.rules.environment)
             ctx.scratch["trace_flags"] = flags
+            if rec.span is not None:
+                ctx.scratch["span_id"] = tracing.span_id(rec.span)  # type: ignore[union-attr]
             inflight = self.state._child(metrics.inflight, route.name)
             inflight.inc()
             try:

@@ -152,7 +152,8 @@ class HttpCodec:
         out["X-Trace-ID"] = trace_id
         if len(trace_id) == 32:
             flags = ctx.scratch.get("trace_flags", "01")
-            out["traceparent"] = f"00-{trace_id}-{new_span_id()}-{flags}"
+            span = ctx.scratch.get("span_id") or new_span_id()
+            out["traceparent"] = f"00-{trace_id}-{span}-{flags}"
         if ctx.deadline.budget_ms is not None:
             out[route.budget_header] = str(ctx.deadline.remaining_ms())
         if route.tenant_forward_header and call.caller.tenant:

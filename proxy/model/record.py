@@ -4,6 +4,7 @@ the pipeline's `finally` by metrics, the access log and the decision log."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -11,6 +12,8 @@ class CallRecord:
     start: float
     """time.monotonic() at accept."""
     trace_id: str = ""
+    span: Any = None
+    """The OpenTelemetry span of this call, when tracing is on."""
     route: str = ""
     kind: str = ""
     method: str = ""
