@@ -29,6 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved runs; medians shown")
     args = ap.parse_args()
     up, base, cw, admin = free_port(), free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp())
@@ -59,20 +60,28 @@ def main() -> None:
         ("minimal aiohttp proxy", f"http://127.0.0.1:{base}/bench/x", procs[1].pid),
         ("callwarden", f"http://127.0.0.1:{cw}/bench/x", procs[2].pid),
     ]
-    rows = []
+    samples: dict[str, list[tuple[dict[str, float], float]]] = {n: [] for n, _, _ in targets}
     try:
-        for name, url, pid in targets:
-            wrk(url, 2, args.connections, headers)  # warm-up: connections, caches
-            before = cpu_seconds(pid) if pid else 0.0
-            res = wrk(url, args.seconds, args.connections, headers)
-            cpu = cpu_seconds(pid) - before if pid else 0.0
-            per_req = cpu / res["requests"] * 1e6 if pid and res["requests"] else 0.0
-            rows.append((name, res, per_req))
+        for _ in range(args.rounds):  # interleaved, so drift on a shared machine hits all
+            for name, url, pid in targets:
+                wrk(url, 2, args.connections, headers)  # warm-up: connections, caches
+                before = cpu_seconds(pid) if pid else 0.0
+                res = wrk(url, args.seconds, args.connections, headers)
+                cpu = cpu_seconds(pid) - before if pid else 0.0
+                per_req = cpu / res["requests"] * 1e6 if pid and res["requests"] else 0.0
+                samples[name].append((res, per_req))
+        rows = []
+        for name, runs in samples.items():
+            mid = sorted(runs, key=lambda r: r[1] or r[0]["rps"])[len(runs) // 2]
+            rows.append((name, mid[0], mid[1]))
     finally:
         for p in procs:
             p.terminate()
             p.wait(10)
-    print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, small JSON upstream, loopback")
+    print(
+        f"\nwrk -t1 -c{args.connections} -d{args.seconds}s x {args.rounds} rounds (median),"
+        " small JSON upstream, loopback"
+    )
     print(
         f"{'target':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
         f" {'proxy CPU us/req':>17}"
