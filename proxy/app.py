@@ -79,8 +79,8 @@ class ProxyState:
             ).inc()
         if rec.sql_s is not None:
             child(m.sql_inspection, route).observe(rec.sql_s)
-        for kind, action in rec.findings:
-            child(m.credential_findings, route, kind, action).inc()
+        for finding, action in rec.findings:
+            child(m.credential_findings, route, finding, action).inc()
         if rec.masked:
             child(m.secrets_masked, route).inc(rec.masked)
         if rec.unfiltered:

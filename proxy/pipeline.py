@@ -245,7 +245,8 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         t_up = time.monotonic()
         try:
-            async with asyncio.timeout_at(loop.time() + deadline.remaining()):
+            async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timer:
+                ctx.scratch["timer"] = timer  # a long-lived GET event stream lifts it
                 out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
                 try:
@@ -255,15 +256,19 @@ class Pipeline:
                     upstream.release()
         except TimeoutError:
             rec.upstream_s = time.monotonic() - t_up
-            self.state.metrics.timeouts.labels(
-                route.name, deadline.phase or "execute" if deadline.budget_bound else "route"
-            ).inc()
+            phase = (deadline.phase or "execute") if deadline.budget_bound else "route"
+            self.state.metrics.timeouts.labels(route.name, phase).inc()
             raise deadline.expired_error() from None
         except ProxyError:
             rec.upstream_s = time.monotonic() - t_up
             raise
         except Exception as exc:
             rec.upstream_s = time.monotonic() - t_up
+            if ctx.streaming is not None and (req.transport is None or req.transport.is_closing()):
+                # The caller hung up mid-stream (MCP clients do once they have their answer):
+                # not an upstream failure, and nobody is left to answer.
+                rec.warnings.append("caller disconnected")
+                return ctx.streaming
             limit = ctx.scratch.get("too_large")
             if limit is not None:
                 raise too_large(limit) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,16 @@ class Running:
     def metric(self, name: str, **labels: str) -> float:
         value = self.state.metrics.registry.get_sample_value(name, labels)
         return value or 0.0
+
+    async def metric_eventually(
+        self, name: str, expected: float, timeout: float = 5.0, **labels: str
+    ) -> float:
+        """A streamed call is recorded after its last byte left: poll briefly for it."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while (value := self.metric(name, **labels)) != expected and loop.time() < end:
+            await asyncio.sleep(0.02)
+        return value
 
 
 @pytest.fixture

@@ -309,3 +309,13 @@ async def test_admin_endpoints(upstream, write_rules, start_proxy):
         text = await r.text()
         assert r.headers["Content-Type"].startswith("application/openmetrics-text")
         assert "# {trace_id=" in text  # trace ids as exemplars, never labels
+
+
+async def test_get_event_stream_outlives_the_route_timeout(upstream, write_rules, start_proxy):
+    _, url = upstream
+    px = await start_proxy(write_rules([http_route(url, limits={"timeout_ms": 300})]))
+    async with px.session.get(px.url + "/api/sse?n=4&gap_ms=200") as r:
+        body = await r.read()  # 4 events over ~800 ms: longer than the 300 ms route timeout
+    assert body.count(b"data:") == 4
+    async with px.session.get(px.url + "/api/slow?ms=2000") as r:
+        assert r.headers["X-CallWarden-Error-Code"] == "TOOL_TIMEOUT"  # ordinary calls: cut

@@ -209,6 +209,12 @@ class HttpCodec:
         for name, value in ctx.response_headers:
             headers[name] = value
         ctype = upstream.headers.get("Content-Type", "")
+        if req.method == "GET" and "text/event-stream" in ctype:
+            # A standalone event stream (MCP's GET stream) lives as long as the session:
+            # the call deadline bounded its opening, not its life.
+            timer = ctx.scratch.get("timer")
+            if timer is not None:
+                timer.reschedule(None)
         filters = ctx.response_filters
         length = upstream.content_length
         if filters and "text/event-stream" in ctype:

@@ -12,13 +12,15 @@ from aiohttp import web
 
 from proxy.app import Server, build_state
 from proxy.config.load import load_rules
-from proxy.demo.backends import api_app, sql_app
+from proxy.demo.backends import api_app, demo_database, sql_app
+from proxy.demo.mcp_backend import start_mcp_backend
 
-DEMO_PORTS = {"api": 18081, "sql": 18082}
+DEMO_PORTS = {"api": 18081, "sql": 18082, "mcp": 18083}
 RULES = Path(__file__).resolve().parents[2] / "rules"
 
 
 def curl_examples(proxy: str) -> str:
+    mcp_headers = "-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
     q = '\'{"query": "SELECT item, amount FROM orders ORDER BY id"}\''
     drop = '\'{"query": "DROP TABLE orders"}\''
     return f"""
@@ -39,7 +41,17 @@ curl -s {proxy}/analytics/query -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acm
 # 5. No route: deny by default (POLICY_DENY, 403)
 curl -s {proxy}/payments/refund -X POST
 
-# 6. A spent budget is refused before the upstream is called (EXECUTE_TIMEOUT, 504)
+# 6. MCP: the caller sees only the tools it may call; SQL arguments are tenant-scoped
+curl -s {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
+     -d '{{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}'
+curl -s {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
+     -d '{{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "run_sql", "arguments": {{"query": "SELECT item FROM orders"}}}}}}'
+
+# 7. MCP: an unlisted tool is a JSON-RPC error (POLICY_DENY), never sent
+curl -s {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
+     -d '{{"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {{"name": "delete_customer", "arguments": {{"customer_id": 1}}}}}}'
+
+# 8. A spent budget is refused before the upstream is called (EXECUTE_TIMEOUT, 504)
 curl -s {proxy}/crm/x -H 'X-Caller-Role: admin' -H 'X-Tenant-ID: acme' \\
      -H 'X-Request-Budget-Ms: 0' -H 'X-Orchestration-Phase: execute'
 """
@@ -55,10 +67,14 @@ async def _start_backend(app: web.Application, port: int) -> web.AppRunner:
 async def run_demo(listen: str, admin: str, duration: float | None = None) -> int:
     # The demo's own token, so the injected-credential path runs; never a real secret.
     os.environ.setdefault("DEMO_CRM_TOKEN", "demo-token-not-a-secret")
+    db = demo_database()
     backends = [
         await _start_backend(api_app(), DEMO_PORTS["api"]),
-        await _start_backend(sql_app(), DEMO_PORTS["sql"]),
+        await _start_backend(sql_app(db), DEMO_PORTS["sql"]),
     ]
+    mcp = await start_mcp_backend(DEMO_PORTS["mcp"], db)
+    if mcp is None:
+        print("(the mcp SDK is not installed: the /mcp route has no backend)", flush=True)
     state = build_state(load_rules(RULES))
     server = Server(state, listen, admin)
     await server.start()
@@ -73,4 +89,6 @@ async def run_demo(listen: str, admin: str, duration: float | None = None) -> in
     await server.stop(drain_s=2)
     for runner in backends:
         await runner.cleanup()
+    if mcp is not None:
+        mcp.cancel()
     return 0

@@ -63,6 +63,19 @@ def test_demo_starts_and_answers() -> None:
         assert rows == (200, {"columns": ["item"], "rows": [["laser"], ["shark"]]})
         drop = _call(url + "/analytics/query", sql, b'{"query": "DROP TABLE orders"}')
         assert drop[1]["error"]["code"] == "SQL_BLOCKED"
+        mcp = {
+            **sql,
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        }
+        listed = _call(url + "/mcp", mcp, b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}')
+        assert [t["name"] for t in listed[1]["result"]["tools"]] == ["get_weather", "run_sql"]
+        call = (
+            b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "run_sql",'
+            b' "arguments": {"query": "SELECT item FROM orders ORDER BY id"}}}'
+        )
+        rows = _call(url + "/mcp", mcp, call)
+        assert rows[1]["result"]["content"][0]["text"] == '[["laser"], ["shark"]]'  # globex only
     finally:
         proc.terminate()
         assert proc.wait(15) == 0

@@ -1,0 +1,49 @@
+"""The demo's MCP server (official `mcp` SDK, installed with the `mcp` or `test` extra):
+a harmless tool, a SQL tool over the demo tables, and a destructive one the rules deny."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+PORT_PATH = "/mcp"
+
+
+async def start_mcp_backend(port: int, db: Any) -> asyncio.Task[None] | None:
+    """Serve on 127.0.0.1:port in this loop; None when the SDK is not installed."""
+    try:
+        import uvicorn
+        from mcp.server.mcpserver import MCPServer
+    except ImportError:
+        return None
+    server = MCPServer("callwarden-demo")
+
+    @server.tool()
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"sunny in {city}"
+
+    @server.tool()
+    def run_sql(query: str) -> str:
+        """Run a read-only query on the demo database (CallWarden scopes it to the tenant)."""
+        cur = db.execute(query)
+        return json.dumps([list(r) for r in cur.fetchall()])
+
+    @server.tool()
+    def delete_customer(customer_id: int) -> str:
+        """Destructive: the demo rules deny it."""
+        return f"deleted {customer_id}"
+
+    app = server.streamable_http_app(
+        streamable_http_path=PORT_PATH, json_response=True, stateless_http=True
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    uv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(uv.serve())
+    for _ in range(100):
+        if uv.started:
+            break
+        await asyncio.sleep(0.05)
+    return task
