@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from proxy.codecs.http import read_up_to
 from proxy.guards.base import CallContext
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
@@ -56,7 +57,7 @@ def trace_context(
             return m.group(1), m.group(2), m.group(3)
     if trace_header and _TRACE_ID.match(trace_header):
         return trace_header, None, "01"
-    return os.urandom(16).hex(), None, "01"
+    return f"{random.getrandbits(128) or 1:032x}", None, "01"
 
 
 def parse_roles(raw: str | None) -> frozenset[str]:
@@ -72,19 +73,10 @@ def too_large(limit: int) -> ProxyError:
 
 
 async def read_capped(stream: Any, limit: int) -> bytes:
-    data = await stream.read(limit + 1)
+    data = await read_up_to(stream, limit)
     if len(data) > limit:
         raise too_large(limit)
-    # StreamReader.read(n) may return less than n before EOF: keep reading to the cap.
-    chunks = [data]
-    size = len(data)
-    while data:
-        data = await stream.read(limit + 1 - size)
-        size += len(data)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(data)
-    return b"".join(chunks)
+    return data
 
 
 async def capped_stream(stream: Any, limit: int, ctx: CallContext) -> Any:

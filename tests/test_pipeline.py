@@ -319,3 +319,16 @@ async def test_get_event_stream_outlives_the_route_timeout(upstream, write_rules
     assert body.count(b"data:") == 4
     async with px.session.get(px.url + "/api/slow?ms=2000") as r:
         assert r.headers["X-CallWarden-Error-Code"] == "TOOL_TIMEOUT"  # ordinary calls: cut
+
+
+async def test_filtered_response_read_whole_when_it_arrives_in_pieces(
+    upstream, write_rules, start_proxy
+):
+    _, url = upstream
+    token = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+    route = http_route(url, credentials={"mask_responses": True})
+    # development: the token in the query (which the upstream echoes) is only warned about
+    px = await start_proxy(write_rules([route], environment="development"))
+    async with px.session.get(px.url + f"/api/chunked-json?echo={token}") as r:
+        body = await r.json()
+    assert body == {"items": ["a", "[REDACTED]", "z"]}

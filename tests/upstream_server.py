@@ -27,6 +27,7 @@ class UpstreamApp:
         r.add_get("/sse", self.sse)
         r.add_get("/big", self.big)
         r.add_post("/upload", self.upload)
+        r.add_get("/chunked-json", self.chunked_json)
         r.add_route("*", "/{tail:.*}", self.echo)
 
     def _seen(self, req: web.Request, body: bytes | None = None) -> None:
@@ -92,6 +93,18 @@ class UpstreamApp:
         chunk = b"x" * 65536
         for _ in range(size // len(chunk)):
             await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    async def chunked_json(self, req: web.Request) -> web.StreamResponse:
+        """A JSON body sent in pieces, with pauses: one read() is not the whole body."""
+        self._seen(req)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(req)
+        token = req.query.get("echo", "")
+        for part in ('{"items": [', '"a", ', f'"{token}", ', '"z"]}'):
+            await resp.write(part.encode())
+            await asyncio.sleep(0.05)
         await resp.write_eof()
         return resp
 

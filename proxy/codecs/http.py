@@ -8,7 +8,7 @@ response -> caller (streamed unless a response filter must see it); render_error
 from __future__ import annotations
 
 import json
-import os
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 from aiohttp import ClientResponse, web
 from multidict import CIMultiDict
 
-from proxy.codecs.sse import split_events
 from proxy.guards.base import CallContext
+from proxy.mcp.sse import SseParser
 from proxy.model.call import Caller, HttpCall, Request, ToolCall
 from proxy.model.errors import ErrorCode, ProxyError
 
@@ -93,7 +93,21 @@ def is_inspectable(content_type: str) -> bool:
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    return f"{random.getrandbits(64) or 1:016x}"  # ids, not secrets: no syscall per call
+
+
+async def read_up_to(stream: Any, limit: int) -> bytes:
+    """The whole body, or its first limit+1 bytes: StreamReader.read(n) may return
+    fewer than n bytes long before EOF, so one read is not the body."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class HttpCodec:
@@ -222,7 +236,7 @@ class HttpCodec:
         if (filters and length is not None and length <= MAX_FILTERED_RESPONSE) or (
             filters and length is None and is_inspectable(ctype)
         ):
-            data = await upstream.content.read(MAX_FILTERED_RESPONSE + 1)
+            data = await read_up_to(upstream.content, MAX_FILTERED_RESPONSE)
             if len(data) <= MAX_FILTERED_RESPONSE and is_inspectable(ctype):
                 for f in filters:
                     data = f.body(data, ctype)
@@ -263,21 +277,14 @@ class HttpCodec:
     ) -> web.StreamResponse:
         headers.pop("Content-Length", None)
         resp = await start_stream(req, upstream.status, headers, ctx)
-        buf = b""
+        # SECURITY: an event that never ends is cut at the parser's cap, not buffered.
+        parser = SseParser()
         async for chunk in upstream.content.iter_any():
-            events, buf = split_events(buf + chunk)
-            out = []
-            for ev in events:
-                for f in filters:
-                    if ev is None:
-                        break
-                    ev = f.event(ev)
-                if ev:
-                    out.append(ev)
+            out = filter_events(parser.feed(chunk), filters)
             if out:
-                await resp.write(b"".join(out))
-        if buf:
-            await resp.write(buf)
+                await resp.write(out)
+        events, rest = parser.finish()
+        await resp.write(filter_events(events, filters) + rest)
         await resp.write_eof()
         return resp
 
@@ -285,6 +292,20 @@ class HttpCodec:
         self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any
     ) -> web.StreamResponse:
         return render_http_error(err, route, trace_id, ctx.response_headers if ctx else None)
+
+
+def filter_events(events: list[Any], filters: list[Any]) -> bytes:
+    """Each event through every filter, in order; a filter returning None drops it."""
+    out = []
+    for event in events:
+        data: bytes | None = event.raw
+        for f in filters:
+            if data is None:
+                break
+            data = f.event(data)
+        if data:
+            out.append(data)
+    return b"".join(out)
 
 
 async def start_stream(
