@@ -148,14 +148,15 @@ class Pipeline:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
             route, upstream_path = found
             rec.route, rec.kind = route.name, route.kind
+            roles_raw = headers.get(identity.role_header)
             caller = Caller(
                 headers.get(identity.tenant_header) or None,
-                parse_roles(headers.get(identity.role_header)),
+                parse_roles(roles_raw),
                 trace_id,
                 req.remote or "",
             )
             rec.tenant = caller.tenant
-            rec.roles = ",".join(sorted(caller.roles))
+            rec.roles = roles_raw or ""
             deadline = make_deadline(
                 rec.start,
                 route.timeout_s,

@@ -172,8 +172,10 @@ class HttpCodec:
             out[route.budget_header] = str(ctx.deadline.remaining_ms())
         if route.tenant_forward_header and call.caller.tenant:
             out[route.tenant_forward_header] = call.caller.tenant
-        if ctx.response_filters:
-            out["Accept-Encoding"] = "identity"  # filters must read the body as sent
+        if ctx.response_filters or "Accept-Encoding" not in out:
+            # Filters must read the body as sent; and a caller that asked for no encoding
+            # must not get one the client library would otherwise ask for on its behalf.
+            out["Accept-Encoding"] = "identity"
         for name, value in call.extra_headers:
             out[name] = value  # injected secrets replace caller-supplied values
         return out

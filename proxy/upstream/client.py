@@ -61,7 +61,6 @@ class Upstream:
         self.session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # pass bytes through as the upstream encoded them
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
         )
