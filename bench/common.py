@@ -82,3 +82,21 @@ def wrk(
         "p99_ms": _ms(p99.group(1)) if p99 else float("nan"),
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
     }
+
+
+def spawn_callwarden(rules: str | Path, port: int) -> subprocess.Popen[bytes]:
+    """`callwarden run` on `port` (admin on a free port), access log off: the baselines
+    log nothing either."""
+    return spawn(
+        "-m",
+        "proxy.cli",
+        "run",
+        "--rules",
+        str(rules),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--admin",
+        f"127.0.0.1:{free_port()}",
+        "--log-level",
+        "WARNING",
+    )

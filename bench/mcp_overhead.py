@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from common import cpu_seconds, free_port, spawn, wait_port
+from common import cpu_seconds, free_port, spawn, spawn_callwarden, wait_port
 
 RULES = """
 version: 1
@@ -83,28 +83,14 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    up, base, cw, admin = free_port(), free_port(), free_port(), free_port()
+    up, base, cw = free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp())
     (tmp / "rules.yaml").write_text(RULES.format(up=up))
     procs = [spawn("tests/mcp/sdk_server.py", "--port", str(up), "--stateless")]
     try:
         wait_port(up)
         procs.append(spawn("bench/minimal_proxy.py", str(base), f"http://127.0.0.1:{up}"))
-        procs.append(
-            spawn(
-                "-m",
-                "proxy.cli",
-                "run",
-                "--rules",
-                str(tmp),
-                "--listen",
-                f"127.0.0.1:{cw}",
-                "--admin",
-                f"127.0.0.1:{admin}",
-                "--log-level",
-                "WARNING",
-            )
-        )
+        procs.append(spawn_callwarden(str(tmp), cw))
         wait_port(base)
         wait_port(cw)
         targets = [

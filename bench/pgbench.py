@@ -38,11 +38,21 @@ WORKLOADS: list[tuple[str, list[str]]] = [
 ]
 
 
-async def pgbench(port: int, user: str, args: list[str], env: dict[str, str]) -> tuple[float,
-                                                                                    float]:
+async def pgbench(
+    port: int, user: str, args: list[str], env: dict[str, str]
+) -> tuple[float, float]:
     proc = await asyncio.create_subprocess_exec(
-        PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", user, *args, "shop",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        PGBENCH,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        user,
+        *args,
+        "shop",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **env},
     )
     out, err = await proc.communicate()
@@ -62,11 +72,15 @@ async def main(ns: argparse.Namespace) -> None:
         await pgbench(cluster.port, "app", ["-i", "-q", "-s", str(ns.scale)], direct_env)
         custom = Path(tmp) / "custom.sql"
         custom.write_text(CUSTOM)
-        route = Route.model_validate({
-            "name": "bench", "kind": "postgres", "listen": "127.0.0.1:0",
-            "upstream": f"127.0.0.1:{cluster.port}",
-            "postgres": {"sslmode": "disable", "database": "shop", "max_connections": 1000},
-        })
+        route = Route.model_validate(
+            {
+                "name": "bench",
+                "kind": "postgres",
+                "listen": "127.0.0.1:0",
+                "upstream": f"127.0.0.1:{cluster.port}",
+                "postgres": {"sslmode": "disable", "database": "shop", "max_connections": 1000},
+            }
+        )
         route = route.model_copy(update={"sql": SqlSpec(read_only=True)})
         guard = SqlGuard(SqlPolicy.from_spec(route.sql))  # type: ignore[arg-type]
 
@@ -85,13 +99,16 @@ async def main(ns: argparse.Namespace) -> None:
                 rows.append((name, d, p))
         finally:
             await listener.close()
-    print(f"pgbench: {ns.seconds}s per run, {ns.clients} clients, {ns.jobs} threads, "
-          f"scale {ns.scale}, cpus {os.cpu_count()}, guard {'off' if ns.no_guard else 'on'}")
-    print(f"{'workload':24} {'direct tps':>11} {'proxy tps':>10} {'direct ms':>10} "
-          f"{'proxy ms':>9} {'added ms':>9} {'tps ratio':>9}")
+    print(
+        f"pgbench: {ns.seconds}s per run, {ns.clients} clients, {ns.jobs} threads, "
+        f"scale {ns.scale}, cpus {os.cpu_count()}, guard {'off' if ns.no_guard else 'on'}"
+    )
+    print(
+        f"{'workload':24} {'direct tps':>11} {'proxy tps':>10} {'direct ms':>10} "
+        f"{'proxy ms':>9} {'added ms':>9} {'tps ratio':>9}"
+    )
     for name, (dt, dl), (pt, pl) in rows:
-        print(f"{name:24} {dt:11.0f} {pt:10.0f} {dl:10.3f} {pl:9.3f} {pl - dl:9.3f} "
-              f"{pt / dt:9.2f}")
+        print(f"{name:24} {dt:11.0f} {pt:10.0f} {dl:10.3f} {pl:9.3f} {pl - dl:9.3f} {pt / dt:9.2f}")
 
 
 if __name__ == "__main__":

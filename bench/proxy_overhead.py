@@ -11,7 +11,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import cpu_seconds, free_port, spawn, wait_port, wrk
+from common import cpu_seconds, free_port, spawn, spawn_callwarden, wait_port, wrk
 
 RULES = """
 version: 1
@@ -31,27 +31,13 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved runs; medians shown")
     args = ap.parse_args()
-    up, base, cw, admin = free_port(), free_port(), free_port(), free_port()
+    up, base, cw = free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp())
     (tmp / "rules.yaml").write_text(RULES.format(up=up))
     procs = [spawn("bench/upstream.py", str(up))]
     wait_port(up)
     procs.append(spawn("bench/minimal_proxy.py", str(base), f"http://127.0.0.1:{up}"))
-    procs.append(
-        spawn(
-            "-m",
-            "proxy.cli",
-            "run",
-            "--rules",
-            str(tmp),
-            "--listen",
-            f"127.0.0.1:{cw}",
-            "--admin",
-            f"127.0.0.1:{admin}",
-            "--log-level",
-            "WARNING",
-        )
-    )
+    procs.append(spawn_callwarden(str(tmp), cw))
     wait_port(base)
     wait_port(cw)
     headers = {"X-Caller-Role": "agent", "X-Tenant-ID": "acme"}

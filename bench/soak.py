@@ -77,8 +77,13 @@ def pick_tenant(rng: random.Random, pool: int) -> str:
 
 
 async def load(
-    url: str, seconds: float, concurrency: int, pool: int, up: FlakyUpstream,
-    outage: tuple[float, float], rng: random.Random,
+    url: str,
+    seconds: float,
+    concurrency: int,
+    pool: int,
+    up: FlakyUpstream,
+    outage: tuple[float, float],
+    rng: random.Random,
 ) -> tuple[Counter[tuple[str, str]], Counter[str]]:
     """Bounded workers until the end time; returns answers by (phase, code), calls by phase."""
     codes: Counter[tuple[str, str]] = Counter()
@@ -115,7 +120,8 @@ async def load(
 
 async def scrape(admin: int) -> dict[str, float]:
     wanted = (
-        "callwarden_retries_total", "callwarden_rate_limited_total",
+        "callwarden_retries_total",
+        "callwarden_rate_limited_total",
         "callwarden_breaker_transitions_total",
     )
     out: dict[str, float] = {}
@@ -139,8 +145,17 @@ async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp())
     (tmp / "rules.yaml").write_text(RULES.format(up=up_port, inflight=args.max_inflight))
     proc = spawn(
-        "-m", "proxy.cli", "run", "--rules", str(tmp), "--listen", f"127.0.0.1:{port}",
-        "--admin", f"127.0.0.1:{admin}", "--log-level", "ERROR",
+        "-m",
+        "proxy.cli",
+        "run",
+        "--rules",
+        str(tmp),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--admin",
+        f"127.0.0.1:{admin}",
+        "--log-level",
+        "ERROR",
     )
     try:
         await asyncio.to_thread(wait_port, port)
@@ -148,8 +163,13 @@ async def run(args: argparse.Namespace) -> None:
         rss0, cpu0 = rss_mb(proc.pid), cpu_seconds(proc.pid)
         t0 = time.monotonic()
         codes, phases = await load(
-            f"http://127.0.0.1:{port}/soak/item", args.seconds, args.concurrency, args.tenants,
-            upstream, (args.outage_at, args.outage_at + args.outage_len), rng,
+            f"http://127.0.0.1:{port}/soak/item",
+            args.seconds,
+            args.concurrency,
+            args.tenants,
+            upstream,
+            (args.outage_at, args.outage_at + args.outage_len),
+            rng,
         )
         wall = time.monotonic() - t0
         rss1, cpu1 = rss_mb(proc.pid), cpu_seconds(proc.pid)
@@ -159,11 +179,15 @@ async def run(args: argparse.Namespace) -> None:
         proc.wait(10)
         await runner.cleanup()
     total = sum(phases.values())
-    print(f"soak: {wall:.0f} s, {args.concurrency} workers, outage "
-          f"{args.outage_at:.0%}-{args.outage_at + args.outage_len:.0%} of the run, "
-          f"flaky {args.flaky:.0%}")
-    print(f"throughput: {total / wall:.0f} calls/s ({total} calls); upstream saw "
-          f"{upstream.calls} requests ({upstream.calls / max(total, 1):.2f} per call)")
+    print(
+        f"soak: {wall:.0f} s, {args.concurrency} workers, outage "
+        f"{args.outage_at:.0%}-{args.outage_at + args.outage_len:.0%} of the run, "
+        f"flaky {args.flaky:.0%}"
+    )
+    print(
+        f"throughput: {total / wall:.0f} calls/s ({total} calls); upstream saw "
+        f"{upstream.calls} requests ({upstream.calls / max(total, 1):.2f} per call)"
+    )
     print(f"{'answer':32} {'before':>9} {'outage':>9} {'after':>9}")
     for code in sorted({c for _, c in codes}):
         row = "".join(f"{codes[(p, code)]:>10}" for p in ("before", "outage", "after"))
@@ -171,9 +195,11 @@ async def run(args: argparse.Namespace) -> None:
     print(f"{'calls':32}" + "".join(f"{phases[p]:>10}" for p in ("before", "outage", "after")))
     for name, value in sorted(counters.items()):
         print(f"{name:60} {value:>8.0f}")
-    print(f"proxy RSS: {rss0:.1f} MB at start, {rss1:.1f} MB at end "
-          f"({rss1 - rss0:+.1f} MB); CPU {cpu1 - cpu0:.1f} s "
-          f"({(cpu1 - cpu0) / max(total, 1) * 1e6:.0f} us/call)")
+    print(
+        f"proxy RSS: {rss0:.1f} MB at start, {rss1:.1f} MB at end "
+        f"({rss1 - rss0:+.1f} MB); CPU {cpu1 - cpu0:.1f} s "
+        f"({(cpu1 - cpu0) / max(total, 1) * 1e6:.0f} us/call)"
+    )
 
 
 def main() -> None:

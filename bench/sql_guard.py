@@ -24,8 +24,16 @@ from proxy.sql.engine import COMPILED, SqlGuard
 from proxy.sql.policy import SqlPolicy
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sql"
-TENANT_TABLES = ["lineitem", "orders", "customer", "store_sales", "web_sales",
-                 "catalog_sales", "customer_address", "item"]
+TENANT_TABLES = [
+    "lineitem",
+    "orders",
+    "customer",
+    "store_sales",
+    "web_sales",
+    "catalog_sales",
+    "customer_address",
+    "item",
+]
 
 
 def relit(sql: str, n: int) -> str:
@@ -84,8 +92,11 @@ def main() -> None:
                 suites.setdefault(q["suite"], []).append(q["sql"])
     routes = {
         "plain": SqlSpec(dialect="postgres"),
-        "tenant": SqlSpec(dialect="postgres", max_rows=1000,
-                          tenant={"column": "tenant_id", "tables": TENANT_TABLES}),
+        "tenant": SqlSpec(
+            dialect="postgres",
+            max_rows=1000,
+            tenant={"column": "tenant_id", "tables": TENANT_TABLES},
+        ),
     }
     print(f"sqlglotc compiled build active: {COMPILED}")
     print(f"{'suite':8} {'route':7} {'case':13} {'median us':>10} {'p99 us':>10} {'n':>5}")

@@ -10,7 +10,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import cpu_seconds, free_port, spawn, wait_port, wrk
+from common import cpu_seconds, free_port, spawn, spawn_callwarden, wait_port, wrk
 
 RULES = """
 version: 1
@@ -50,26 +50,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     args = ap.parse_args()
-    up, cw, admin = free_port(), free_port(), free_port()
+    up, cw = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp())
     (tmp / "rules.yaml").write_text(RULES.format(up=up))
     (tmp / "new_literals.lua").write_text(LUA)
     procs = [spawn("bench/upstream.py", str(up))]
-    procs.append(
-        spawn(
-            "-m",
-            "proxy.cli",
-            "run",
-            "--rules",
-            str(tmp / "rules.yaml"),
-            "--listen",
-            f"127.0.0.1:{cw}",
-            "--admin",
-            f"127.0.0.1:{admin}",
-            "--log-level",
-            "WARNING",
-        )
-    )
+    procs.append(spawn_callwarden(str(tmp / "rules.yaml"), cw))
     wait_port(up)
     wait_port(cw)
     rows = []
