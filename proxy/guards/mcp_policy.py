@@ -16,18 +16,13 @@ from typing import Any
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import McpSpec, Route, Rules
 from proxy.guards.base import CallContext
+from proxy.guards.sql_safety import sql_engine
 from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseParser
 from proxy.model.call import JsonRpcMessage, McpCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
-
-try:  # the SQL engine is its own capability; without it SQL tools fail closed
-    from proxy.sql.engine import SqlGuard
-    from proxy.sql.policy import SqlPolicy
-except ImportError:  # pragma: no cover - only in builds without proxy.sql
-    SqlGuard = None  # type: ignore[assignment,misc]
-    SqlPolicy = None  # type: ignore[assignment,misc]
+from proxy.sql.engine import SqlGuard
 
 MAX_HINTS = 1024
 """Tools whose annotations we remember per route (a hostile server cannot grow it)."""
@@ -139,8 +134,10 @@ def _dumps(doc: Any) -> bytes:
 @dataclass(frozen=True, slots=True)
 class McpPolicyGuard:
     runtime: McpRuntime
-    sql: dict[str, tuple[str, Any]]
-    """tool -> (argument, SqlGuard); a tool whose SQL guard is missing maps to (arg, None)."""
+    sql: dict[str, tuple[str, SqlGuard]]
+    """tool -> (argument, SqlGuard)."""
+    audit: bool = False
+    """In audit mode tools/list is not filtered either: audit changes nothing it sends."""
     name: str = "mcp_policy"
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
@@ -166,7 +163,7 @@ class McpPolicyGuard:
                 reason = f"batch[{first_i}]: {first.reason}"
                 return Deny(first.code, reason, first.retry_after_s, first.headers)
             return first
-        if list_ids:
+        if list_ids and not self.audit:
             ctx.response_filters.append(
                 ToolsListFilter(self.runtime, call.caller.roles, frozenset(list_ids))
             )
@@ -222,12 +219,10 @@ class McpPolicyGuard:
 
 
 def _judge_sql(
-    sql: tuple[str, Any], args: Any, tenant: str | None
+    sql: tuple[str, SqlGuard], args: Any, tenant: str | None
 ) -> Deny | dict[str, Any] | None:
     """Run the SQL guard on the tool's SQL argument: Deny, new arguments, or None."""
     arg, guard = sql
-    if guard is None:  # SECURITY: fail closed when the SQL engine is not in this build
-        return Deny(ErrorCode.SQL_BLOCKED, "SQL inspection unavailable in this build")
     text = args.get(arg) if isinstance(args, dict) else None
     if not isinstance(text, str):
         return Deny(ErrorCode.INVALID_PARAMS, f"argument '{arg}' must be a string of SQL")
@@ -247,14 +242,14 @@ def build(route: Route, rules: Rules, services: Services) -> McpPolicyGuard | No
     if route.kind != "mcp":
         return None
     runtime = runtime_for(route.mcp)
-    sql: dict[str, tuple[str, Any]] = {}
+    sql: dict[str, tuple[str, SqlGuard]] = {}
     for tool in runtime.policy.tools:
         found = runtime.policy.sql_argument(tool)
         if found is not None:
             arg, spec = found
-            guard = SqlGuard(SqlPolicy.from_spec(spec)) if SqlGuard is not None else None
-            sql[tool] = (arg, guard)
-    return McpPolicyGuard(runtime, sql)
+            sql[tool] = (arg, sql_engine(spec, services))
+    mode = route.guard_modes.get("mcp_policy") or route.mode or rules.mode
+    return McpPolicyGuard(runtime, sql, audit=mode == "audit")
 
 
 GUARD_BUILDERS["mcp_policy"] = build

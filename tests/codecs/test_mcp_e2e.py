@@ -19,7 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from proxy.model.call import Caller, Request
 from proxy.model.errors import ERROR_TABLE, ErrorCode
 from proxy.model.verdict import Deny
-from tests.codecs.mcp_servers import FakeMcp
+from tests.codecs.mcp_servers import TOOLS, FakeMcp
 from tests.mcp.sdk_server import RunningServer, start_server
 
 TOOLS_RULES = {
@@ -373,3 +373,17 @@ async def test_integrity_hook(fake, write_rules, start_proxy):
     _, _, doc = await post(px, call("get_weather", {}), role="guest")
     assert doc["error"]["data"]["error_code"] == "POLICY_DENY"
     assert "pinned" in doc["error"]["message"]
+
+
+async def test_audit_mode_lists_and_forwards_everything(fake, write_rules, start_proxy):
+    _, url = fake
+    px = await start_proxy(write_rules([mcp_route(url, guard_modes={"mcp_policy": "audit"})]))
+    status, _, msg = await post(px, rpc("tools/list"), role="guest")
+    assert status == 200
+    assert [t["name"] for t in msg["result"]["tools"]] == [t["name"] for t in TOOLS]
+    status, headers, msg = await post(px, call("delete_user", {"id": 1}), role="guest")
+    assert "error" not in msg and "X-CallWarden-Error-Code" not in headers
+    assert px.metric(
+        "callwarden_audit_would_deny_total",
+        route="tools", guard="mcp_policy", error_code="POLICY_DENY",
+    ) == 1
