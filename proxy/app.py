@@ -22,6 +22,7 @@ from proxy.config.load import LoadedRules, RulesError, load_rules
 from proxy.model.record import CallRecord
 from proxy.observe.access_log import AccessLog
 from proxy.observe.metrics import Metrics
+from proxy.observe.recorder import CallMetrics
 from proxy.secrets.store import SecretStore
 from proxy.upstream.client import Upstream
 
@@ -46,63 +47,26 @@ class ProxyState:
     """proxy.observe.tracing.Tracing when OTEL_* asks for spans, else None."""
     decision_log: Any = None
     """proxy.observe.decision_log.DecisionLog when the rules turn it on, else None."""
-    _tenants: dict[str, set[str]] = field(default_factory=dict)
-    """Tenants given their own label, per opted-in route (capped; the rest are `other`)."""
-    _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
-    """Metric children by label values: .labels() costs more than the update itself."""
+    call_metrics: CallMetrics = field(init=False)
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (metric._name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def __post_init__(self) -> None:
+        self.call_metrics = CallMetrics(self.metrics)
 
     def observe(self, rec: CallRecord) -> None:
-        m = self.metrics
-        child = self._child
+        """Step 8 of every call (HTTP or wire): metrics, access log, span, decision log."""
         duration = time.monotonic() - rec.start
-        route, kind = rec.route or "none", rec.kind or "none"
-        child(m.requests, route, kind, rec.outcome, rec.error_code).inc()
-        child(m.request_duration, route, kind).observe(duration, {"trace_id": rec.trace_id})
-        if rec.upstream_s:
-            child(m.upstream_duration, route, kind).observe(rec.upstream_s)
-        child(m.proxy_overhead, route, kind).observe(max(0.0, duration - rec.upstream_s))
-        if rec.tool is not None:  # MCP tools/call; the label is bounded by the rules
-            child(m.mcp_tool_calls, route, rec.tool, rec.outcome).inc()
-            child(m.mcp_tool_duration, route, rec.tool).observe(duration)
-        if rec.budget_ms is not None:
-            child(m.budget_remaining, route).observe(rec.budget_ms / 1000)
-        if rec.tenant is not None and rec.route in self.compiled.tenant_label_routes:
-            child(
-                m.tenant_requests, route, self._tenant_label(route, rec.tenant), rec.outcome
-            ).inc()
-        if rec.sql_s is not None:
-            child(m.sql_inspection, route).observe(rec.sql_s)
-        for finding, action in rec.findings:
-            child(m.credential_findings, route, finding, action).inc()
-        if rec.masked:
-            child(m.secrets_masked, route).inc(rec.masked)
-        if rec.unfiltered:
-            child(m.mask_skipped, route).inc()
-        if rec.outcome == "denied":
-            m.denials.labels(route, rec.guard or "routing", rec.error_code).inc()
-        for guard, code, _ in rec.would_deny:
-            m.audit_would_deny.labels(route, guard, code).inc()
+        compiled = self.compiled
+        cap = (
+            compiled.rules.observability.tenant_label_cap
+            if rec.route in compiled.tenant_label_routes
+            else None
+        )
+        self.call_metrics.record(rec, duration, cap)
         self.access_log.emit(rec, duration)
         if rec.span is not None:
             self.tracing.finish(rec.span, rec)
         if self.decision_log is not None:
             self.decision_log.submit(rec)
-
-    def _tenant_label(self, route: str, tenant: str) -> str:
-        seen = self._tenants.setdefault(route, set())
-        if tenant in seen:
-            return tenant
-        if len(seen) < self.compiled.rules.observability.tenant_label_cap:
-            seen.add(tenant)
-            return tenant
-        return "other"
 
     def swap(self, loaded: LoadedRules) -> None:
         """Build the new table fully, then swap one reference (in-flight calls keep theirs)."""

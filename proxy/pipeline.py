@@ -168,7 +168,7 @@ class Pipeline:
             ctx.scratch["trace_flags"] = flags
             if rec.span is not None:
                 ctx.scratch["span_id"] = tracing.span_id(rec.span)  # type: ignore[union-attr]
-            inflight = self.state._child(metrics.inflight, route.name)
+            inflight = self.state.call_metrics.child(metrics.inflight, route.name)
             inflight.inc()
             try:
                 return await self._forward(req, route, ctx, caller, upstream_path, raw_query)
@@ -284,7 +284,7 @@ class Pipeline:
         rec.status = err.http_status
         name = route.name if route else ""
         if err.code is ErrorCode.RATE_LIMITED and route is not None:
-            self.state._child(self.state.metrics.rate_limited, name).inc()
+            self.state.call_metrics.child(self.state.metrics.rate_limited, name).inc()
         if route is not None:
             return route.codec.render_error(err, name, rec.trace_id, ctx, call)
         from proxy.codecs.http import render_http_error
