@@ -160,8 +160,14 @@ async def test_route_timeout_vs_budget_by_phase(upstream, write_rules, start_pro
     async with px.session.get(px.url + "/api/x", headers={"X-Request-Budget-Ms": "250"}) as r:
         forwarded = int((await r.json())["headers"]["X-Request-Budget-Ms"])
         assert 0 < forwarded <= 250
-    assert px.metric("callwarden_timeouts_total", route="api", phase="route") == 1
+    # the route's own timeout is counted as such even when the caller names a phase
+    async with px.session.get(
+        px.url + "/api/slow?ms=3000", headers={"X-Orchestration-Phase": "compose"}
+    ) as r:
+        assert r.headers["X-CallWarden-Error-Code"] == "TOOL_TIMEOUT"
+    assert px.metric("callwarden_timeouts_total", route="api", phase="route") == 2
     assert px.metric("callwarden_timeouts_total", route="api", phase="plan") == 1
+    assert px.metric("callwarden_timeouts_total", route="api", phase="compose") == 0
 
 
 async def test_role_denial_and_audit_mode(upstream, write_rules, start_proxy):
