@@ -35,10 +35,13 @@ class SqlCodec(HttpCodec):
         if not location.carries_sql(loc, request.method, request.path):
             # Result polling and cancel requests of Trino/Snowflake/Databricks: no SQL.
             return HttpCall(route.name, route.kind, caller, request)
+        doc = None
+        if request.body and location.is_json(loc, request.query):
+            doc = location.json_body(request.body)  # decoded once: guards read call.json
         sql, params = location.extract(
-            loc, request.method, request.path, request.query, request.body
+            loc, request.method, request.path, request.query, request.body, doc
         )
-        return SqlCall(route.name, route.kind, caller, request, sql=sql, params=params)
+        return SqlCall(route.name, route.kind, caller, request, json=doc, sql=sql, params=params)
 
 
 def with_sql(spec: SqlSpec, call: SqlCall, new_sql: str) -> SqlCall:

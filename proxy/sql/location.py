@@ -53,9 +53,15 @@ def _mode(loc: SqlLocation, query: Mapping[str, str]) -> tuple[str, str, str | N
 
 
 def extract(
-    loc: SqlLocation, method: str, path: str, query: Mapping[str, str], body: bytes | None
+    loc: SqlLocation,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    body: bytes | None,
+    doc: Any = None,
 ) -> tuple[str, Any | None]:
-    """(sql, params) from the request; ProxyError(INVALID_PARAMS) when not there."""
+    """(sql, params) from the request; ProxyError(INVALID_PARAMS) when not there.
+    `doc`: the body already decoded as JSON, when the caller has it."""
     kind, where, params_ptr = _mode(loc, query)
     if kind == "query":
         values = [v for k, v in query.items() if k == where]
@@ -71,7 +77,8 @@ def extract(
         if not text.strip():
             raise _missing("the request body")
         return text, None
-    doc = _json(body)
+    if doc is None:
+        doc = json_body(body)
     sql = pointer_get(doc, where)
     if not isinstance(sql, str) or not sql.strip():
         raise _missing(f"JSON field {where}")
@@ -88,9 +95,14 @@ def replace(
         return [(k, new_sql if k == where else v) for k, v in query.items()], None
     if kind == "body":
         return None, new_sql.encode("utf-8")
-    doc = _json(body)
+    doc = json_body(body)
     pointer_set(doc, where, new_sql)
     return None, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def is_json(loc: SqlLocation, query: Mapping[str, str]) -> bool:
+    """The SQL sits in a JSON body (so the codec can decode it once for every guard)."""
+    return _mode(loc, query)[0] == "json"
 
 
 def _text(body: bytes | None) -> str:
@@ -100,7 +112,8 @@ def _text(body: bytes | None) -> str:
         raise ProxyError(ErrorCode.INVALID_PARAMS, "request body is not UTF-8") from None
 
 
-def _json(body: bytes | None) -> Any:
+def json_body(body: bytes | None) -> Any:
+    """The body as JSON; ProxyError(INVALID_PARAMS) when it is not."""
     try:
         return json.loads(_text(body))
     except ValueError:
