@@ -137,13 +137,10 @@ class Pipeline:
             host, raw_path, raw_query = split_target(req.raw_path)
             path = normalize_path(raw_path)
             rec.path = path
+            host = host or host_only(headers.get("Host"))
             if self.state.decision_log is not None:  # replay needs the request as sent
-                rec.decision_input = {
-                    "host": host or host_only(headers.get("Host")),
-                    "query": raw_query,
-                    "headers": headers,
-                }
-            found = compiled.table.match(host or host_only(headers.get("Host")), path)
+                rec.decision_input = {"host": host, "query": raw_query, "headers": headers}
+            found = compiled.table.match(host, path)
             if found is None:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
             route, upstream_path = found

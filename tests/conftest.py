@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,28 @@ class Running:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[tuple[UpstreamApp, str]]:
+async def serve_app() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
+    """await serve_app(app) -> "http://127.0.0.1:PORT": a real server on a free loopback
+    port, stopped at teardown."""
+    runners: list[web.AppRunner] = []
+
+    async def serve(app: web.Application) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    yield serve
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def upstream(serve_app) -> tuple[UpstreamApp, str]:
     up = UpstreamApp()
-    runner = web.AppRunner(up.app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield up, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    return up, await serve_app(up.app)
 
 
 @pytest.fixture

@@ -131,25 +131,6 @@ def retry_refusal(
     return None
 
 
-def should_retry(
-    attempt: int,
-    spec: RetrySpec,
-    idempotent: bool,
-    body_replayable: bool,
-    deadline_remaining_s: float,
-    observed_latency_s: float,
-    budget: RetryBudget,
-    delay_s: float = 0.0,
-) -> bool:
-    return (
-        retry_refusal(
-            attempt, spec, idempotent, body_replayable, deadline_remaining_s,
-            observed_latency_s, budget, delay_s,
-        )
-        is None
-    )
-
-
 class EwmaLatency:
     """Exponentially weighted mean of upstream latency, for the deadline check.
 

@@ -5,7 +5,6 @@ SQL_BLOCKED before the server sees them, query/v2 is forced to accessMode Read."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,25 +14,21 @@ from proxy.model.call import Caller, Request
 from proxy.model.deadline import Deadline
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Allow, Rewrite
-from tests.codecs.graph_servers import GremlinHttp, Neo4jHttp, serve
+from tests.codecs.graph_servers import GremlinHttp, Neo4jHttp
 
 TENANT = {"X-Tenant-ID": "acme"}
 
 
 @pytest.fixture
-async def neo4j() -> AsyncIterator[tuple[Neo4jHttp, str]]:
+async def neo4j(serve_app) -> tuple[Neo4jHttp, str]:
     server = Neo4jHttp()
-    runner, url = await serve(server.app)
-    yield server, url
-    await runner.cleanup()
+    return server, await serve_app(server.app)
 
 
 @pytest.fixture
-async def gremlin() -> AsyncIterator[tuple[GremlinHttp, str]]:
+async def gremlin(serve_app) -> tuple[GremlinHttp, str]:
     server = GremlinHttp()
-    runner, url = await serve(server.app)
-    yield server, url
-    await runner.cleanup()
+    return server, await serve_app(server.app)
 
 
 def graph_route(name: str, url: str, **graph: Any) -> dict[str, Any]:

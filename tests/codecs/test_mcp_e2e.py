@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
-from aiohttp import web
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -78,15 +77,9 @@ def sdk_server() -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeMcp, str]]:
+async def fake(serve_app) -> tuple[FakeMcp, str]:
     up = FakeMcp()
-    runner = web.AppRunner(up.app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield up, f"http://127.0.0.1:{port}/mcp"
-    await runner.cleanup()
+    return up, await serve_app(up.app) + "/mcp"
 
 
 async def post(px: Any, body: Any, role: str = "analyst", **headers: str) -> tuple[int, Any, Any]:

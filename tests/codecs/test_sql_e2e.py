@@ -4,19 +4,13 @@ SQLite one) on loopback; rewrites must return exactly the tenant's rows."""
 from __future__ import annotations
 
 import pytest
-from aiohttp import web
 
 from proxy.demo.backends import sql_app
 
 
 @pytest.fixture
-async def sql_backend():
-    runner = web.AppRunner(sql_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    await runner.cleanup()
+async def sql_backend(serve_app) -> str:
+    return await serve_app(sql_app())
 
 
 def sql_route(url: str, **sql) -> dict:

@@ -9,7 +9,6 @@ import logging
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from tests.secrets.test_vault import VAULT_TOKEN, FakeVault
 
@@ -72,17 +71,14 @@ async def test_plaintext_blocked_in_production_warned_in_development(
 
 
 @pytest.fixture
-async def vault():
+async def vault(serve_app):
     fake = FakeVault()
     fake.secrets["secret/data/crm"] = {"token": VAULT_V1}
-    server = TestServer(fake.app, host="127.0.0.1", port=0)
-    await server.start_server()
-    yield fake, f"http://127.0.0.1:{server.port}"
-    await server.close()
+    return fake, await serve_app(fake.app)
 
 
 async def test_injection_scoping_rotation_masking_and_no_leaks(
-    upstream, vault, write_rules, start_proxy, tmp_path, monkeypatch, caplog
+    upstream, vault, serve_app, write_rules, start_proxy, tmp_path, monkeypatch, caplog
 ):
     _up, url = upstream
     _, vault_url = vault
@@ -107,9 +103,7 @@ async def test_injection_scoping_rotation_masking_and_no_leaks(
         return web.json_response({"you_sent": auth, "key": req.headers.get("X-Api-Key")})
 
     echo.router.add_route("*", "/{t:.*}", leak)
-    echo_server = TestServer(echo, host="127.0.0.1", port=0)
-    await echo_server.start_server()
-    echo_url = f"http://127.0.0.1:{echo_server.port}"
+    echo_url = await serve_app(echo)
     rules = write_rules(
         [
             route(
@@ -181,7 +175,6 @@ async def test_injection_scoping_rotation_masking_and_no_leaks(
     everything = "\n".join([caplog.text, metrics, rules_view])
     for secret in (ENV_SECRET, FILE_V1, FILE_V2, VAULT_V1, VAULT_TOKEN, GITHUB):
         assert secret not in everything
-    await echo_server.close()
 
 
 async def test_flagged_headers_are_never_remembered_as_clean(upstream, write_rules, start_proxy):

@@ -16,7 +16,6 @@ from proxy.upstream.retry import (
     retry_after_from_header,
     retry_refusal,
     retryable_status,
-    should_retry,
 )
 
 
@@ -89,7 +88,7 @@ def test_budget_caps_amplification_during_an_outage() -> None:
         budget.record_request()
         sent += 1
         for attempt in range(1, spec.max + 1):
-            if not should_retry(attempt, spec, True, True, 10.0, 0.05, budget):
+            if retry_refusal(attempt, spec, True, True, 10.0, 0.05, budget) is not None:
                 break
             budget.record_retry()
             retries += 1
@@ -143,7 +142,7 @@ def test_should_retry_table(
     budget = RetryBudget(SPEC, now=Clock())
     args = (attempt, SPEC, idempotent, replayable, remaining, latency, budget, delay)
     assert retry_refusal(*args) == why, case
-    assert should_retry(*args) is (why is None)
+    assert (retry_refusal(*args) is None) is (why is None)
 
 
 def test_should_retry_budget_exhausted_and_retries_disabled() -> None:
