@@ -1,12 +1,16 @@
 """End-to-end cost of a SQL route vs a pass-through route, same upstream, same load, one
 run; every SQL request carries new literals (ids, names), as orchestrators send them.
 
-    .venv/bin/python bench/sql_route.py [--seconds 10] [--connections 16]
+    .venv/bin/python bench/sql_route.py [--seconds 10] [--connections 16] [--rounds 3]
+
+The two routes run alternately, `--rounds` times each, and the table shows medians: on a
+shared machine CPU per request drifts by 10-20% between runs a minute apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -49,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     up, cw = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp())
@@ -58,20 +63,29 @@ def main() -> None:
     procs.append(spawn_callwarden(str(tmp / "rules.yaml"), cw))
     wait_port(up)
     wait_port(cw)
-    rows = []
+    routes = (("pass-through route", "/pt/query"), ("sql route", "/sql/query"))
+    runs: dict[str, list[tuple[dict[str, float], float]]] = {name: [] for name, _ in routes}
+    lua = str(tmp / "new_literals.lua")
     try:
-        for name, path in (("pass-through route", "/pt/query"), ("sql route", "/sql/query")):
-            url = f"http://127.0.0.1:{cw}{path}"
-            wrk(url, 2, args.connections, {}, script=str(tmp / "new_literals.lua"))
-            before = cpu_seconds(procs[1].pid)
-            res = wrk(url, args.seconds, args.connections, {}, script=str(tmp / "new_literals.lua"))
-            cpu = cpu_seconds(procs[1].pid) - before
-            rows.append((name, res, cpu / res["requests"] * 1e6 if res["requests"] else 0.0))
+        for _name, path in routes:
+            wrk(f"http://127.0.0.1:{cw}{path}", 2, args.connections, {}, script=lua)
+        for _ in range(args.rounds):
+            for name, path in routes:
+                url = f"http://127.0.0.1:{cw}{path}"
+                before = cpu_seconds(procs[1].pid)
+                res = wrk(url, args.seconds, args.connections, {}, script=lua)
+                cpu = cpu_seconds(procs[1].pid) - before
+                runs[name].append((res, cpu / res["requests"] * 1e6 if res["requests"] else 0.0))
     finally:
         for p in procs:
             p.terminate()
             p.wait(10)
-    print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, POST JSON, new literals per request")
+    rows = []
+    for name, got in runs.items():
+        med = {k: statistics.median(r[k] for r, _ in got) for k in got[0][0]}
+        rows.append((name, med, statistics.median(c for _, c in got)))
+    print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s x {args.rounds} rounds (medians), "
+          "POST JSON, new literals per request")
     print(
         f"{'route':20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU us/req':>11}"
     )

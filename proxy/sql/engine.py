@@ -1,10 +1,13 @@
 """The SQL guard: one call per request, `judge(sql, tenant) -> SqlDecision`.
 
-Speed comes from two caches. The exact text of a query maps to its finished rewrite
-(a dict lookup). A new text is tokenized once; its digest (literals as placeholders)
-maps to a cached Plan, so orchestrators that resend one query shape with new ids and
-dates pay a tokenize, not a parse. The tenant goes in as a value at the very end, so one
-entry serves every tenant. Not thread-safe: one guard per event loop.
+Speed comes from caches. The exact text of a query maps to its finished rewrite (a dict
+lookup). A new text is tokenized once; its digest (literals as placeholders) maps to a
+cached Plan, so orchestrators that resend one query shape with new ids and dates pay a
+tokenize, not a parse. Plain texts skip even that: a regex splits them into segments
+and literals, and once sqlglot has confirmed that split for one text of the shape, the
+next ones are bound from the segments (see `digest.fast_digest`). The tenant goes in as
+a value at the very end, so one entry serves every tenant. Not thread-safe: one guard per
+event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -23,8 +27,17 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from proxy.model.errors import ErrorCode
-from proxy.sql.digest import comment_hazard, digest
-from proxy.sql.plan import Parts, Plan, apply_edits, blocked, fill, needs_tenant
+from proxy.sql.digest import FastDigest, comment_hazard, digest, fast_digest
+from proxy.sql.plan import (
+    Parts,
+    Plan,
+    apply_edits,
+    blocked,
+    edit_spots,
+    fill,
+    needs_tenant,
+    splice,
+)
 from proxy.sql.policy import SqlPolicy
 from proxy.sql.rewrite import Context, plan
 from proxy.sql.safety import judge
@@ -66,6 +79,25 @@ class _Prepared:
     checks: tuple[str, ...]  # literal values that must equal the tenant
 
 
+@dataclass(frozen=True, slots=True)
+class _Fast:
+    """A plan bound to a fast-digest key: positions are (literal index, offset past its
+    end), so they carry over to texts whose literals have other lengths."""
+
+    plan: Plan
+    pinned: tuple[tuple[int, str], ...]  # literal index, the text it must have
+    checks: tuple[int | str, ...]  # literal index (or fixed value) that must equal tenant
+    spots: tuple[tuple[int, int, int, int, Parts], ...]  # (k, rel, k, rel) of edit_spots
+
+
+_NOT_FAST = _Fast(blocked(BLOCKED, ""), (), (), ())  # this shape needs the tokenizer
+
+
+def _literal_value(raw: str) -> str:
+    """What sqlglot's token text is for a fast-digest literal (no escapes inside)."""
+    return raw[1:-1] if raw[0] == "'" else raw
+
+
 class _Lru(Generic[K, V]):
     __slots__ = ("_data", "_size")
 
@@ -92,7 +124,7 @@ class _Lru(Generic[K, V]):
 
 
 class SqlGuard:
-    def __init__(self, policy: SqlPolicy, cache_size: int = 4096) -> None:
+    def __init__(self, policy: SqlPolicy, cache_size: int = 4096, fast: bool = True) -> None:
         self.policy = policy
         dialect = Dialect.get_or_raise(policy.dialect)
         self._dialect = dialect
@@ -111,17 +143,21 @@ class SqlGuard:
         self._texts: _Lru[str, _Prepared] = _Lru(cache_size)
         self._pins: _Lru[str, tuple[int, ...]] = _Lru(cache_size)
         self._plans: _Lru[tuple[str, tuple[int, ...], tuple[str, ...]], Plan] = _Lru(cache_size)
+        self._fast: _Lru[str, _Fast] | None = _Lru(cache_size) if fast else None
         self._quoted: dict[str, str | None] = {}
         self.cold = 0  # full parses so far (tests and metrics)
+        self.fast_hits = 0  # texts bound without a tokenize (tests and benchmarks)
 
     def clear(self) -> None:
         """Forget every cached verdict (benchmarks; a reload builds a new guard anyway)."""
-        for cache in (self._texts, self._pins, self._plans):
-            cache.clear()
+        for cache in (self._texts, self._pins, self._plans, self._fast):
+            if cache is not None:
+                cache.clear()
 
     @property
     def cached(self) -> int:
-        return len(self._texts) + len(self._plans) + len(self._pins)
+        fast = len(self._fast) if self._fast is not None else 0
+        return len(self._texts) + len(self._plans) + len(self._pins) + fast
 
     def judge(self, sql: str, tenant: str | None) -> SqlDecision:
         """Never raises: an unexpected failure is a refusal (fail closed)."""
@@ -136,7 +172,10 @@ class SqlGuard:
                                False, "unknown", False)
         prep = self._texts.get(sql)
         if prep is None:
-            prep = self._prepare(sql)
+            fd = fast_digest(sql) if self._fast is not None else None
+            prep = self._bind_fast(sql, fd) if fd is not None else None
+            if prep is None:
+                prep = self._prepare(sql, fd)
             self._texts.put(sql, prep)
         p = prep.plan
         if p.code is not None:
@@ -163,7 +202,7 @@ class SqlGuard:
         quoted = self._quoted[tenant] = quote_tenant(tenant, self._dialect, self._tokenizer)
         return quoted
 
-    def _prepare(self, sql: str) -> _Prepared:
+    def _prepare(self, sql: str, fd: FastDigest | None = None) -> _Prepared:
         try:
             tokens = self._tokenizer.tokenize(sql)
         except TokenError:
@@ -171,18 +210,70 @@ class SqlGuard:
         if not tokens:
             return _Prepared(blocked(BLOCKED, "empty SQL"), None, ())
         dig = digest(tokens, self._commands, sql)
+        chosen = None
         if dig is not None:
             pins = self._pins.get(dig[0])
             if pins is not None:
-                found = self._plans.get((dig[0], pins, tuple(tokens[i].text for i in pins)))
-                if found is not None:
-                    return self._bind(found, sql, tokens)
-        fresh = self._cold(sql, tokens)
-        if dig is not None and fresh.reusable:
-            self._pins.put(dig[0], fresh.pinned)
-            values = tuple(tokens[i].text for i in fresh.pinned)
-            self._plans.put((dig[0], fresh.pinned, values), fresh)
-        return self._bind(fresh, sql, tokens)
+                chosen = self._plans.get((dig[0], pins, tuple(tokens[i].text for i in pins)))
+        if chosen is None:
+            chosen = self._cold(sql, tokens)
+            if dig is not None and chosen.reusable:
+                self._pins.put(dig[0], chosen.pinned)
+                values = tuple(tokens[i].text for i in chosen.pinned)
+                self._plans.put((dig[0], chosen.pinned, values), chosen)
+        if fd is not None and self._fast is not None:
+            lits = dig[1] if dig is not None and chosen.reusable else None
+            self._fast.put(fd.key, self._admit(fd, tokens, lits, chosen))
+        return self._bind(chosen, sql, tokens)
+
+    @staticmethod
+    def _admit(fd: FastDigest, tokens: list[Token], lits: tuple[int, ...] | None,
+               p: Plan) -> _Fast:
+        """SECURITY: a shape is served from its fast digest only if sqlglot cut exactly
+        the same literals, of the same kinds, out of this text; else every text of the
+        shape keeps going through the tokenizer."""
+        spans = fd.spans()
+        if lits is None or len(lits) != len(spans):
+            return _NOT_FAST
+        raw = fd.parts[1::2]
+        for i, (start, end), text in zip(lits, spans, raw, strict=True):
+            tok = tokens[i]
+            want = TokenType.STRING if text[0] == "'" else TokenType.NUMBER
+            if (tok.start, tok.end + 1) != (start, end) or tok.token_type is not want \
+                    or tok.text != _literal_value(text):
+                return _NOT_FAST
+        index = {t: k for k, t in enumerate(lits)}
+        pinned = tuple((index[i], raw[index[i]]) for i in p.pinned if i in index)
+        checks = tuple(index.get(i, tokens[i].text) for i in p.tenant_checks)
+        ends = [0, *(end for _, end in spans)]
+
+        def at(pos: int) -> tuple[int, int]:
+            k = bisect_right(ends, pos) - 1
+            return k, pos - ends[k]
+
+        spots = tuple((*at(pos), *at(resume), parts)
+                      for pos, resume, parts in edit_spots(tokens, p.edits))
+        return _Fast(p, pinned, checks, spots)
+
+    def _bind_fast(self, sql: str, fd: FastDigest) -> _Prepared | None:
+        entry = self._fast.get(fd.key) if self._fast is not None else None
+        if entry is None or entry is _NOT_FAST:
+            return None
+        parts = fd.parts
+        for k, raw in entry.pinned:
+            if parts[2 * k + 1] != raw:
+                return None
+        self.fast_hits += 1
+        p = entry.plan
+        if p.code is not None:
+            return _Prepared(p, None, ())
+        checks = tuple(c if isinstance(c, str) else _literal_value(parts[2 * c + 1])
+                       for c in entry.checks)
+        if not entry.spots:
+            return _Prepared(p, None, checks)
+        ends = fd.ends
+        spots = [(ends[k] + rel, ends[k2] + rel2, ins) for k, rel, k2, rel2, ins in entry.spots]
+        return _Prepared(p, splice(sql, spots), checks)
 
     @staticmethod
     def _bind(p: Plan, sql: str, tokens: list[Token]) -> _Prepared:

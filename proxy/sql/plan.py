@@ -50,9 +50,9 @@ def blocked(code: ErrorCode, reason: str, kind: str = "unknown", **kw: object) -
     return Plan(code, reason, kind, False, **kw)  # type: ignore[arg-type]
 
 
-def apply_edits(sql: str, tokens: list[Token], edits: tuple[Edit, ...]) -> Parts:
-    """The SQL split into text and tenant slots with every edit applied. Ties at one
-    position: later (outer) insertions go first before a token, last after it."""
+def edit_spots(tokens: list[Token], edits: tuple[Edit, ...]) -> list[tuple[int, int, Parts]]:
+    """(position, where the original text resumes, inserted parts), in output order.
+    Ties at one position: later (outer) insertions go first before a token, last after."""
     spots: list[tuple[int, int, int, Parts]] = []
     for seq, e in enumerate(edits):
         tok = tokens[e.token]
@@ -63,9 +63,18 @@ def apply_edits(sql: str, tokens: list[Token], edits: tuple[Edit, ...]) -> Parts
         else:
             spots.append((tok.start, seq, tok.end + 1, e.parts))
     spots.sort(key=lambda s: (s[0], s[1]))
+    return [(pos, resume, parts) for pos, _, resume, parts in spots]
+
+
+def apply_edits(sql: str, tokens: list[Token], edits: tuple[Edit, ...]) -> Parts:
+    """The SQL split into text and tenant slots with every edit applied."""
+    return splice(sql, edit_spots(tokens, edits))
+
+
+def splice(sql: str, spots: list[tuple[int, int, Parts]]) -> Parts:
     out: list[str | None] = []
     cur = 0
-    for pos, _, resume, parts in spots:
+    for pos, resume, parts in spots:
         out.append(sql[cur:pos])
         out.extend(parts)
         cur = resume
