@@ -44,15 +44,16 @@ class SqlCodec(HttpCodec):
         return SqlCall(route.name, route.kind, caller, request, json=doc, sql=sql, params=params)
 
 
-def with_sql(spec: SqlSpec, call: SqlCall, new_sql: str) -> SqlCall:
-    """The call with its SQL replaced where it was found, everything else unchanged."""
+def with_sql(spec: SqlSpec, call: SqlCall, new_sql: str, **changes: object) -> SqlCall:
+    """The call with its SQL replaced where it was found (and `changes` applied),
+    everything else unchanged."""
     req = call.request
-    pairs, body = location.replace(spec.location, req.query, req.body, new_sql)
+    pairs, body = location.replace(spec.location, req.query, req.body, new_sql, call.json)
     if pairs is not None:
         query = MultiDictProxy(MultiDict(pairs))
         req = dataclasses.replace(req, query_string=urlencode(pairs), query=query)
-        return dataclasses.replace(call, request=req, sql=new_sql)
-    return dataclasses.replace(call, sql=new_sql, rewritten_body=body)
+        return dataclasses.replace(call, request=req, sql=new_sql, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(call, sql=new_sql, rewritten_body=body, **changes)  # type: ignore[arg-type]
 
 
 class RowCapFilter:

@@ -45,45 +45,54 @@ class Format:
     """secret text -> keep?; None keeps every match."""
     boundary: bool = True
     """The match must not follow a word character (`ghp_` yes, `xghp_` no)."""
+    needles: tuple[str, ...] = ()
+    """Literal texts every match contains (one of them): a text holding none is not run
+    through the pattern. `str in str` is a C search, far cheaper than a regex pass."""
 
 
 # Patterns start with a literal where they can (and without `\b`): Python's regex engine
 # then skips ahead with a fast prefix search, 10-50x faster than a boundary-first pattern.
-# Boundaries are checked in code (`boundary`).
+# Boundaries are checked in code (`boundary`). `needles` must cover every match:
+# tests/credentials/test_detect.py checks each against its pattern.
 FORMATS: tuple[Format, ...] = (
     Format("private_key", r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----"
            r"(?:[^-]{0,16384}-----END[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----)?",
-           boundary=False),
+           boundary=False, needles=("-----BEGIN",)),
     Format("aws_access_key_id", r"A(?:KIA|SIA|IDA|ROA|IPA|NPA|NVA|PKA|BIA|CCA)[A-Z0-9]{16}"
-           r"(?![A-Za-z0-9])", lambda s: _random_enough(s[4:])),
+           r"(?![A-Za-z0-9])", lambda s: _random_enough(s[4:]),
+           needles=("AKIA", "ASIA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA", "ABIA",
+                    "ACCA")),
     Format("github_token", r"gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9_])",
-           lambda s: _random_enough(s[4:])),
+           lambda s: _random_enough(s[4:]), needles=tuple(f"gh{c}_" for c in "pousr")),
     Format("github_token", r"github_pat_[A-Za-z0-9_]{50,251}(?![A-Za-z0-9_])",
-           lambda s: _random_enough(s[11:])),
+           lambda s: _random_enough(s[11:]), needles=("github_pat_",)),
     Format("gitlab_token", r"gl(?:pat|ptt|dt|rt|oas|cbt)-[A-Za-z0-9_\-]{20,255}",
-           lambda s: _random_enough(s[6:])),
+           lambda s: _random_enough(s[6:]), needles=("gl",)),
     Format("slack_webhook", r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/"
-           r"(?P<v>[A-Za-z0-9]{20,})", lambda s: _random_enough(s), boundary=False),
+           r"(?P<v>[A-Za-z0-9]{20,})", lambda s: _random_enough(s), boundary=False,
+           needles=("https://hooks.slack.com/services/T",)),
     Format("slack_token", r"xox[abpsre]-[A-Za-z0-9\-]{10,255}",
-           lambda s: _random_enough(s[5:]) and any(c.isdigit() for c in s)),
+           lambda s: _random_enough(s[5:]) and any(c.isdigit() for c in s), needles=("xox",)),
     Format("stripe_key", r"sk_(?:live|test)_[A-Za-z0-9]{20,255}(?![A-Za-z0-9_])",
-           lambda s: _random_enough(s[8:])),
+           lambda s: _random_enough(s[8:]), needles=("sk_live_", "sk_test_")),
     Format("stripe_key", r"rk_(?:live|test)_[A-Za-z0-9]{20,255}(?![A-Za-z0-9_])",
-           lambda s: _random_enough(s[8:])),
+           lambda s: _random_enough(s[8:]), needles=("rk_live_", "rk_test_")),
     Format("google_api_key", r"AIza[A-Za-z0-9_\-]{35}(?![A-Za-z0-9_\-])",
-           lambda s: _random_enough(s[4:])),
+           lambda s: _random_enough(s[4:]), needles=("AIza",)),
     Format("openai_key", r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_\-]{20,255}",
-           lambda s: _mixed(s)),
-    Format("vault_token", r"hv[sbr]\.[A-Za-z0-9_\-]{24,255}", lambda s: _random_enough(s[4:])),
+           lambda s: _mixed(s), needles=("sk-",)),
+    Format("vault_token", r"hv[sbr]\.[A-Za-z0-9_\-]{24,255}", lambda s: _random_enough(s[4:]),
+           needles=("hvs.", "hvb.", "hvr.")),
     Format("jwt", r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{10,}",
-           lambda s: _random_enough(s)),
+           lambda s: _random_enough(s), needles=("eyJ",)),
     Format("url_password", r"://[^\s:/?#@'\"\x00]{0,256}:(?P<v>[^\s/?#@'\"\x00]{1,256})@"
-           r"(?=[A-Za-z0-9\[])", _url_password, boundary=False),
+           r"(?=[A-Za-z0-9\[])", _url_password, boundary=False, needles=("://",)),
     Format("azure_connection_string", r"AccountKey=(?P<v>[A-Za-z0-9+/%=]{20,})",
-           lambda s: _random_enough(s)),
+           lambda s: _random_enough(s), needles=("AccountKey=",)),
     Format("azure_connection_string", r"SharedAccess(?:Key|Signature)=(?P<v>[A-Za-z0-9+/%=]{20,})",
-           lambda s: _random_enough(s)),
-    Format("azure_sas_signature", r"sig=(?P<v>[A-Za-z0-9%+/=]{30,})", lambda s: _random_enough(s)),
+           lambda s: _random_enough(s), needles=("SharedAccess",)),
+    Format("azure_sas_signature", r"sig=(?P<v>[A-Za-z0-9%+/=]{30,})", lambda s: _random_enough(s),
+           needles=("sig=",)),
 )
 # `key=value` / `"key": "value"` inside a text: found from the operator (a literal start,
 # fast), then the key before it is judged by the same classifier as JSON keys.
@@ -92,6 +101,7 @@ _VALUE = r"[ \t]*[\"']?([^\s\"'<>;&,\x00]{8,256})"
 _ASSIGNMENTS = (("=", re.compile("=" + _VALUE)), (":", re.compile(":(?!//)" + _VALUE)))
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}\Z")
 _COMPILED = tuple((f, re.compile(f.pattern)) for f in FORMATS)
+_NEEDLES = tuple((n, i) for i, f in enumerate(FORMATS) for n in f.needles)
 _WORDCHAR = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -116,7 +126,10 @@ def find(text: str) -> list[tuple[str, int, int]]:
     """(kind, start, end) of each credential in `text`; start/end span the secret part.
     A `key=value` assignment is reported only where no known format already is."""
     found: list[tuple[str, int, int]] = []
-    for fmt, rx in _COMPILED:
+    present = {i for n, i in _NEEDLES if n in text}
+    for i, (fmt, rx) in enumerate(_COMPILED):
+        if i not in present:
+            continue
         for m in rx.finditer(text):
             if fmt.boundary and m.start() and text[m.start() - 1] in _WORDCHAR:
                 continue

@@ -34,12 +34,11 @@ class TenantScopeGuard:
             return Deny(decision.code, decision.reason)
         if self.spec.max_rows is not None:
             ctx.response_filters.append(RowCapFilter(self.spec.max_rows, self.spec.on_excess))
-        call = dataclasses.replace(
-            call, statement_kind=decision.statement_kind, idempotent=decision.read_only
-        )
+        kind, idempotent = decision.statement_kind, decision.read_only
         if not decision.rewritten:
-            return Rewrite(call)
-        return Rewrite(with_sql(self.spec, call, decision.sql), "tenant predicate / row cap")
+            return Rewrite(dataclasses.replace(call, statement_kind=kind, idempotent=idempotent))
+        call = with_sql(self.spec, call, decision.sql, statement_kind=kind, idempotent=idempotent)
+        return Rewrite(call, "tenant predicate / row cap")
 
 
 def build(route: Route, rules: Rules, services: Services) -> TenantScopeGuard | None:

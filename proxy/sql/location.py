@@ -86,18 +86,26 @@ def extract(
     return sql, params
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def replace(
-    loc: SqlLocation, query: Mapping[str, str], body: bytes | None, new_sql: str
+    loc: SqlLocation,
+    query: Mapping[str, str],
+    body: bytes | None,
+    new_sql: str,
+    doc: Any = None,
 ) -> tuple[Pairs | None, bytes | None]:
-    """(new query pairs or None, new body or None): only the SQL changes."""
+    """(new query pairs or None, new body or None): only the SQL changes. `doc` is the
+    body already decoded; it is not modified (the call that holds it stays as judged)."""
     kind, where, _ = _mode(loc, query)
     if kind == "query":
         return [(k, new_sql if k == where else v) for k, v in query.items()], None
     if kind == "body":
         return None, new_sql.encode("utf-8")
-    doc = json_body(body)
-    pointer_set(doc, where, new_sql)
-    return None, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if doc is None:
+        doc = json_body(body)
+    return None, _ENCODER.encode(pointer_with(doc, where, new_sql)).encode("utf-8")
 
 
 def is_json(loc: SqlLocation, query: Mapping[str, str]) -> bool:
@@ -146,17 +154,27 @@ def pointer_get(doc: Any, pointer: str) -> Any:
     return node
 
 
-def pointer_set(doc: Any, pointer: str, value: Any) -> None:
+def pointer_with(doc: Any, pointer: str, value: Any) -> Any:
+    """A copy of `doc` with the value at `pointer` replaced: only the containers on the
+    path are copied, everything else is shared."""
     steps = _steps(pointer)
     if not steps:
         raise ProxyError(ErrorCode.INVALID_PARAMS, "cannot replace the whole document")
-    parent = doc
-    for step in steps[:-1]:
-        parent = _child(parent, step)
-    last = steps[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
-        parent[int(last)] = value
-    else:
-        raise _missing(f"JSON field {pointer}")
+    try:
+        return _with(doc, steps, value)
+    except LookupError:
+        raise _missing(f"JSON field {pointer}") from None
+
+
+def _with(node: Any, steps: list[str], value: Any) -> Any:
+    step, rest = steps[0], steps[1:]
+    if isinstance(node, dict):
+        out: Any = dict(node)
+        out[step] = _with(node.get(step), rest, value) if rest else value
+        return out
+    if isinstance(node, list) and step.isdigit() and int(step) < len(node):
+        out = list(node)
+        i = int(step)
+        out[i] = _with(node[i], rest, value) if rest else value
+        return out
+    raise LookupError(step)

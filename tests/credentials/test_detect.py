@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
+from proxy.credentials import formats
 from proxy.credentials.detect import Detector, Finding, describe
+from proxy.credentials.formats import FORMATS as FORMAT_SPECS
+from proxy.credentials.formats import Format
 from tests.credentials.fakes import LOOKALIKES, format_fakes, keyed_fakes, rnd
 
 FORMATS = format_fakes()
@@ -186,3 +192,25 @@ def test_scan_request_combines_locations() -> None:
         "plaintext credential in header Authorization (bearer_token), "
         "query api_key (secret_key_value), json /password (secret_key_value)"
     )
+
+
+def _without_lookarounds(pattern: str) -> str:
+    return re.sub(r"\(\?[=!][^()]*(?:\[[^\]]*\][^()]*)*\)", "", pattern)
+
+
+@pytest.mark.parametrize("fmt", FORMAT_SPECS, ids=lambda f: f.kind)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_needles_cover_every_match(fmt: Format, data: st.DataObject) -> None:
+    """A format is skipped for a text holding none of its needles: every text the
+    pattern matches must hold one, or a credential would pass unseen."""
+    text = data.draw(st.from_regex(_without_lookarounds(fmt.pattern), fullmatch=True))
+    assert any(n in text for n in fmt.needles), text
+
+
+@pytest.mark.parametrize(("kind", "value"), FORMATS)
+def test_needles_change_no_finding(kind: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = f"before {value} after"
+    with_needles = formats.find(text)
+    monkeypatch.setattr(formats, "_NEEDLES", tuple(("", i) for i in range(len(FORMAT_SPECS))))
+    assert formats.find(text) == with_needles != []

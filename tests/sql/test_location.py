@@ -44,6 +44,11 @@ def test_json_locations(location: SqlLocation, doc: dict, pointer: str, params: 
     assert node == "SELECT 2 /* ü */"
     # everything else unchanged
     assert json.dumps(out).replace("SELECT 2 /* \\u00fc */", "SELECT 1") == json.dumps(doc)
+    # from the decoded document the codec holds: the same body, and that document (the
+    # call as the guards judged it) untouched
+    held = json.loads(body)
+    assert replace(location, {}, body, "SELECT 2 /* ü */", held) == (None, new_body)
+    assert held == doc
 
 
 def test_query_param_and_raw_body() -> None:
