@@ -228,6 +228,38 @@ async def test_sse_arrives_incrementally(upstream, write_rules, start_proxy):
     assert rest.count(b"data:") == 3
 
 
+@pytest.mark.parametrize("mask", [False, True])
+async def test_answer_streams_pass_event_by_event_or_whole(
+    upstream, write_rules, start_proxy, mask: bool
+):
+    """A POST answered with an event stream: events pass as they come (the head rides
+    with the first one); a stream already complete when it arrives goes out in one piece
+    with its length, as a buffering proxy would send it. With and without the SSE filter
+    (response masking) in the way."""
+    up, url = upstream
+    route = http_route(url, credentials={"mask_responses": mask})
+    px = await start_proxy(write_rules([route]))
+    async with px.session.post(px.url + "/api/sse?n=4&gap_ms=300", data=b"{}") as r:
+        first = await r.content.readuntil(b"\n\n")
+        assert first == b'id: 0\ndata: {"i": 0}\n\n'
+        assert up.sse_sent < 4
+        assert r.headers.get("Transfer-Encoding") == "chunked"
+        assert (await r.content.read()).count(b"data:") == 3
+    async with px.session.post(px.url + "/api/sse-once?n=3", data=b"{}") as r:
+        body = await r.read()
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        assert r.headers["Content-Length"] == str(len(body)) and body.count(b"data:") == 3
+
+
+async def test_standalone_event_stream_head_is_not_held_back(upstream, write_rules, start_proxy):
+    """A GET event stream may stay silent for long: the caller gets its head at once."""
+    up, url = upstream
+    px = await start_proxy(write_rules([http_route(url)]))
+    async with px.session.get(px.url + "/api/sse?n=1&first_ms=1500") as r:
+        assert r.status == 200 and up.sse_sent == 0
+        assert (await r.read()).count(b"data:") == 1
+
+
 async def test_request_size_cap(upstream, write_rules, start_proxy):
     _up, url = upstream
     px = await start_proxy(write_rules([http_route(url, limits={"max_request_bytes": 1000})]))

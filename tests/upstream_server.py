@@ -24,7 +24,8 @@ class UpstreamApp:
         r.add_route("*", "/status/{code}", self.status)
         r.add_get("/slow", self.slow)
         r.add_get("/hold", self.hold)
-        r.add_get("/sse", self.sse)
+        r.add_route("*", "/sse", self.sse)
+        r.add_route("*", "/sse-once", self.sse_once)
         r.add_get("/big", self.big)
         r.add_post("/upload", self.upload)
         r.add_get("/chunked-json", self.chunked_json)
@@ -77,11 +78,22 @@ class UpstreamApp:
         await resp.prepare(req)
         n = int(req.query.get("n", "3"))
         gap = int(req.query.get("gap_ms", "200")) / 1000
+        await asyncio.sleep(int(req.query.get("first_ms", "0")) / 1000)
         for i in range(n):
             await resp.write(f"id: {i}\ndata: {json.dumps({'i': i})}\n\n".encode())
             self.sse_sent = i + 1
             await asyncio.sleep(gap)
         await resp.write_eof()
+        return resp
+
+    async def sse_once(self, req: web.Request) -> web.StreamResponse:
+        """A short answer stream (an MCP tools/call): every event and the end at once."""
+        self._seen(req)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(req)
+        n = int(req.query.get("n", "2"))
+        await resp.write_eof(b"".join(f"data: {json.dumps({'i': i})}\n\n".encode()
+                                      for i in range(n)))
         return resp
 
     async def big(self, req: web.Request) -> web.StreamResponse:

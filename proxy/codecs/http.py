@@ -259,12 +259,19 @@ class HttpCodec:
         ctx: CallContext,
         first: bytes = b"",
     ) -> web.StreamResponse:
+        content = upstream.content
         if first:
             headers.pop("Content-Length", None)
-        resp = await start_stream(req, upstream.status, headers, ctx)
+        elif not _standalone_stream(req, headers):
+            first, done = await _first_piece(content)
+            if done:  # the whole body had arrived: one write, like a buffered proxy
+                headers.pop("Content-Length", None)
+                return web.Response(status=upstream.status, headers=headers, body=first)
+            headers.pop("Content-Length", None)
+        resp = await start_stream(req, upstream.status, headers, ctx, coalesce=bool(first))
         if first:
             await resp.write(first)
-        async for chunk in upstream.content.iter_any():
+        async for chunk in content.iter_any():
             await resp.write(chunk)
         await resp.write_eof()
         return resp
@@ -278,10 +285,21 @@ class HttpCodec:
         ctx: CallContext,
     ) -> web.StreamResponse:
         headers.pop("Content-Length", None)
-        resp = await start_stream(req, upstream.status, headers, ctx)
         # SECURITY: an event that never ends is cut at the parser's cap, not buffered.
         parser = SseParser()
-        async for chunk in upstream.content.iter_any():
+        content = upstream.content
+        out = b""
+        if not _standalone_stream(req, headers):
+            first, done = await _first_piece(content)
+            out = filter_events(parser.feed(first), filters)
+            if done:  # a short answer stream (an MCP tools/call): already complete
+                events, rest = parser.finish()
+                out += filter_events(events, filters) + rest
+                return web.Response(status=upstream.status, headers=headers, body=out)
+        resp = await start_stream(req, upstream.status, headers, ctx, coalesce=bool(out))
+        if out:
+            await resp.write(out)
+        async for chunk in content.iter_any():
             out = filter_events(parser.feed(chunk), filters)
             if out:
                 await resp.write(out)
@@ -310,15 +328,44 @@ def filter_events(events: list[Any], filters: list[Any]) -> bytes:
     return b"".join(out)
 
 
+class _CoalescedStream(web.StreamResponse):
+    """Its head goes out with the first body write, in one segment (aiohttp's Response
+    does this; a StreamResponse sends its head at once)."""
+
+    _send_headers_immediately = False
+
+
 async def start_stream(
-    req: web.Request, status: int, headers: CIMultiDict[str], ctx: CallContext
+    req: web.Request,
+    status: int,
+    headers: CIMultiDict[str],
+    ctx: CallContext,
+    coalesce: bool = False,
 ) -> web.StreamResponse:
-    """Send the head now; from here on a failure can only cut the connection, so the
-    pipeline must not try to render an error (it checks ctx.streaming)."""
-    resp = web.StreamResponse(status=status, headers=headers)
+    """Send the head now (or, with `coalesce`, with the first write that follows at
+    once); from here on a failure can only cut the connection, so the pipeline must not
+    try to render an error (it checks ctx.streaming)."""
+    resp = (_CoalescedStream if coalesce else web.StreamResponse)(status=status, headers=headers)
     await resp.prepare(req)
     ctx.streaming = resp
     return resp
+
+
+def _standalone_stream(req: web.Request, headers: CIMultiDict[str]) -> bool:
+    """A GET event stream lives for a session and may stay silent: its head must go out
+    at once, not wait for a first event."""
+    return req.method == "GET" and "text/event-stream" in headers.get("Content-Type", "")
+
+
+async def _first_piece(content: Any) -> tuple[bytes, bool]:
+    """The first chunk of a body (waiting for it) plus whatever else has already arrived,
+    and whether that is all of it. Never waits beyond the first chunk, so a stream is
+    still passed on as it comes."""
+    data = await content.readany()
+    more = content.read_nowait() if data else b""
+    if more:
+        data += more
+    return data, content.at_eof()
 
 
 def bad_json(what: str = "request body") -> ProxyError:

@@ -6,7 +6,11 @@ rules); tenant appears only where a route opts in, capped. Trace ids go in exemp
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
+
+from proxy.observe.families import CounterFamily as Counter
+from proxy.observe.families import GaugeFamily as Gauge
+from proxy.observe.families import HistogramFamily as Histogram
 
 # Sub-millisecond (proxy overhead) to a minute (slow SQL): one set for every duration.
 BUCKETS = (
