@@ -98,6 +98,9 @@ FORMATS: tuple[Format, ...] = (
 # fast), then the key before it is judged by the same classifier as JSON keys.
 # (Two literal-first regexes: a `[=:]` class start is 10x slower.)
 _VALUE = r"[ \t]*[\"']?([^\s\"'<>;&,\x00]{8,256})"
+# Every key `is_secret_key` accepts holds one of these (lowercased): a text without any
+# has no assignment worth scanning (tests/credentials/test_detect.py checks the cover).
+KEY_HINTS = ("pass", "pwd", "secret", "token", "cred", "auth", "key", "cookie")
 _ASSIGNMENTS = (("=", re.compile("=" + _VALUE)), (":", re.compile(":(?!//)" + _VALUE)))
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}\Z")
 _COMPILED = tuple((f, re.compile(f.pattern)) for f in FORMATS)
@@ -136,6 +139,8 @@ def find(text: str) -> list[tuple[str, int, int]]:
             start, end = m.span("v") if "v" in rx.groupindex else m.span()
             if fmt.check is None or fmt.check(text[start:end]):
                 found.append((fmt.kind, start, end))
+    if not any(h in text.lower() for h in KEY_HINTS):
+        return found
     for op, rx in _ASSIGNMENTS:
         if op in text:
             for m in rx.finditer(text):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_EOL = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
 
@@ -56,7 +55,8 @@ def serialize(
     if retry is not None:
         out.append(f"retry: {retry}{nl}")
     if data is not None:
-        out.extend(f"data: {line}{nl}" for line in re.split(r"\r\n|\r|\n", data))
+        lines = re.split(r"\r\n|\r|\n", data) if "\r" in data else data.split("\n")
+        out.extend(f"data: {line}{nl}" for line in lines)
     out.append(nl)
     return "".join(out).encode("utf-8")
 
@@ -111,18 +111,27 @@ class SseParser:
         events: list[SseEvent] = []
         start = 0  # start of the current event in buf
         pos = self._pos
+        size = len(buf)
         while True:
-            m = _EOL.search(buf, pos)
-            if m is None or (not final and m.group() == b"\r" and m.end() == len(buf)):
-                break  # no full line yet ('\r' at the end may be half of '\r\n')
-            if self._eol is None:
-                self._eol = m.group()
-            if m.start() == pos:  # blank line: the event is complete
-                events.append(self._finish(bytes(buf[start : m.end()])))
-                start = m.end()
+            # The next line end (\r\n, \r or \n), found with bytes.find (memchr).
+            lf = buf.find(b"\n", pos)
+            cr = buf.find(b"\r", pos, size if lf < 0 else lf)
+            if cr >= 0:
+                line_end, end = cr, cr + 2 if cr + 1 < size and buf[cr + 1] == 10 else cr + 1
+                if not final and end == size and end == cr + 1:
+                    break  # '\r' at the end may be half of '\r\n'
+            elif lf >= 0:
+                line_end, end = lf, lf + 1
             else:
-                self._field(bytes(buf[pos : m.start()]))
-            pos = m.end()
+                break  # no full line yet
+            if self._eol is None:
+                self._eol = bytes(buf[line_end:end])
+            if line_end == pos:  # blank line: the event is complete
+                events.append(self._finish(bytes(buf[start:end])))
+                start = end
+            else:
+                self._field(bytes(buf[pos:line_end]))
+            pos = end
         if start:
             del buf[:start]
             pos -= start

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from proxy.credentials import formats
+from proxy.credentials import formats, literals
 from proxy.credentials.detect import Detector, Finding, describe
 from proxy.credentials.formats import FORMATS as FORMAT_SPECS
 from proxy.credentials.formats import Format
@@ -214,3 +214,21 @@ def test_needles_change_no_finding(kind: str, value: str, monkeypatch: pytest.Mo
     with_needles = formats.find(text)
     monkeypatch.setattr(formats, "_NEEDLES", tuple(("", i) for i in range(len(FORMAT_SPECS))))
     assert formats.find(text) == with_needles != []
+
+
+_KEY_PIECES = sorted(
+    literals._SECRET_WORDS | literals._KEY_QUALIFIERS | literals._METADATA
+    | literals._TOKEN_QUALIFIERS | {"key", "keys", "Key", "KEY", "Token", "PASSWORD", "x", "db"}
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_KEY_PIECES), min_size=1, max_size=4),
+       st.sampled_from(["_", "-", ".", "", "camel"]))
+def test_key_hints_cover_every_secret_key(words: list[str], sep: str) -> None:
+    """The assignment scan is skipped for texts without a hint: every key the
+    classifier calls secret must hold one."""
+    key = ("".join(w[:1].upper() + w[1:] for w in words) if sep == "camel"
+           else sep.join(words))
+    if literals.is_secret_key(key):
+        assert any(h in key.lower() for h in formats.KEY_HINTS), key
