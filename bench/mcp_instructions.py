@@ -94,7 +94,8 @@ def main() -> None:
     print(f"{'method':<11} {'target':<31} {'instructions':>13} {'x base':>7}")
     for method in METHODS:
         baseline = results["minimal aiohttp proxy"][method]
-        for name, per in results.items():
+        for name, got in results.items():
+            per = got[method]
             print(f"{method:<11} {name:<31} {per:>13,} {per / baseline:>7.2f}")
 
 
