@@ -260,13 +260,12 @@ class HttpCodec:
         first: bytes = b"",
     ) -> web.StreamResponse:
         content = upstream.content
-        if first:
-            headers.pop("Content-Length", None)
-        elif not _standalone_stream(req, headers):
+        if not first and not _standalone_stream(req, headers):
             first, done = await _first_piece(content)
             if done:  # the whole body had arrived: one write, like a buffered proxy
                 headers.pop("Content-Length", None)
                 return web.Response(status=upstream.status, headers=headers, body=first)
+        if first:
             headers.pop("Content-Length", None)
         resp = await start_stream(req, upstream.status, headers, ctx, coalesce=bool(first))
         if first:

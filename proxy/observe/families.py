@@ -109,8 +109,22 @@ class Family:
             yield dict(zip(names, key, strict=True)), child
 
 
-class CounterFamily(Family):
+class _ScalarFamily(Family):
+    """Children holding one value, exposed as `<name><suffix>`."""
+
+    suffix = ""
+
+    def collect(self) -> list[Metric]:
+        m = Metric(self._name, self._documentation, self.kind)
+        name = self._name + self.suffix
+        for labels, child in self._labelled():
+            m.add_sample(name, labels, child.value)  # type: ignore[attr-defined]
+        return [m]
+
+
+class CounterFamily(_ScalarFamily):
     kind = "counter"
+    suffix = "_total"
 
     def _child(self) -> CounterChild:
         return CounterChild()
@@ -118,14 +132,8 @@ class CounterFamily(Family):
     def labels(self, *values: object) -> CounterChild:
         return super().labels(*values)  # type: ignore[return-value]
 
-    def collect(self) -> list[Metric]:
-        m = Metric(self._name, self._documentation, self.kind)
-        for labels, child in self._labelled():
-            m.add_sample(self._name + "_total", labels, child.value)  # type: ignore[attr-defined]
-        return [m]
 
-
-class GaugeFamily(Family):
+class GaugeFamily(_ScalarFamily):
     kind = "gauge"
 
     def _child(self) -> GaugeChild:
@@ -133,12 +141,6 @@ class GaugeFamily(Family):
 
     def labels(self, *values: object) -> GaugeChild:
         return super().labels(*values)  # type: ignore[return-value]
-
-    def collect(self) -> list[Metric]:
-        m = Metric(self._name, self._documentation, self.kind)
-        for labels, child in self._labelled():
-            m.add_sample(self._name, labels, child.value)  # type: ignore[attr-defined]
-        return [m]
 
 
 class HistogramFamily(Family):

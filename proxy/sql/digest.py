@@ -82,7 +82,7 @@ _NUMBER_TAIL = re.compile(rb"d+(?:\.d+)?(?=[bc])")
 
 @dataclass(frozen=True, slots=True)
 class FastDigest:
-    """A text split by a regex into fixed segments and literals: `parts[0::2]` are
+    """A text split (without the tokenizer) into fixed segments and literals: `parts[0::2]` are
     the segments, `parts[1::2]` the literals. Used only as a cache key: the entry a key
     finds was admitted after sqlglot's tokenizer cut the same literals out of the same
     segments, so for a text with that key the two agree (strings end at the next quote,

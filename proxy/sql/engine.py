@@ -3,7 +3,7 @@
 Speed comes from caches. The exact text of a query maps to its finished rewrite (a dict
 lookup). A new text is tokenized once; its digest (literals as placeholders) maps to a
 cached Plan, so orchestrators that resend one query shape with new ids and dates pay a
-tokenize, not a parse. Plain texts skip even that: a regex splits them into segments
+tokenize, not a parse. Plain texts skip even that: a cheap split finds their segments
 and literals, and once sqlglot has confirmed that split for one text of the shape, the
 next ones are bound from the segments (see `digest.fast_digest`). The tenant goes in as
 a value at the very end, so one entry serves every tenant. Not thread-safe: one guard per
