@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
@@ -66,10 +67,14 @@ class HistogramChild:
             self.exemplars[i] = Exemplar(exemplar, value, time.time())
 
 
-class Family:
+C = TypeVar("C")
+
+
+class Family(Generic[C]):
     """One metric name; `labels(*values)` returns the child for those values."""
 
     kind = ""
+    child_type: Any = None
 
     def __init__(
         self,
@@ -81,14 +86,14 @@ class Family:
         self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], object] = {}
+        self._children: dict[tuple[str, ...], C] = {}
         if registry is not None:
             registry.register(self)
 
-    def _child(self) -> object:
-        raise NotImplementedError
+    def _child(self) -> C:
+        return self.child_type()  # type: ignore[no-any-return]
 
-    def labels(self, *values: object) -> object:
+    def labels(self, *values: object) -> C:
         key = tuple(str(v) for v in values)
         child = self._children.get(key)
         if child is None:
@@ -103,13 +108,13 @@ class Family:
     def describe(self) -> list[Metric]:
         return [Metric(self._name, self._documentation, self.kind)]
 
-    def _labelled(self) -> Iterator[tuple[dict[str, str], object]]:
+    def _labelled(self) -> Iterator[tuple[dict[str, str], C]]:
         names = self._labelnames
         for key, child in list(self._children.items()):
             yield dict(zip(names, key, strict=True)), child
 
 
-class _ScalarFamily(Family):
+class _ScalarFamily(Family[C]):
     """Children holding one value, exposed as `<name><suffix>`."""
 
     suffix = ""
@@ -122,28 +127,18 @@ class _ScalarFamily(Family):
         return [m]
 
 
-class CounterFamily(_ScalarFamily):
+class CounterFamily(_ScalarFamily[CounterChild]):
     kind = "counter"
     suffix = "_total"
-
-    def _child(self) -> CounterChild:
-        return CounterChild()
-
-    def labels(self, *values: object) -> CounterChild:
-        return super().labels(*values)  # type: ignore[return-value]
+    child_type = CounterChild
 
 
-class GaugeFamily(_ScalarFamily):
+class GaugeFamily(_ScalarFamily[GaugeChild]):
     kind = "gauge"
-
-    def _child(self) -> GaugeChild:
-        return GaugeChild()
-
-    def labels(self, *values: object) -> GaugeChild:
-        return super().labels(*values)  # type: ignore[return-value]
+    child_type = GaugeChild
 
 
-class HistogramFamily(Family):
+class HistogramFamily(Family[HistogramChild]):
     kind = "histogram"
 
     def __init__(
@@ -162,14 +157,10 @@ class HistogramFamily(Family):
     def _child(self) -> HistogramChild:
         return HistogramChild(self._bounds)
 
-    def labels(self, *values: object) -> HistogramChild:
-        return super().labels(*values)  # type: ignore[return-value]
-
     def collect(self) -> list[Metric]:
         m = Metric(self._name, self._documentation, self.kind)
         name = self._name
-        for labels, child in self._labelled():
-            h: HistogramChild = child  # type: ignore[assignment]
+        for labels, h in self._labelled():
             total = 0
             for le, count, ex in zip(self._les, h.counts, h.exemplars, strict=True):
                 total += count
