@@ -4,7 +4,6 @@ rewritten SQL back in the same place, and cap the rows of JSON results."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -14,7 +13,7 @@ from multidict import MultiDict, MultiDictProxy
 from proxy.codecs.http import HttpCodec
 from proxy.compile import CODECS
 from proxy.config.schema import Route, SqlSpec
-from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall
+from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.sql import location
 from proxy.sql.rows import cap_rows
@@ -51,9 +50,9 @@ def with_sql(spec: SqlSpec, call: SqlCall, new_sql: str, **changes: object) -> S
     pairs, body = location.replace(spec.location, req.query, req.body, new_sql, call.json)
     if pairs is not None:
         query = MultiDictProxy(MultiDict(pairs))
-        req = dataclasses.replace(req, query_string=urlencode(pairs), query=query)
-        return dataclasses.replace(call, request=req, sql=new_sql, **changes)  # type: ignore[arg-type]
-    return dataclasses.replace(call, sql=new_sql, rewritten_body=body, **changes)  # type: ignore[arg-type]
+        req = evolve(req, query_string=urlencode(pairs), query=query)
+        return evolve(call, request=req, sql=new_sql, **changes)
+    return evolve(call, sql=new_sql, rewritten_body=body, **changes)
 
 
 class RowCapFilter:
@@ -67,8 +66,8 @@ class RowCapFilter:
         self.on_excess = on_excess
 
     def body(self, data: bytes, content_type: str) -> bytes:
-        if "json" not in content_type:
-            return data
+        if "json" not in content_type or data.count(b",") < self.max_rows:
+            return data  # n rows are n-1 commas at least: this answer cannot be over the cap
         try:
             payload = json.loads(data)
         except ValueError:

@@ -6,7 +6,7 @@ A blocked graph query is SQL_BLOCKED (the query-safety code, whatever the langua
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules
@@ -15,7 +15,7 @@ from proxy.graph.cypher import judge_cypher
 from proxy.graph.gremlin import judge_gremlin
 from proxy.graph.policy import GraphDecision, GraphPolicy
 from proxy.guards.base import CallContext
-from proxy.model.call import GraphCall, GraphStatement, Request, ToolCall
+from proxy.model.call import GraphCall, GraphStatement, Request, ToolCall, evolve
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 
 
@@ -61,11 +61,11 @@ class GraphSafetyGuard:
         idempotent = policy.read_only and repeatable(api, call.request)
         if not changed and not force_read:
             return ALLOW if call.idempotent == idempotent else Rewrite(
-                replace(call, idempotent=idempotent), "idempotent"
+                evolve(call, idempotent=idempotent), "idempotent"
             )
         doc = neo4j.encode(api, call.json, out, read_only=policy.read_only)
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-        new = replace(
+        new = evolve(
             call, statements=tuple(out), json=doc, rewritten_body=body, idempotent=idempotent
         )
         return Rewrite(new, "graph rewrite")

@@ -10,7 +10,7 @@ refused ones, TOOL_BAD_REQUEST "not sent" for the others) -- see codecs/mcp.py.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.compile import GUARD_BUILDERS, Services
@@ -19,7 +19,7 @@ from proxy.guards.base import CallContext
 from proxy.guards.sql_safety import sql_engine
 from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseParser
-from proxy.model.call import JsonRpcMessage, McpCall, ToolCall
+from proxy.model.call import JsonRpcMessage, McpCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.sql.engine import SqlGuard
@@ -177,7 +177,7 @@ class McpPolicyGuard:
         )
         doc: Any = [m.raw for m in msgs] if call.batch else msgs[0].raw
         body = _dumps(doc)
-        return Rewrite(replace(call, messages=msgs, json=doc, rewritten_body=body), "arguments")
+        return Rewrite(evolve(call, messages=msgs, json=doc, rewritten_body=body), "arguments")
 
     def _judge(
         self, msg: JsonRpcMessage, call: McpCall, ctx: CallContext

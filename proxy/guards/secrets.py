@@ -4,7 +4,6 @@ secret can never be sent to a destination its rule does not name."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from proxy.compile import GUARD_BUILDERS, Services
@@ -12,7 +11,7 @@ from proxy.config.refs import Template, parse_template
 from proxy.config.schema import Route, Rules
 from proxy.credentials.mask import masker_for
 from proxy.guards.base import CallContext
-from proxy.model.call import ToolCall
+from proxy.model.call import ToolCall, evolve
 from proxy.model.errors import ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
@@ -66,7 +65,7 @@ class SecretsGuard:
         except ProxyError as err:  # messages name the reference, never a value
             return Deny(err.code, err.message)
         return Rewrite(
-            dataclasses.replace(
+            evolve(
                 call,
                 extra_headers=call.extra_headers + headers,
                 extra_query=call.extra_query + query,

@@ -4,7 +4,6 @@ already known to be safe, and refuses writes that would cross tenants."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from proxy.codecs.sql import RowCapFilter, with_sql
@@ -12,7 +11,7 @@ from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules, SqlSpec
 from proxy.guards.base import CallContext
 from proxy.guards.sql_safety import sql_decision, sql_engine
-from proxy.model.call import SqlCall, ToolCall
+from proxy.model.call import SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.sql.engine import SqlGuard
@@ -36,7 +35,7 @@ class TenantScopeGuard:
             ctx.response_filters.append(RowCapFilter(self.spec.max_rows, self.spec.on_excess))
         kind, idempotent = decision.statement_kind, decision.read_only
         if not decision.rewritten:
-            return Rewrite(dataclasses.replace(call, statement_kind=kind, idempotent=idempotent))
+            return Rewrite(evolve(call, statement_kind=kind, idempotent=idempotent))
         call = with_sql(self.spec, call, decision.sql, statement_kind=kind, idempotent=idempotent)
         return Rewrite(call, "tenant predicate / row cap")
 

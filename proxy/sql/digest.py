@@ -9,13 +9,14 @@ $$..$$) stays in the key verbatim.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlglot.tokens import Token, TokenType
 
 PARAM_TYPES: frozenset[TokenType] = frozenset({TokenType.STRING, TokenType.NUMBER})
-_MARK = "\x1e"
-_PLACEHOLDER = {TokenType.STRING: _MARK + "'", TokenType.NUMBER: _MARK + "0"}
+MARK = "\x1e"
+"""Never in a text the fast path binds: placeholders in keys, tenant slots in rewrites."""
+_PLACEHOLDER = {TokenType.STRING: MARK + "'", TokenType.NUMBER: MARK + "0"}
 
 
 def digest(
@@ -29,7 +30,7 @@ def digest(
     and spacing stay in the key: the checks that read them run once per key.
     SECURITY: after a command keyword (EXPLAIN, SHOW ...) sqlglot packs the rest of the
     statement into one STRING token; that one is code, so it stays in the key."""
-    if _MARK in sql:
+    if MARK in sql:
         return None
     lits = [
         i
@@ -68,7 +69,7 @@ def comment_hazard(sql: str, tokens: list[Token]) -> str | None:
 # punctuation that cannot extend it (no identifier characters, dots, quotes, $, @, :).
 _BEFORE = frozenset(" \t\r\n\f,(=<>!|+-*/%;[")
 _AFTER = frozenset(" \t\r\n\f,)=<>!|+-*/%;]:")
-_KINDS = {"'": _MARK + "s", ".": _MARK + "d", "": _MARK + "i"}
+_KINDS = {"'": MARK + "s", ".": MARK + "d", "": MARK + "i"}
 # Numbers are found on a class map of the text (b: may precede or follow a number, c: may
 # only follow, d: digit); bytes.find(b"bd") keeps the scan in C.
 _CLASSES = bytes(
@@ -80,8 +81,7 @@ _CLASSES = bytes(
 _NUMBER_TAIL = re.compile(rb"d+(?:\.d+)?(?=[bc])")
 
 
-@dataclass(frozen=True, slots=True)
-class FastDigest:
+class FastDigest(NamedTuple):
     """A text split (without the tokenizer) into fixed segments and literals: `parts[0::2]` are
     the segments, `parts[1::2]` the literals. Used only as a cache key: the entry a key
     finds was admitted after sqlglot's tokenizer cut the same literals out of the same
@@ -101,7 +101,7 @@ def fast_digest(sql: str) -> FastDigest | None:
     """None for texts the split cannot handle safely: any backslash (an escape in some
     dialects), dollar quoting, the placeholder character, unbalanced quotes, or a quoted
     string not bounded as above (doubled quotes, prefixes such as E'' or N'')."""
-    if "\\" in sql or "$" in sql or _MARK in sql:
+    if "\\" in sql or "$" in sql or MARK in sql:
         return None
     pieces = sql.split("'")
     last = len(pieces) - 1

@@ -17,8 +17,7 @@ import logging
 import secrets
 from bisect import bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from sqlglot import exp
 from sqlglot import tokens as sqlglot_tokens
@@ -27,16 +26,13 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from proxy.model.errors import ErrorCode
-from proxy.sql.digest import FastDigest, comment_hazard, digest, fast_digest
+from proxy.sql.digest import MARK, FastDigest, comment_hazard, digest, fast_digest
 from proxy.sql.plan import (
     Parts,
     Plan,
     apply_edits,
     blocked,
     edit_spots,
-    fill,
-    needs_tenant,
-    splice,
 )
 from proxy.sql.policy import SqlPolicy
 from proxy.sql.rewrite import Context, plan
@@ -60,8 +56,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
-class SqlDecision:
+class SqlDecision(NamedTuple):
     code: ErrorCode | None  # None = allowed; else SQL_BLOCKED / TENANT_MISMATCH / AUTH_FAILED
     reason: str  # never contains the SQL text or a literal value
     sql: str  # the SQL to send: rewritten, or the original text unchanged
@@ -70,27 +65,41 @@ class SqlDecision:
     read_only: bool  # the statement cannot write (the retry layer uses this)
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A plan bound to one exact text: the rewrite split around tenant slots."""
+class _Prepared(NamedTuple):
+    """A plan bound to one exact text: the rewrite as the text around its tenant slots,
+    so binding a tenant is one `quoted.join(segments)`."""
 
     plan: Plan
-    parts: Parts | None
+    segments: tuple[str, ...] | None  # None: nothing rewritten
     checks: tuple[str, ...]  # literal values that must equal the tenant
 
 
-@dataclass(frozen=True, slots=True)
-class _Fast:
+class _Fast(NamedTuple):
     """A plan bound to a fast-digest key: positions are (literal index, offset past its
     end), so they carry over to texts whose literals have other lengths."""
 
     plan: Plan
     pinned: tuple[tuple[int, str], ...]  # literal index, the text it must have
     checks: tuple[int | str, ...]  # literal index (or fixed value) that must equal tenant
-    spots: tuple[tuple[int, int, int, int, Parts], ...]  # (k, rel, k, rel) of edit_spots
+    spots: tuple[tuple[int, int, int, int, str], ...]
+    """(k, rel, k, rel, inserted text) of edit_spots; the text holds _SLOT for the tenant."""
 
 
 _NOT_FAST = _Fast(blocked(BLOCKED, ""), (), (), ())  # this shape needs the tokenizer
+
+
+def _segments(parts: Parts) -> tuple[str, ...]:
+    """Parts (text and tenant slots) as the texts between the slots."""
+    out: list[str] = []
+    cur: list[str] = []
+    for p in parts:
+        if p is None:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(p)
+    out.append("".join(cur))
+    return tuple(out)
 
 
 def _literal_value(raw: str) -> str:
@@ -184,15 +193,16 @@ class SqlGuard:
             if value != tenant:
                 return SqlDecision(ErrorCode.TENANT_MISMATCH, "INSERT carries another tenant id",
                                    sql, False, p.kind, p.read_only)
-        if prep.parts is None:
+        segments = prep.segments
+        if segments is None:
             return SqlDecision(None, "", sql, False, p.kind, p.read_only)
-        quoted = None
-        if needs_tenant(prep.parts):
-            quoted = self._quote(tenant or "")
-            if quoted is None:
-                return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL", sql,
-                                   False, p.kind, p.read_only)
-        return SqlDecision(None, "", fill(prep.parts, quoted), True, p.kind, p.read_only)
+        if len(segments) == 1:
+            return SqlDecision(None, "", segments[0], True, p.kind, p.read_only)
+        quoted = self._quote(tenant or "")
+        if quoted is None:
+            return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL", sql,
+                               False, p.kind, p.read_only)
+        return SqlDecision(None, "", quoted.join(segments), True, p.kind, p.read_only)
 
     def _quote(self, tenant: str) -> str | None:
         if tenant in self._quoted:
@@ -251,9 +261,13 @@ class SqlGuard:
             k = bisect_right(ends, pos) - 1
             return k, pos - ends[k]
 
-        spots = tuple((*at(pos), *at(resume), parts)
-                      for pos, resume, parts in edit_spots(tokens, p.edits))
-        return _Fast(p, pinned, checks, spots)
+        spots = []
+        for pos, resume, parts in edit_spots(tokens, p.edits):
+            if any(part is not None and MARK in part for part in parts):
+                return _NOT_FAST  # the slot marker must mean the slot
+            text = "".join(MARK if part is None else part for part in parts)
+            spots.append((*at(pos), *at(resume), text))
+        return _Fast(p, pinned, checks, tuple(spots))
 
     def _bind_fast(self, sql: str, fd: FastDigest) -> _Prepared | None:
         entry = self._fast.get(fd.key) if self._fast is not None else None
@@ -272,8 +286,14 @@ class SqlGuard:
         if not entry.spots:
             return _Prepared(p, None, checks)
         ends = fd.ends
-        spots = [(ends[k] + rel, ends[k2] + rel2, ins) for k, rel, k2, rel2, ins in entry.spots]
-        return _Prepared(p, splice(sql, spots), checks)
+        out = []
+        cur = 0
+        for k, rel, k2, rel2, text in entry.spots:
+            out += (sql[cur : ends[k] + rel], text)
+            cur = ends[k2] + rel2
+        out.append(sql[cur:])
+        # No MARK in a fast text (fast_digest refuses it), so each one is a slot.
+        return _Prepared(p, tuple("".join(out).split(MARK)), checks)
 
     @staticmethod
     def _bind(p: Plan, sql: str, tokens: list[Token]) -> _Prepared:
@@ -283,7 +303,8 @@ class SqlGuard:
             parts: Parts | None = p.template
         else:
             parts = apply_edits(sql, tokens, p.edits) if p.edits else None
-        return _Prepared(p, parts, tuple(tokens[i].text for i in p.tenant_checks))
+        segments = _segments(parts) if parts is not None else None
+        return _Prepared(p, segments, tuple(tokens[i].text for i in p.tenant_checks))
 
     def _parse_one(self, sql: str, tokens: list[Token]) -> exp.Expression | Plan:
         try:

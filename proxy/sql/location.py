@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from proxy.config.schema import SqlLocation
@@ -128,12 +129,14 @@ def json_body(body: bytes | None) -> Any:
         raise ProxyError(ErrorCode.INVALID_PARAMS, "request body is not valid JSON") from None
 
 
-def _steps(pointer: str) -> list[str]:
+@lru_cache(maxsize=256)
+def _steps(pointer: str) -> tuple[str, ...]:
+    """A route has one or two pointers: parsed once, not per call."""
     if pointer == "":
-        return []
+        return ()
     if not pointer.startswith("/"):
         raise ProxyError(ErrorCode.INVALID_PARAMS, "bad JSON pointer")
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+    return tuple(p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/"))
 
 
 def _child(node: Any, step: str) -> Any:
@@ -166,7 +169,7 @@ def pointer_with(doc: Any, pointer: str, value: Any) -> Any:
         raise _missing(f"JSON field {pointer}") from None
 
 
-def _with(node: Any, steps: list[str], value: Any) -> Any:
+def _with(node: Any, steps: tuple[str, ...], value: Any) -> Any:
     step, rest = steps[0], steps[1:]
     if isinstance(node, dict):
         out: Any = dict(node)

@@ -79,12 +79,4 @@ def splice(sql: str, spots: list[tuple[int, int, Parts]]) -> Parts:
         out.extend(parts)
         cur = resume
     out.append(sql[cur:])
-    return tuple(p for p in out if p != "")
-
-
-def fill(parts: Parts, tenant_sql: str | None) -> str:
-    return "".join(tenant_sql if p is None else p for p in parts)  # type: ignore[misc]
-
-
-def needs_tenant(parts: Parts | None) -> bool:
-    return parts is not None and any(p is None for p in parts)
+    return tuple(out)
