@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from proxy.sql.rows import TRUNCATED_KEY, cap_rows
@@ -33,3 +35,21 @@ def test_caps(payload: object, rows_of: object) -> None:
 @pytest.mark.parametrize("payload", [{"rows": 5}, {"x": [1, 2, 3]}, "text", 7, None])
 def test_uncountable_payloads_pass(payload: object) -> None:
     assert cap_rows(payload, 1, "truncate") == (payload, False)
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 4])
+def test_filter_comma_bound_is_exact_at_the_cap(cap: int) -> None:
+    """The filter skips the parse when the answer has fewer commas than the cap: one
+    row over the cap, with no spare comma anywhere, must still be refused."""
+    from proxy.codecs.sql import RowCapFilter
+    from proxy.model.errors import ProxyError
+
+    at_cap = json.dumps([[i] for i in range(cap)], separators=(",", ":")).encode()
+    over = json.dumps([[i] for i in range(cap + 1)], separators=(",", ":")).encode()
+    f = RowCapFilter(cap, "deny")
+    assert f.body(at_cap, "application/json") == at_cap
+    with pytest.raises(ProxyError) as err:
+        f.body(over, "application/json")
+    assert str(err.value.code) == "MAX_ROWS_EXCEEDED"
+    cut = RowCapFilter(cap, "truncate").body(over, "application/json")
+    assert json.loads(cut) == [[i] for i in range(cap)]
