@@ -8,6 +8,8 @@ import socket
 import aiohttp
 import pytest
 
+from tests.upstream_server import LEAKED_TOKEN, UpstreamApp
+
 
 def http_route(url: str, name: str = "api", prefix: str = "/api", **extra) -> dict:
     return {"name": name, "match": {"path_prefix": prefix}, "upstream": url, **extra}
@@ -249,6 +251,21 @@ async def test_answer_streams_pass_event_by_event_or_whole(
         body = await r.read()
         assert r.headers["Content-Type"].startswith("text/event-stream")
         assert r.headers["Content-Length"] == str(len(body)) and body.count(b"data:") == 3
+
+
+async def test_one_piece_answer_stream_is_masked_or_sent_as_is(
+    upstream, write_rules, start_proxy
+):
+    """A complete answer stream with nothing to mask skips event parsing: it must still
+    be the upstream's bytes exactly; one carrying a credential must still be masked."""
+    _up, url = upstream
+    px = await start_proxy(write_rules([http_route(url, credentials={"mask_responses": True})]))
+    async with px.session.post(px.url + "/api/sse-once?n=3", data=b"{}") as r:
+        assert await r.read() == UpstreamApp.sse_once_body(3)
+    async with px.session.post(px.url + "/api/sse-once?n=2&leak", data=b"{}") as r:
+        body = await r.read()
+    assert LEAKED_TOKEN.encode() not in body and body.count(b"[REDACTED]") == 1
+    assert body.startswith(b'data: {"i": 0}\n\n') and body.endswith(b"\r\n\r\n")
 
 
 async def test_standalone_event_stream_head_is_not_held_back(upstream, write_rules, start_proxy):

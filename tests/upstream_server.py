@@ -7,6 +7,11 @@ import json
 
 from aiohttp import web
 
+from tests.credentials.fakes import rnd
+
+LEAKED_TOKEN = "ghp_" + rnd(36)
+"""A fake GitHub token in the GitHub format, sent by `/sse-once?leak`."""
+
 
 class UpstreamApp:
     def __init__(self) -> None:
@@ -91,10 +96,17 @@ class UpstreamApp:
         self._seen(req)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(req)
-        n = int(req.query.get("n", "2"))
-        await resp.write_eof(b"".join(f"data: {json.dumps({'i': i})}\n\n".encode()
-                                      for i in range(n)))
+        await resp.write_eof(self.sse_once_body(int(req.query.get("n", "2")),
+                                                "leak" in req.query))
         return resp
+
+    @staticmethod
+    def sse_once_body(n: int, leak: bool = False) -> bytes:
+        """`leak`: the last event carries LEAKED_TOKEN (a credential the proxy must mask)."""
+        events = [f"data: {json.dumps({'i': i})}\n\n" for i in range(n)]
+        if leak:
+            events[-1] = f"data: {json.dumps({'i': n - 1, 'token': LEAKED_TOKEN})}\r\n\r\n"
+        return "".join(events).encode()
 
     async def big(self, req: web.Request) -> web.StreamResponse:
         self._seen(req)

@@ -290,6 +290,10 @@ class HttpCodec:
         out = b""
         if not _standalone_stream(req, headers):
             first, done = await _first_piece(content)
+            if done and all(f.passes(first) for f in filters):
+                # Complete on arrival and nothing to change (the common tools/call answer):
+                # no event parsing at all.
+                return web.Response(status=upstream.status, headers=headers, body=first)
             out = filter_events(parser.feed(first), filters)
             if done:  # a short answer stream (an MCP tools/call): already complete
                 events, rest = parser.finish()

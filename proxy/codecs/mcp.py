@@ -14,7 +14,6 @@ JSON-RPC error codes: see proxy/mcp/jsonrpc.py (`data.error_code` is the stable 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -25,7 +24,7 @@ from proxy.config.schema import Route
 from proxy.guards.base import CallContext
 from proxy.guards.mcp_policy import DENIALS, McpRuntime, runtime_for
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
-from proxy.model.call import Caller, McpCall, Request, ToolCall
+from proxy.model.call import Caller, McpCall, Request, ToolCall, evolve
 from proxy.model.errors import ErrorCode, ProxyError
 
 if TYPE_CHECKING:
@@ -115,7 +114,7 @@ class McpCodec(HttpCodec):
             # as written (`/mcp` -> `http://host/mcp`, not `/mcp/`, which SDK servers
             # answer with a redirect clients do not follow).
             base = route.upstream_prefix
-            out = replace(out, url=base + out.url[len(base) + 1 :])
+            out = evolve(out, url=base + out.url[len(base) + 1 :])
         return out
 
     def render_error(

@@ -125,6 +125,12 @@ def _key_before(text: str, at: int) -> str:
     return m.group(1)[::-1] if m else ""
 
 
+def may_match(text: str) -> bool:
+    """False when `find` cannot report anything in `text` (no format's literal prefix,
+    no secret-key hint): the cheap half of `find`, for callers that only need to know."""
+    return any(n in text for n, _ in _NEEDLES) or any(h in text.lower() for h in KEY_HINTS)
+
+
 def find(text: str) -> list[tuple[str, int, int]]:
     """(kind, start, end) of each credential in `text`; start/end span the secret part.
     A `key=value` assignment is reported only where no known format already is."""

@@ -66,6 +66,13 @@ class Masker:
                 merged.append((s, e))
         return merged
 
+    def clean(self, text: str) -> bool:
+        """Nothing in `text` would be masked, nor in any part of it: a literal search
+        and the format prefilters find in a part whatever they find in the whole."""
+        if self._exact is not None and self._exact.search(text) is not None:
+            return False
+        return not self._formats or not token_formats.may_match(text)
+
     def mask_text(self, text: str) -> tuple[str, int]:
         spans = self.spans(text)
         if not spans:

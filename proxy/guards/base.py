@@ -23,6 +23,11 @@ class ResponseFilter(Protocol):
         """One SSE event's raw bytes (terminator included); None drops the event."""
         ...
 
+    def passes(self, data: bytes) -> bool:
+        """True only if `event` would return every event in `data` unchanged: then a
+        stream that is complete on arrival goes out without being parsed into events."""
+        ...
+
 
 @dataclass(slots=True)
 class CallContext:

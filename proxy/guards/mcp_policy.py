@@ -81,6 +81,9 @@ class ToolsListFilter:
         out = self._doc(doc)
         return data if out is None else _dumps(out)
 
+    def passes(self, data: bytes) -> bool:
+        return b'"tools"' not in data  # as event's fast path: absent from all, from each
+
     def event(self, data: bytes) -> bytes | None:
         if b'"tools"' not in data:
             return data  # fast path: progress, notifications, tools/call results

@@ -36,6 +36,9 @@ class MaskFilter:
     def event(self, data: bytes) -> bytes | None:
         return self.body(data, "text/event-stream")
 
+    def passes(self, data: bytes) -> bool:
+        return self._masker.clean(data.decode("utf-8", "surrogateescape"))
+
 
 @dataclass(frozen=True, slots=True)
 class SecretsGuard:

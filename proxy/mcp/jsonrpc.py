@@ -57,6 +57,10 @@ def _no_constant(name: str) -> Any:
     raise _bad(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+"""Built once: `json.loads` with hooks builds a decoder per call."""
+
+
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -99,7 +103,7 @@ def parse_body(body: bytes) -> tuple[tuple[JsonRpcMessage, ...], bool]:
     except UnicodeDecodeError as exc:
         raise _bad(f"body is not UTF-8 (byte {exc.start})") from None
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        doc = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise _bad(f"malformed JSON at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.credentials.formats import find
 from proxy.credentials.mask import REDACTED, Masker, StreamMasker, masker_for
@@ -111,3 +113,21 @@ def test_plain_stream_holds_only_a_tail() -> None:
     out = sm.feed(b"x" * 5000)
     assert 4000 <= len(out) < 5000
     assert len(out) + len(sm.flush()) == 5000
+
+
+_PIECES = [SECRET, json.dumps(SECRET)[1:-1], GH, "password=", "Hunter2-Correct-Horse", " ",
+           "\n\n", "data: ", '{"token": "', "ok", "é", "AKIA", "ghp_"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=8), st.integers(0, 200), st.integers(0, 200))
+def test_clean_whole_means_clean_parts(pieces: list[str], a: int, b: int) -> None:
+    """A complete answer that `clean` passes is sent without per-event masking, so
+    `clean` must hold only where masking the text, or any part of it, changes nothing."""
+    masker = masker_for(frozenset({SECRET}))
+    text = "".join(pieces)
+    if masker.clean(text):
+        part = text[min(a, b):max(a, b)]
+        assert masker.mask_text(text)[1] == 0 and masker.mask_text(part)[1] == 0
+    if masker.mask_text(text)[1]:
+        assert not masker.clean(text)
