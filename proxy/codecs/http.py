@@ -325,7 +325,7 @@ def filter_events(events: list[Any], filters: list[Any]) -> bytes:
         for f in filters:
             if data is None:
                 break
-            data = f.event(data)
+            data = f.event(data, event if data is event.raw else None)
         if data:
             out.append(data)
     return b"".join(out)

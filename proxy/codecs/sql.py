@@ -81,7 +81,7 @@ class RowCapFilter:
             )
         return json.dumps(capped, separators=(",", ":")).encode()
 
-    def event(self, data: bytes) -> bytes | None:
+    def event(self, data: bytes, parsed: object = None) -> bytes | None:
         return data
 
     def passes(self, data: bytes) -> bool:

@@ -4,12 +4,15 @@ owns short-circuit, audit mode, metrics and logging."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.model.call import ToolCall
 from proxy.model.deadline import Deadline
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Verdict
+
+if TYPE_CHECKING:
+    from proxy.mcp.sse import SseEvent
 
 
 class ResponseFilter(Protocol):
@@ -19,8 +22,10 @@ class ResponseFilter(Protocol):
         """Whole buffered body (JSON or text)."""
         ...
 
-    def event(self, data: bytes) -> bytes | None:
-        """One SSE event's raw bytes (terminator included); None drops the event."""
+    def event(self, data: bytes, parsed: SseEvent | None = None) -> bytes | None:
+        """One SSE event's raw bytes (terminator included); None drops the event.
+        `parsed`: the same event as the proxy's parser read it, while `data` is still
+        what the upstream sent (an earlier filter changed nothing)."""
         ...
 
     def passes(self, data: bytes) -> bool:

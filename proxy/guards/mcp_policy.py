@@ -18,7 +18,7 @@ from proxy.config.schema import McpSpec, Route, Rules
 from proxy.guards.base import CallContext
 from proxy.guards.sql_safety import sql_engine
 from proxy.mcp.policy import McpPolicy, with_arguments
-from proxy.mcp.sse import SseParser
+from proxy.mcp.sse import SseEvent, SseParser
 from proxy.model.call import JsonRpcMessage, McpCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
@@ -84,16 +84,21 @@ class ToolsListFilter:
     def passes(self, data: bytes) -> bool:
         return b'"tools"' not in data  # as event's fast path: absent from all, from each
 
-    def event(self, data: bytes) -> bytes | None:
+    def event(self, data: bytes, parsed: SseEvent | None = None) -> bytes | None:
         if b'"tools"' not in data:
             return data  # fast path: progress, notifications, tools/call results
-        parser = SseParser(None)
-        events = parser.feed(data)
-        tail, rest = parser.finish()
-        events += tail
-        if len(events) != 1 or rest or events[0].data is None:
+        if parsed is not None and parsed.raw is data:
+            ev = parsed
+        else:
+            parser = SseParser(None)
+            events = parser.feed(data)
+            tail, rest = parser.finish()
+            events += tail
+            if len(events) != 1 or rest:
+                return data
+            ev = events[0]
+        if ev.data is None:
             return data
-        ev = events[0]
         try:
             doc = json.loads(ev.data or "")
         except ValueError:

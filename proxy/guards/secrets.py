@@ -33,7 +33,7 @@ class MaskFilter:
         self._record.masked += n
         return out
 
-    def event(self, data: bytes) -> bytes | None:
+    def event(self, data: bytes, parsed: object = None) -> bytes | None:
         return self.body(data, "text/event-stream")
 
     def passes(self, data: bytes) -> bool:
