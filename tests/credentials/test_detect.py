@@ -212,7 +212,8 @@ def test_needles_cover_every_match(fmt: Format, data: st.DataObject) -> None:
 def test_needles_change_no_finding(kind: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     text = f"before {value} after"
     with_needles = formats.find(text)
-    monkeypatch.setattr(formats, "_NEEDLES", tuple(("", i) for i in range(len(FORMAT_SPECS))))
+    everything = (re.compile(""), tuple(("", i) for i in range(len(FORMAT_SPECS))))
+    monkeypatch.setattr(formats, "_NEEDLE_GROUPS", (everything,))
     assert formats.find(text) == with_needles != []
 
 
@@ -232,3 +233,17 @@ def test_key_hints_cover_every_secret_key(words: list[str], sep: str) -> None:
            else sep.join(words))
     if literals.is_secret_key(key):
         assert any(h in key.lower() for h in formats.KEY_HINTS), key
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.text(max_size=40), st.data())
+def test_gates_find_every_needle_and_hint(before: str, after: str, data: st.DataObject) -> None:
+    """A needle group is skipped when its gate finds nothing: the gate must find every
+    needle of its group (and the hint gates every hint) wherever it sits."""
+    needle, index = data.draw(st.sampled_from(formats._NEEDLES))
+    text = before + needle + after
+    groups = [members for gate, members in formats._NEEDLE_GROUPS if gate.search(text)]
+    assert any((needle, index) in members for members in groups)
+    assert formats.may_match(text)
+    hint = data.draw(st.sampled_from(formats.KEY_HINTS))
+    assert formats._has_hint(before + hint.upper() + after)
