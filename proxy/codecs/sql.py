@@ -15,6 +15,7 @@ from proxy.compile import CODECS
 from proxy.config.schema import Route, SqlSpec
 from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.jsonout import dumps
 from proxy.sql import location
 from proxy.sql.rows import cap_rows
 
@@ -79,7 +80,7 @@ class RowCapFilter:
             raise ProxyError(
                 ErrorCode.MAX_ROWS_EXCEEDED, f"result has more than {self.max_rows} rows"
             )
-        return json.dumps(capped, separators=(",", ":")).encode()
+        return dumps(capped, data)
 
     def event(self, data: bytes, parsed: object = None) -> bytes | None:
         return data

@@ -5,7 +5,6 @@ A blocked graph query is SQL_BLOCKED (the query-safety code, whatever the langua
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from proxy.compile import GUARD_BUILDERS, Services
@@ -16,6 +15,7 @@ from proxy.graph.gremlin import judge_gremlin
 from proxy.graph.policy import GraphDecision, GraphPolicy
 from proxy.guards.base import CallContext
 from proxy.model.call import GraphCall, GraphStatement, Request, ToolCall, evolve
+from proxy.model.jsonout import dumps
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 
 
@@ -64,7 +64,7 @@ class GraphSafetyGuard:
                 evolve(call, idempotent=idempotent), "idempotent"
             )
         doc = neo4j.encode(api, call.json, out, read_only=policy.read_only)
-        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        body = dumps(doc, call.request.body or b"")
         new = evolve(
             call, statements=tuple(out), json=doc, rewritten_body=body, idempotent=idempotent
         )

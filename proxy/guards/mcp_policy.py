@@ -21,6 +21,7 @@ from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseEvent, SseParser
 from proxy.model.call import JsonRpcMessage, McpCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
+from proxy.model.jsonout import dumps
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.sql.engine import SqlGuard
 
@@ -79,7 +80,7 @@ class ToolsListFilter:
         except ValueError:
             return data
         out = self._doc(doc)
-        return data if out is None else _dumps(out)
+        return data if out is None else dumps(out, data)
 
     def passes(self, data: bytes) -> bool:
         return b'"tools"' not in data  # as event's fast path: absent from all, from each
@@ -104,7 +105,7 @@ class ToolsListFilter:
         except ValueError:
             return data
         out = self._doc(doc)
-        return data if out is None else ev.with_data(_dumps(out).decode()).raw
+        return data if out is None else ev.with_data(dumps(out, ev.data or "").decode()).raw
 
     def _doc(self, doc: Any) -> Any:
         if isinstance(doc, list):
@@ -133,10 +134,6 @@ class ToolsListFilter:
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-
-
-def _dumps(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +181,7 @@ class McpPolicyGuard:
             for i, m in enumerate(call.messages)
         )
         doc: Any = [m.raw for m in msgs] if call.batch else msgs[0].raw
-        body = _dumps(doc)
+        body = dumps(doc, call.request.body or b"")
         return Rewrite(evolve(call, messages=msgs, json=doc, rewritten_body=body), "arguments")
 
     def _judge(

@@ -15,6 +15,7 @@ from typing import Any
 
 from proxy.config.schema import SqlLocation
 from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.jsonout import dumps
 
 _JSON_PRESETS: dict[str, tuple[str, str | None]] = {
     "generic": ("/query", "/params"),
@@ -87,9 +88,6 @@ def extract(
     return sql, params
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def replace(
     loc: SqlLocation,
     query: Mapping[str, str],
@@ -106,7 +104,7 @@ def replace(
         return None, new_sql.encode("utf-8")
     if doc is None:
         doc = json_body(body)
-    return None, _ENCODER.encode(pointer_with(doc, where, new_sql)).encode("utf-8")
+    return None, dumps(pointer_with(doc, where, new_sql), body or b"")
 
 
 def is_json(loc: SqlLocation, query: Mapping[str, str]) -> bool:
