@@ -82,7 +82,7 @@ class _Fast(NamedTuple):
     pinned: tuple[tuple[int, str], ...]  # literal index, the text it must have
     checks: tuple[int | str, ...]  # literal index (or fixed value) that must equal tenant
     spots: tuple[tuple[int, int, int, int, str], ...]
-    """(k, rel, k, rel, inserted text) of edit_spots; the text holds _SLOT for the tenant."""
+    """(k, rel, k, rel, inserted text) of edit_spots; MARK in the text is the tenant slot."""
 
 
 _NOT_FAST = _Fast(blocked(BLOCKED, ""), (), (), ())  # this shape needs the tokenizer
