@@ -3,7 +3,9 @@ so guards, codecs for other listeners and `callwarden explain` can build them to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
@@ -11,20 +13,24 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 EMPTY_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 T = TypeVar("T")
-_FIELDS: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+_FIELDS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
 
 
 def evolve(obj: T, **changes: Any) -> T:
     """`dataclasses.replace` for these frozen values without its per-call field
     introspection: every guard that rewrites a call makes one."""
     cls = type(obj)
-    names = _FIELDS.get(cls)
-    if names is None:
-        init = tuple(f.name for f in fields(cls) if f.init)  # type: ignore[arg-type]
-        names = _FIELDS[cls] = (init, frozenset(init))
-    if not names[1].issuperset(changes):
-        raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - names[1])}")
-    return cls(*[changes[n] if n in changes else getattr(obj, n) for n in names[0]])
+    spec = _FIELDS.get(cls)
+    if spec is None:
+        init = [f.name for f in fields(cls) if f.init]  # type: ignore[arg-type]
+        spec = _FIELDS[cls] = (attrgetter(*init), {n: i for i, n in enumerate(init)})
+    values = list(spec[0](obj))
+    for name, value in changes.items():
+        at = spec[1].get(name)
+        if at is None:
+            raise TypeError(f"{cls.__name__} has no field {name!r}")
+        values[at] = value
+    return cls(*values)
 
 
 @dataclass(frozen=True, slots=True)
