@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -100,3 +101,31 @@ def spawn_callwarden(rules: str | Path, port: int) -> subprocess.Popen[bytes]:
         "--log-level",
         "WARNING",
     )
+
+
+def under_callgrind(out: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A Python process under valgrind's callgrind (counters dumped on request)."""
+    return subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
+         sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def instructions(proc: subprocess.Popen[bytes], out: Path, n: int, run: Any) -> int:
+    """Instructions the process spends while `run()` runs: counters zeroed, `run()`,
+    dump number `n` (callgrind numbers its dumps from 1), total read back."""
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+    run()
+    subprocess.run(["callgrind_control", "-d", f"m{n}", str(proc.pid)], check=True,
+                   capture_output=True)
+    dump = Path(f"{out}.{proc.pid}.{n}")
+    for _ in range(100):
+        if dump.exists() and "totals:" in dump.read_text(errors="replace"):
+            break
+        time.sleep(0.1)
+    line = next(x for x in dump.read_text().splitlines() if x.startswith(("summary:", "totals:")))
+    return int(line.split()[1])

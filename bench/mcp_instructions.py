@@ -4,6 +4,7 @@ aiohttp proxy: a repeatable A/B where CPU time on a shared box drifts by 10-20%.
     .venv/bin/python bench/mcp_instructions.py [--calls 200]
 
 Both proxies run under callgrind in front of the SDK server (stateless, SSE answers);
+CallWarden is measured on its MCP route and on a plain HTTP route to the same server;
 counters are zeroed after a warm-up and dumped after `--calls` calls per method, so
 start-up and imports are not counted. User-space instructions only: the kernel's share
 (socket syscalls, the same for both) is not in these numbers, so the ratio here is
@@ -18,44 +19,30 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import REPO, free_port, spawn, wait_port
+from common import free_port, instructions, spawn, under_callgrind, wait_port
 from mcp_overhead import RULES, load
 
 METHODS = ("tools/call", "tools/list")
 
 
-def under_callgrind(out: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
-         sys.executable, *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def measure(proc: subprocess.Popen[bytes], url: str, out: Path, calls: int) -> dict[str, int]:
-    """Instructions per call for each method: zero, run the calls, dump, read the total."""
-    for method in METHODS:
-        asyncio.run(load(url, method, 40, 8))  # warm-up: caches, first parses
-    got = {}
-    for n, method in enumerate(METHODS):
-        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
-                       capture_output=True)
-        asyncio.run(load(url, method, calls, 8))
-        subprocess.run(["callgrind_control", "-d", f"m{n}", str(proc.pid)], check=True,
-                       capture_output=True)
-        dump = Path(f"{out}.{proc.pid}.{n + 1}")  # callgrind numbers its dumps from 1
-        for _ in range(100):
-            if dump.exists() and "totals:" in dump.read_text(errors="replace"):
-                break
-            time.sleep(0.1)
-        line = next(x for x in dump.read_text().splitlines() if x.startswith(("summary:",
-                                                                              "totals:")))
-        got[method] = int(line.split()[1]) // calls
+def measure(proc: subprocess.Popen[bytes], urls: dict[str, str], out: Path,
+            calls: int) -> dict[str, dict[str, int]]:
+    """Instructions per call for each target URL of this process and each method, after
+    a warm-up (caches, first parses)."""
+    for url in urls.values():
+        for method in METHODS:
+            asyncio.run(load(url, method, 40, 8))
+    got: dict[str, dict[str, int]] = {}
+    n = 0
+    for name, url in urls.items():
+        got[name] = {}
+        for method in METHODS:
+            n += 1
+            total = instructions(proc, out, n,
+                                 lambda u=url, m=method: asyncio.run(load(u, m, calls, 8)))
+            got[name][method] = total // calls
     return got
 
 
@@ -72,18 +59,19 @@ def main() -> None:
     results: dict[str, dict[str, int]] = {}
     try:
         wait_port(up)
-        for name, listen, cmd in (
-            ("minimal aiohttp proxy", base,
-             ("bench/minimal_proxy.py", str(base), f"http://127.0.0.1:{up}")),
-            ("callwarden mcp (policy+filter)", cw,
-             ("-m", "proxy.cli", "run", "--rules", str(tmp / "rules.yaml"), "--listen",
-              f"127.0.0.1:{cw}", "--admin", f"127.0.0.1:{admin}", "--log-level", "WARNING")),
+        cw_url = f"http://127.0.0.1:{cw}/mcp"
+        for listen, cmd, urls in (
+            (base, ("bench/minimal_proxy.py", str(base), f"http://127.0.0.1:{up}"),
+             {"minimal aiohttp proxy": f"http://127.0.0.1:{base}/mcp"}),
+            (cw, ("-m", "proxy.cli", "run", "--rules", str(tmp / "rules.yaml"), "--listen",
+                  f"127.0.0.1:{cw}", "--admin", f"127.0.0.1:{admin}", "--log-level", "WARNING"),
+             {"callwarden http pass-through": "raw.bench@" + cw_url,
+              "callwarden mcp (policy+filter)": cw_url}),
         ):
             proc = under_callgrind(tmp / "cg", *cmd)
             try:
                 wait_port(listen, timeout=180)  # startup under valgrind takes a while
-                results[name] = measure(proc, f"http://127.0.0.1:{listen}/mcp", tmp / "cg",
-                                        args.calls)
+                results.update(measure(proc, urls, tmp / "cg", args.calls))
             finally:
                 proc.terminate()
                 proc.wait(60)
