@@ -7,7 +7,6 @@ guard rewrote a statement (its `rewritten_body`)."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from proxy.codecs.http import HttpCodec, bad_json
@@ -16,6 +15,7 @@ from proxy.config.schema import GraphSpec, Route
 from proxy.graph import neo4j
 from proxy.model.call import Caller, GraphCall, Request
 from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.jsonout import loads
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
@@ -41,7 +41,7 @@ class GraphCodec(HttpCodec):
         body = None
         if request.body:
             try:
-                body = json.loads(request.body)
+                body = loads(request.body)
             except (ValueError, UnicodeDecodeError):
                 raise bad_json() from None
         statements = tuple(neo4j.decode(api, body))

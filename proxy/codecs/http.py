@@ -20,6 +20,7 @@ from proxy.guards.base import CallContext
 from proxy.mcp.sse import SseParser
 from proxy.model.call import Caller, HttpCall, Request, ToolCall
 from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.jsonout import loads
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
@@ -132,7 +133,7 @@ class HttpCodec:
         parsed = None
         if request.body and "json" in request.headers.get("Content-Type", ""):
             try:
-                parsed = json.loads(request.body)
+                parsed = loads(request.body)
             except (ValueError, UnicodeDecodeError):
                 parsed = None  # plain HTTP routes forward what they do not need to read
         # Safe methods (RFC 9110 9.2.1) may be retried; anything else is treated as a write.

@@ -4,7 +4,6 @@ rewritten SQL back in the same place, and cap the rows of JSON results."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -15,7 +14,7 @@ from proxy.compile import CODECS
 from proxy.config.schema import Route, SqlSpec
 from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonout import dumps
+from proxy.model.jsonout import dumps, loads
 from proxy.sql import location
 from proxy.sql.rows import cap_rows
 
@@ -70,7 +69,7 @@ class RowCapFilter:
         if "json" not in content_type or data.count(b",") < self.max_rows:
             return data  # n rows are n-1 commas at least: this answer cannot be over the cap
         try:
-            payload = json.loads(data)
+            payload = loads(data)
         except ValueError:
             return data
         capped, exceeded = cap_rows(payload, self.max_rows, self.on_excess)  # type: ignore[arg-type]

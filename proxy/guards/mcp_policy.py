@@ -9,7 +9,6 @@ refused ones, TOOL_BAD_REQUEST "not sent" for the others) -- see codecs/mcp.py.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseEvent, SseParser
 from proxy.model.call import JsonRpcMessage, McpCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
-from proxy.model.jsonout import dumps
+from proxy.model.jsonout import dumps, loads
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.sql.engine import SqlGuard
 
@@ -76,7 +75,7 @@ class ToolsListFilter:
         if "json" not in content_type.lower():
             return data
         try:
-            doc = json.loads(data)
+            doc = loads(data)
         except ValueError:
             return data
         out = self._doc(doc)
@@ -101,7 +100,7 @@ class ToolsListFilter:
         if ev.data is None:
             return data
         try:
-            doc = json.loads(ev.data or "")
+            doc = loads(ev.data or "")
         except ValueError:
             return data
         out = self._doc(doc)

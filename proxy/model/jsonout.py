@@ -1,10 +1,12 @@
-"""Compact JSON out, fast: orjson writes a 2 KB tools/list 20x faster than the stdlib.
+"""JSON in and out through orjson where it gives exactly what the stdlib gives: it writes
+a 2 KB tools/list 20x faster and reads it 2x faster.
 
-Parsing stays with the stdlib (orjson reads integers past 64 bits as floats, which would
-change a body the proxy re-encodes). Writing goes through orjson only where it writes
-the same values: it refuses integers past 64 bits (the stdlib then writes them), and it
-writes NaN and Infinity, which only a stdlib parse of a source holding those tokens can
-produce, as null, so such sources take the stdlib as well.
+Reading: orjson turns integers past 64 bits into floats, which would change a body the
+proxy re-encodes, so a text with 19 digits in a row takes the stdlib; anything orjson
+refuses (NaN, Infinity, a BOM, lone surrogates) takes the stdlib too, so the result and
+the errors are the stdlib's. Writing: orjson refuses integers past 64 bits (the stdlib
+then writes them), and it writes NaN and Infinity, which only a stdlib parse of a source
+holding those tokens can produce, as null, so such sources take the stdlib as well.
 """
 
 from __future__ import annotations
@@ -15,6 +17,25 @@ from typing import Any
 import orjson
 
 _STDLIB = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Every digit becomes "9" and every other byte a space: 19 digits in a row is then one
+# C search for nineteen 9s (a regex scan for [0-9]{19} costs more than the parse).
+_DIGIT_RUNS = bytes(57 if 48 <= c <= 57 else 32 for c in range(256))
+_LONG_RUN = b"9" * 19
+
+
+def _long_number(text: bytes | str) -> bool:
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return _LONG_RUN in data.translate(_DIGIT_RUNS)
+
+
+def loads(text: bytes | str) -> Any:
+    """`json.loads(text)`: the same value, or the same error."""
+    if not _long_number(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def _finite(source: bytes | str) -> bool:

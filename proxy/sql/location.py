@@ -8,14 +8,13 @@ Presets cover the real APIs: ClickHouse HTTP (`?query=` or raw body), Trino
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from proxy.config.schema import SqlLocation
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonout import dumps
+from proxy.model.jsonout import dumps, loads
 
 _JSON_PRESETS: dict[str, tuple[str, str | None]] = {
     "generic": ("/query", "/params"),
@@ -122,7 +121,7 @@ def _text(body: bytes | None) -> str:
 def json_body(body: bytes | None) -> Any:
     """The body as JSON; ProxyError(INVALID_PARAMS) when it is not."""
     try:
-        return json.loads(_text(body))
+        return loads(_text(body))
     except ValueError:
         raise ProxyError(ErrorCode.INVALID_PARAMS, "request body is not valid JSON") from None
 

@@ -1,14 +1,15 @@
-"""The fast JSON writer must write the values the stdlib writes, for every document."""
+"""The fast JSON reader and writer must give what the stdlib gives, for every document."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.model.jsonout import dumps
+from proxy.model.jsonout import dumps, loads
 
 _SCALARS = (st.none() | st.booleans() | st.integers(-(2**80), 2**80)
             | st.floats(allow_nan=False, allow_infinity=False) | st.text())
@@ -48,3 +49,42 @@ def test_nan_and_infinity_from_a_stdlib_parse_are_kept() -> None:
 def test_big_integers_are_exact() -> None:
     want = '{"id":1180591620717411303424,"s":"é\u2028"}'.encode()
     assert dumps({"id": 2**70, "s": "é\u2028"}) == want
+
+
+def _typed(doc: object) -> object:
+    """`doc` with every number tagged by its type: 1 and 1.0 must not compare equal."""
+    if isinstance(doc, list):
+        return [_typed(x) for x in doc]
+    if isinstance(doc, dict):
+        return {k: _typed(v) for k, v in doc.items()}
+    if isinstance(doc, bool) or doc is None or isinstance(doc, str):
+        return doc
+    return (type(doc).__name__, repr(doc))
+
+
+@settings(max_examples=400, deadline=None)
+@given(DOCS, st.booleans(), st.sampled_from(["", " ", "\n"]))
+def test_loads_reads_what_the_stdlib_reads(doc: object, as_bytes: bool, pad: str) -> None:
+    if _surrogates(doc):
+        return
+    text = pad + json.dumps(doc, ensure_ascii=bool(pad)) + pad
+    source: bytes | str = text.encode() if as_bytes else text
+    assert _typed(loads(source)) == _typed(json.loads(source))
+
+
+@pytest.mark.parametrize("text", [
+    '{"n": 123456789012345678901234567890}', '[18446744073709551616, -9223372036854775809]',
+    '{"x": NaN}', "[Infinity]", '"\\ud800"', "\ufeff{}", '{"a": 1, "a": 2}', "[1e400]",
+    "[01]", '{"a" 1}', "", "[" * 3000 + "]" * 3000,
+])
+def test_loads_edge_cases_match_the_stdlib(text: str) -> None:
+    for source in (text, text.encode("utf-8", "surrogatepass")):
+        try:
+            want: object = ("value", _typed(json.loads(source)))
+        except (ValueError, RecursionError) as exc:
+            want = ("error", type(exc))
+        try:
+            got: object = ("value", _typed(loads(source)))
+        except (ValueError, RecursionError) as exc:
+            got = ("error", type(exc))
+        assert got == want
