@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -85,22 +86,20 @@ def wrk(
     }
 
 
-def spawn_callwarden(rules: str | Path, port: int) -> subprocess.Popen[bytes]:
+def callwarden_args(rules: str | Path, port: int) -> tuple[str, ...]:
     """`callwarden run` on `port` (admin on a free port), access log off: the baselines
     log nothing either."""
-    return spawn(
-        "-m",
-        "proxy.cli",
-        "run",
-        "--rules",
-        str(rules),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--admin",
-        f"127.0.0.1:{free_port()}",
-        "--log-level",
-        "WARNING",
-    )
+    return ("-m", "proxy.cli", "run", "--rules", str(rules), "--listen", f"127.0.0.1:{port}",
+            "--admin", f"127.0.0.1:{free_port()}", "--log-level", "WARNING")
+
+
+def spawn_callwarden(rules: str | Path, port: int) -> subprocess.Popen[bytes]:
+    return spawn(*callwarden_args(rules, port))
+
+
+def require_valgrind() -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind)")
 
 
 def under_callgrind(out: Path, *args: str) -> subprocess.Popen[bytes]:

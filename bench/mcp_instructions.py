@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from common import free_port, instructions, spawn, under_callgrind, wait_port
+from common import (
+    callwarden_args,
+    free_port,
+    instructions,
+    require_valgrind,
+    spawn,
+    under_callgrind,
+    wait_port,
+)
 from mcp_overhead import RULES, load
 
 METHODS = ("tools/call", "tools/list")
@@ -50,9 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=200)
     args = ap.parse_args()
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (apt-get install valgrind)")
-    up, base, cw, admin = free_port(), free_port(), free_port(), free_port()
+    require_valgrind()
+    up, base, cw = free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp())
     (tmp / "rules.yaml").write_text(RULES.format(up=up))
     server = spawn("tests/mcp/sdk_server.py", "--port", str(up), "--stateless")
@@ -63,8 +68,7 @@ def main() -> None:
         for listen, cmd, urls in (
             (base, ("bench/minimal_proxy.py", str(base), f"http://127.0.0.1:{up}"),
              {"minimal aiohttp proxy": f"http://127.0.0.1:{base}/mcp"}),
-            (cw, ("-m", "proxy.cli", "run", "--rules", str(tmp / "rules.yaml"), "--listen",
-                  f"127.0.0.1:{cw}", "--admin", f"127.0.0.1:{admin}", "--log-level", "WARNING"),
+            (cw, callwarden_args(tmp / "rules.yaml", cw),
              {"callwarden http pass-through": "raw.bench@" + cw_url,
               "callwarden mcp (policy+filter)": cw_url}),
         ):

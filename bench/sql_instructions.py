@@ -14,13 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import aiohttp
-from common import free_port, instructions, spawn, under_callgrind, wait_port
+from common import (
+    callwarden_args,
+    free_port,
+    instructions,
+    require_valgrind,
+    spawn,
+    under_callgrind,
+    wait_port,
+)
 from sql_route import RULES
 
 ROUTES = (("pass-through route", "/pt/query"), ("sql route", "/sql/query"))
@@ -53,15 +59,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=300)
     args = ap.parse_args()
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (apt-get install valgrind)")
-    up, cw, admin = free_port(), free_port(), free_port()
+    require_valgrind()
+    up, cw = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp())
     (tmp / "rules.yaml").write_text(RULES.format(up=up))
     upstream = spawn("bench/upstream.py", str(up))
-    proc = under_callgrind(tmp / "cg", "-m", "proxy.cli", "run", "--rules", str(tmp / "rules.yaml"),
-                           "--listen", f"127.0.0.1:{cw}", "--admin", f"127.0.0.1:{admin}",
-                           "--log-level", "WARNING")
+    proc = under_callgrind(tmp / "cg", *callwarden_args(tmp / "rules.yaml", cw))
     got: dict[str, int] = {}
     try:
         wait_port(up)

@@ -15,7 +15,7 @@ from proxy.config.schema import GraphSpec, Route
 from proxy.graph import neo4j
 from proxy.model.call import Caller, GraphCall, Request
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonout import loads
+from proxy.model.jsonio import loads
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute

@@ -20,7 +20,7 @@ from proxy.guards.base import CallContext
 from proxy.mcp.sse import SseParser
 from proxy.model.call import Caller, HttpCall, Request, ToolCall
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonout import loads
+from proxy.model.jsonio import loads
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute

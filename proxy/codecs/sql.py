@@ -14,7 +14,7 @@ from proxy.compile import CODECS
 from proxy.config.schema import Route, SqlSpec
 from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonout import dumps, loads
+from proxy.model.jsonio import dumps, loads
 from proxy.sql import location
 from proxy.sql.rows import cap_rows
 

@@ -15,7 +15,7 @@ from proxy.graph.gremlin import judge_gremlin
 from proxy.graph.policy import GraphDecision, GraphPolicy
 from proxy.guards.base import CallContext
 from proxy.model.call import GraphCall, GraphStatement, Request, ToolCall, evolve
-from proxy.model.jsonout import dumps
+from proxy.model.jsonio import dumps
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 
 

@@ -20,7 +20,7 @@ from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseEvent, SseParser
 from proxy.model.call import JsonRpcMessage, McpCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
-from proxy.model.jsonout import dumps, loads
+from proxy.model.jsonio import dumps, loads
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.sql.engine import SqlGuard
 

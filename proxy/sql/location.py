@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy.config.schema import SqlLocation
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonout import dumps, loads
+from proxy.model.jsonio import dumps, loads
 
 _JSON_PRESETS: dict[str, tuple[str, str | None]] = {
     "generic": ("/query", "/params"),

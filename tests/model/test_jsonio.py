@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.model.jsonout import dumps, loads
+from proxy.model.jsonio import dumps, loads
 
 _SCALARS = (st.none() | st.booleans() | st.integers(-(2**80), 2**80)
             | st.floats(allow_nan=False, allow_infinity=False) | st.text())
