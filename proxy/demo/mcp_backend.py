@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 PORT_PATH = "/mcp"
 
 
-async def start_mcp_backend(port: int, db: Any) -> asyncio.Task[None] | None:
-    """Serve on 127.0.0.1:port in this loop; None when the SDK is not installed."""
+async def start_mcp_backend(port: int, db: Any) -> Callable[[], Awaitable[None]] | None:
+    """Serve on 127.0.0.1:port in this loop; returns its stop (None when the SDK is not
+    installed)."""
     try:
         import uvicorn
         from mcp.server.mcpserver import MCPServer
@@ -46,4 +48,10 @@ async def start_mcp_backend(port: int, db: Any) -> asyncio.Task[None] | None:
         if uv.started:
             break
         await asyncio.sleep(0.05)
-    return task
+
+    async def stop() -> None:
+        """Ask uvicorn to exit (a cancelled lifespan would print a traceback)."""
+        uv.should_exit = True
+        await task
+
+    return stop

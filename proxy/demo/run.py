@@ -90,5 +90,5 @@ async def run_demo(listen: str, admin: str, duration: float | None = None) -> in
     for runner in backends:
         await runner.cleanup()
     if mcp is not None:
-        mcp.cancel()
+        await mcp()
     return 0
