@@ -5,15 +5,17 @@ lookup). A new text is tokenized once; its digest (literals as placeholders) map
 cached Plan, so orchestrators that resend one query shape with new ids and dates pay a
 tokenize, not a parse. Plain texts skip even that: a cheap split finds their segments
 and literals, and once sqlglot has confirmed that split for one text of the shape, the
-next ones are bound from the segments (see `digest.fast_digest`). The tenant goes in as
-a value at the very end, so one entry serves every tenant. Not thread-safe: one guard per
-event loop.
+next ones are bound from the segments (see `digest.fast_digest`). The few shapes served
+last are also kept as anchored regexes (`_Shape`), so a hot shape costs one C match per
+text instead of the Python split. The tenant goes in as a value at the very end, so one
+entry serves every tenant. Not thread-safe: one guard per event loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import secrets
 from bisect import bisect_right
 from collections import OrderedDict
@@ -74,6 +76,25 @@ class _Prepared(NamedTuple):
     checks: tuple[str, ...]  # literal values that must equal the tenant
 
 
+class _Shape(NamedTuple):
+    """A fast-digest key as one anchored regex: each literal as the pattern of its kind
+    (a pinned one verbatim), the text between as groups of fixed width that must equal
+    the key's segments. A text that passes has exactly that key (tests/sql/test_digest.py
+    checks it against the split), so it is judged by one C match, not a Python scan."""
+
+    rx: re.Pattern[str]
+    fixed: tuple[int, ...]  # groups of the segment text ...
+    texts: tuple[str, ...]  # ... and what each must be
+    plan: Plan
+    checks: tuple[int | str, ...]  # group of a literal (or fixed value) that must be tenant
+    copies: tuple[int, ...]  # groups of the text kept between edits, in order
+    inserts: tuple[str, ...]  # what goes between them; MARK is the tenant slot
+
+    def match(self, sql: str) -> re.Match[str] | None:
+        m = self.rx.fullmatch(sql)
+        return m if m is not None and m.group(0, *self.fixed)[1:] == self.texts else None
+
+
 class _Fast(NamedTuple):
     """A plan bound to a fast-digest key: positions are (literal index, offset past its
     end), so they carry over to texts whose literals have other lengths."""
@@ -83,9 +104,85 @@ class _Fast(NamedTuple):
     checks: tuple[int | str, ...]  # literal index (or fixed value) that must equal tenant
     spots: tuple[tuple[int, int, int, int, str], ...]
     """(k, rel, k, rel, inserted text) of edit_spots; MARK in the text is the tenant slot."""
+    shape: _Shape | None = None  # built when a second text of the key arrives
 
 
 _NOT_FAST = _Fast(blocked(BLOCKED, ""), (), (), ())  # this shape needs the tokenizer
+_NO_SHAPE = _Shape(re.compile("(?!)"), (), (), _NOT_FAST.plan, (), (), ())  # no regex fits
+MAX_SHAPES = 8
+"""Shapes tried by regex before the split: a miss costs a failed match each."""
+# What fast_digest accepts as a literal of each kind, in patterns that compile fast (a
+# character class other than one negated character costs a charset build): ASCII
+# digits (flag a), strings without a quote (and without backslash, $ or MARK, which
+# `_find_shape` refuses in the whole text).
+_LITERAL_RX = {"'": "'[^']*'", "i": r"\d+", "d": r"\d+\.\d+"}
+
+
+def _find_shape(shapes: list[_Shape], sql: str) -> tuple[_Shape, re.Match[str]] | None:
+    """The shape whose key the split would give `sql` (moved to the front), if any."""
+    if "\\" in sql or "$" in sql or MARK in sql:
+        return None
+    for i, shape in enumerate(shapes):
+        m = shape.match(sql)
+        if m is not None:
+            if i:
+                shapes.insert(0, shapes.pop(i))
+            return shape, m
+    return None
+
+
+def _shape(sql: str, fd: FastDigest, entry: _Fast) -> _Shape | None:
+    """The regex of `fd.key` (as `_bind_fast` would serve it) with a capturing group
+    for each stretch of text the rewrite keeps; None if an edit cuts into a literal.
+    Segments are matched by width and compared after: a regex that spelled them out
+    would take milliseconds to compile."""
+    cuts = [0]
+    inserts = []
+    for k, rel, k2, rel2, text in entry.spots:
+        cuts += (fd.ends[k] + rel, fd.ends[k2] + rel2)
+        inserts.append(text)
+    cuts.append(len(sql))
+    pinned = dict(entry.pinned)
+    wanted = {c for c in entry.checks if isinstance(c, int)}
+    spans = fd.spans()
+    out: list[str] = ["(?sa)"]
+    texts: list[str] = []
+
+    def fixed(text: str) -> str:
+        if not text:
+            return ""
+        texts.append(text)
+        return f"(?P<s{len(texts)}>.{{{len(text)}}})"
+
+    k = 0
+    for r in range(len(cuts) - 1):
+        a, b = cuts[r], cuts[r + 1]
+        if r % 2 == 0:
+            out.append(f"(?P<c{r // 2}>")
+        cur = a
+        while k < len(spans) and spans[k][1] <= b:
+            start, end = spans[k]
+            if start < a:
+                return None
+            lit = sql[start:end]
+            kind = "'" if lit[0] == "'" else "d" if "." in lit else "i"
+            body = re.escape(lit) if k in pinned else _LITERAL_RX[kind]
+            out += (fixed(sql[cur:start]), f"(?P<l{k}>{body})" if k in wanted else body)
+            cur = end
+            k += 1
+        if k < len(spans) and spans[k][0] < b:
+            return None
+        out.append(fixed(sql[cur:b]))
+        if r % 2 == 0:
+            out.append(")")
+    if not texts:
+        return None
+    rx = re.compile("".join(out))
+    groups = rx.groupindex
+    numbers = tuple(groups[f"s{j}"] for j in range(1, len(texts) + 1))
+    checks = tuple(c if isinstance(c, str) else groups[f"l{c}"] for c in entry.checks)
+    copies = tuple(groups[f"c{j}"] for j in range(len(inserts) + 1)) if inserts else ()
+    return _Shape(rx, numbers, tuple(texts), entry.plan, checks, copies, tuple(inserts))
 
 
 def _segments(parts: Parts) -> tuple[str, ...]:
@@ -153,15 +250,18 @@ class SqlGuard:
         self._pins: _Lru[str, tuple[int, ...]] = _Lru(cache_size)
         self._plans: _Lru[tuple[str, tuple[int, ...], tuple[str, ...]], Plan] = _Lru(cache_size)
         self._fast: _Lru[str, _Fast] | None = _Lru(cache_size) if fast else None
+        self._shapes: list[_Shape] = []  # most recently used first
         self._quoted: dict[str, str | None] = {}
         self.cold = 0  # full parses so far (tests and metrics)
         self.fast_hits = 0  # texts bound without a tokenize (tests and benchmarks)
+        self.shape_hits = 0  # of those, texts a shape regex matched (no split either)
 
     def clear(self) -> None:
         """Forget every cached verdict (benchmarks; a reload builds a new guard anyway)."""
         for cache in (self._texts, self._pins, self._plans, self._fast):
             if cache is not None:
                 cache.clear()
+        self._shapes.clear()
 
     @property
     def cached(self) -> int:
@@ -181,6 +281,9 @@ class SqlGuard:
                                False, "unknown", False)
         prep = self._texts.get(sql)
         if prep is None:
+            hit = _find_shape(self._shapes, sql) if self._shapes else None
+            if hit is not None:
+                return self._decide_shape(*hit, sql, tenant)
             fd = fast_digest(sql) if self._fast is not None else None
             prep = self._bind_fast(sql, fd) if fd is not None else None
             if prep is None:
@@ -203,6 +306,45 @@ class SqlGuard:
             return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL", sql,
                                False, p.kind, p.read_only)
         return SqlDecision(None, "", quoted.join(segments), True, p.kind, p.read_only)
+
+    def _decide_shape(self, shape: _Shape, m: re.Match[str], sql: str,
+                      tenant: str | None) -> SqlDecision:
+        """What `_judge` decides for the text `_bind_fast` would bind, from the match."""
+        self.fast_hits += 1
+        self.shape_hits += 1
+        p = shape.plan
+        if p.code is not None:
+            return SqlDecision(p.code, p.reason, sql, False, p.kind, p.read_only)
+        for c in shape.checks:
+            if (c if isinstance(c, str) else _literal_value(m.group(c))) != tenant:
+                return SqlDecision(ErrorCode.TENANT_MISMATCH, "INSERT carries another tenant id",
+                                   sql, False, p.kind, p.read_only)
+        if not shape.copies:
+            return SqlDecision(None, "", sql, False, p.kind, p.read_only)
+        out = [""] * (2 * len(shape.copies) - 1)
+        out[0::2] = m.group(*shape.copies)
+        out[1::2] = shape.inserts
+        text = "".join(out)
+        if MARK in text:
+            quoted = self._quote(tenant or "")
+            if quoted is None:
+                return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL",
+                                   sql, False, p.kind, p.read_only)
+            text = text.replace(MARK, quoted)
+        return SqlDecision(None, "", text, True, p.kind, p.read_only)
+
+    def _learn(self, sql: str, fd: FastDigest, entry: _Fast) -> None:
+        """Put the key's shape first in line: compiled on the shape's second text (about
+        a third of a cold parse) and kept with the fast entry, so a shape that drops out
+        of line comes back without a compile."""
+        shape = entry.shape
+        if shape is None:
+            shape = _shape(sql, fd, entry) or _NO_SHAPE
+            self._fast.put(fd.key, entry._replace(shape=shape))  # type: ignore[union-attr]
+        shapes = self._shapes
+        if shape is not _NO_SHAPE and all(s is not shape for s in shapes):
+            shapes.insert(0, shape)
+            del shapes[MAX_SHAPES:]
 
     def _quote(self, tenant: str) -> str | None:
         if tenant in self._quoted:
@@ -278,6 +420,7 @@ class SqlGuard:
             if parts[2 * k + 1] != raw:
                 return None
         self.fast_hits += 1
+        self._learn(sql, fd, entry)
         p = entry.plan
         if p.code is not None:
             return _Prepared(p, None, ())

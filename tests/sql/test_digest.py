@@ -7,12 +7,22 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from proxy.config.schema import SqlSpec
 from proxy.sql.digest import fast_digest
-from proxy.sql.engine import _NOT_FAST, SqlDecision, SqlGuard
+from proxy.sql.engine import (
+    _NOT_FAST,
+    BLOCKED,
+    MAX_SHAPES,
+    SqlDecision,
+    SqlGuard,
+    _Fast,
+    _find_shape,
+    _shape,
+)
+from proxy.sql.plan import blocked
 from proxy.sql.policy import SqlPolicy
 from tests.sql.test_engine import DANGEROUS, LEGIT, TENANT, TPC
 
@@ -76,6 +86,7 @@ def test_tpc_queries_skip_the_tokenizer_and_match_a_fresh_guard(policy: str) -> 
     # 236 of 242 here; the rest carry a pinned literal (an INTERVAL '90' string is split
     # by the parser, so its value is part of the key) and re-parse for a new value.
     assert g.fast_hits >= 2 * len(TPC) * 0.95
+    assert g.shape_hits >= len(TPC) * 0.95  # the second new text of a shape: by regex
 
 
 @pytest.mark.parametrize("policy", ["plain", "tenant", "write"])
@@ -98,8 +109,11 @@ def test_a_known_shape_never_lets_a_literal_change_the_statement(payload: str) -
     g = make("tenant")
     base = "SELECT o.id FROM orders o WHERE o.note = '{}' AND o.id = 7 LIMIT 500"
     g.judge(base.format("a"), "t1")
+    g.judge(base.format("b"), "t1")  # the shape's regex is in line from here on
     sql = base.format(payload)
     assert g.judge(sql, "t2") == fresh("tenant", "postgres", sql, "t2")
+    plain = not any(c in payload for c in "'\\$\x1e")
+    assert g.shape_hits == plain, "only a literal the split accepts matches the shape"
 
 
 @pytest.mark.parametrize(("dialect", "sql"), [
@@ -172,3 +186,66 @@ def test_property_a_split_reassembles_the_text(pieces: list[str]) -> None:
 
 
 PROPERTY_GUARD = make("tenant")
+
+
+def test_shapes_stay_bounded_and_rotate_correctly() -> None:
+    g = make("tenant")
+    shapes = [f"SELECT id, c{i} FROM orders WHERE id = {{}} AND note = '{{}}'"
+              for i in range(MAX_SHAPES + 3)]
+    for n in range(4):
+        for shape in shapes:
+            sql = shape.format(n * 11, "x" * n)
+            assert g.judge(sql, "t1") == fresh("tenant", "postgres", sql, "t1")
+    assert len(g._shapes) == MAX_SHAPES and g.cold == len(shapes)
+    assert g.shape_hits == 0  # more shapes in turn than in line: each one was pushed out
+    for n in range(3):
+        for shape in shapes[:2]:
+            sql = shape.format(n, "y")
+            assert g.judge(sql, "t1") == fresh("tenant", "postgres", sql, "t1")
+    assert g.shape_hits == 4
+
+
+_KINDS = {
+    "i": st.integers(0, 10**6).map(str),
+    "d": st.builds(lambda a, b: f"{a}.{b}", st.integers(0, 99), st.integers(0, 99)),
+    "s": st.text(st.sampled_from("ab 1.'\\$\x1e-é\n"), max_size=6).map(lambda t: f"'{t}'"),
+    "raw": st.text(st.sampled_from("ab 1.'\\$\x1e-é()=\n"), max_size=6),
+}
+_SEGMENTS = ["SELECT a FROM t WHERE x = ", " AND y = ", " OR z IN (", ", ", ") LIMIT "]
+
+
+@settings(max_examples=400, deadline=None)
+@given(kinds=st.lists(st.sampled_from("ids"), min_size=5, max_size=5), data=st.data())
+def test_property_a_shape_matches_exactly_the_texts_of_its_key(
+    kinds: list[str], data: st.DataObject
+) -> None:
+    """The regex of a key matches a text iff the split gives that text the same key and
+    the same pinned literal (the LIMIT number here). The second text's literals are of
+    the first one's kinds, or of any kind, hostile characters included."""
+    def text(lits: list[str]) -> str:
+        return "".join(s + lit for s, lit in zip(_SEGMENTS, lits, strict=True))
+    first = [data.draw(_KINDS[k]) for k in kinds]
+    second = [data.draw(st.one_of(_KINDS[k], _KINDS["raw"], _KINDS["s"])) for k in kinds]
+    second[-1] = data.draw(st.one_of(st.just(first[-1]), _KINDS[kinds[-1]]))
+    a, b = text(first), text(second)
+    fa, fb = fast_digest(a), fast_digest(b)
+    if fa is None or not fa.parts[1::2]:
+        return
+    pinned = len(fa.parts) // 2 - 1  # the last literal: the LIMIT
+    # An insertion right after the second literal; the first one is a tenant check.
+    entry = _Fast(blocked(BLOCKED, "x"), ((pinned, fa.parts[-2]),), (0,), ((2, 0, 2, 0, "+"),))
+    shape = _shape(a, fa, entry)
+    assert shape is not None and _find_shape([shape], a)
+    same = fb is not None and fb.key == fa.key and fb.parts[-2] == fa.parts[-2]
+    event("same key" if same else "other key")
+    hit = _find_shape([shape], b)
+    assert (hit is not None) == same, (a, b)
+    if hit is not None and fb is not None:
+        m = hit[1]
+        assert m.group(shape.checks[0]) == fb.parts[1]
+        assert m.group(*shape.copies) == (b[: fb.ends[2]], b[fb.ends[2] :])
+
+
+def test_a_text_without_fixed_segments_gets_no_shape() -> None:
+    fd = fast_digest("'x'")
+    assert fd is not None and _shape("'x'", fd, _Fast(blocked(BLOCKED, "x"), (), (), ())) is None
