@@ -62,6 +62,12 @@ class McpRuntime:
         return isinstance(name, str) and self.policy.tool_is_idempotent(name, self.hints.get(name))
 
 
+def _may_list(data: bytes) -> bool:
+    """`data` may hold a "tools" key. SECURITY: a server can spell the key with \\u
+    escapes ("\\u0074ools" is "tools" to every JSON parser), the only other way to."""
+    return b'"tools"' in data or b"\\u" in data
+
+
 @dataclass(frozen=True, slots=True)
 class ToolsListFilter:
     """Response filter for a POST that carried tools/list: keeps only the caller's tools
@@ -82,10 +88,10 @@ class ToolsListFilter:
         return data if out is None else dumps(out, data)
 
     def passes(self, data: bytes) -> bool:
-        return b'"tools"' not in data  # as event's fast path: absent from all, from each
+        return not _may_list(data)  # as event's fast path: absent from all, from each
 
     def event(self, data: bytes, parsed: SseEvent | None = None) -> bytes | None:
-        if b'"tools"' not in data:
+        if not _may_list(data):
             return data  # fast path: progress, notifications, tools/call results
         if parsed is not None and parsed.raw is data:
             ev = parsed

@@ -27,6 +27,8 @@ class FakeMcp:
         self.calls: list[dict[str, Any]] = []
         self.sse = False
         """Answer POSTs as text/event-stream (a progress event, then the response)."""
+        self.escaped = False
+        """Spell the "tools" key as "\\u0074ools" (the same key to any JSON parser)."""
         self.app = web.Application()
         self.app.router.add_route("*", "/mcp", self.handle)
 
@@ -45,11 +47,14 @@ class FakeMcp:
         if not answers:
             return web.Response(status=202)
         out = answers if isinstance(doc, list) else answers[0]
+        text = json.dumps(out)
+        if self.escaped:
+            text = text.replace('"tools"', '"\\u0074ools"')
         if not self.sse:
-            return web.json_response(out)
+            return web.Response(text=text, content_type="application/json")
         progress = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress",'
         progress += b'"params":{"progressToken":1,"progress":1}}'
-        data = b"event: message\r\nid: 7\r\ndata: " + json.dumps(out).encode()
+        data = b"event: message\r\nid: 7\r\ndata: " + text.encode()
         return await self._events(req, [progress, data], eol=b"\r\n")
 
     @staticmethod

@@ -200,10 +200,13 @@ async def test_sdk_session_sse_and_delete_raw(sdk_server, write_rules, start_pro
 # -- scripted upstream --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("escaped", [False, True])
 @pytest.mark.parametrize("sse", [False, True])
-async def test_tools_list_filtered_cursor_kept(fake, write_rules, start_proxy, sse: bool):
+async def test_tools_list_filtered_cursor_kept(
+    fake, write_rules, start_proxy, sse: bool, escaped: bool
+):
     up, url = fake
-    up.sse = sse
+    up.sse, up.escaped = sse, escaped  # escaped: a server spelling the key "\u0074ools"
     px = await start_proxy(write_rules([mcp_route(url)]))
     hdrs = {**JSON_SSE, "X-Caller-Role": "guest"}
     async with px.session.post(
