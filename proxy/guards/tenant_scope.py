@@ -21,6 +21,7 @@ from proxy.sql.engine import SqlGuard
 class TenantScopeGuard:
     engine: SqlGuard
     spec: SqlSpec
+    row_cap: RowCapFilter | None  # stateless: one serves every call of the route
     name: str = "tenant_scope"
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
@@ -31,8 +32,8 @@ class TenantScopeGuard:
             return ALLOW  # only reached in audit mode of sql_safety: nothing to scope
         if decision.code is not None:
             return Deny(decision.code, decision.reason)
-        if self.spec.max_rows is not None:
-            ctx.response_filters.append(RowCapFilter(self.spec.max_rows, self.spec.on_excess))
+        if self.row_cap is not None:
+            ctx.response_filters.append(self.row_cap)
         kind, idempotent = decision.statement_kind, decision.read_only
         if not decision.rewritten:
             return Rewrite(evolve(call, statement_kind=kind, idempotent=idempotent))
@@ -43,7 +44,9 @@ class TenantScopeGuard:
 def build(route: Route, rules: Rules, services: Services) -> TenantScopeGuard | None:
     if route.kind != "sql" or route.sql is None:
         return None
-    return TenantScopeGuard(sql_engine(route.sql, services), route.sql)
+    spec = route.sql
+    cap = RowCapFilter(spec.max_rows, spec.on_excess) if spec.max_rows is not None else None
+    return TenantScopeGuard(sql_engine(spec, services), spec, cap)
 
 
 GUARD_BUILDERS["tenant_scope"] = build
