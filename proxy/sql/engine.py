@@ -92,6 +92,7 @@ class _Shape(NamedTuple):
 
     def match(self, sql: str) -> re.Match[str] | None:
         m = self.rx.fullmatch(sql)
+        # group(0, ...)[1:]: a tuple however many segments there are
         return m if m is not None and m.group(0, *self.fixed)[1:] == self.texts else None
 
 
@@ -280,10 +281,10 @@ class SqlGuard:
             return SqlDecision(ErrorCode.AUTH_FAILED, "this route requires a tenant id", sql,
                                False, "unknown", False)
         prep = self._texts.get(sql)
-        if prep is None:
-            hit = _find_shape(self._shapes, sql) if self._shapes else None
-            if hit is not None:
-                return self._decide_shape(*hit, sql, tenant)
+        hit = _find_shape(self._shapes, sql) if prep is None and self._shapes else None
+        if hit is not None:
+            prep = self._bind_shape(*hit)  # not cached by text: a match costs about a lookup
+        elif prep is None:
             fd = fast_digest(sql) if self._fast is not None else None
             prep = self._bind_fast(sql, fd) if fd is not None else None
             if prep is None:
@@ -307,31 +308,22 @@ class SqlGuard:
                                False, p.kind, p.read_only)
         return SqlDecision(None, "", quoted.join(segments), True, p.kind, p.read_only)
 
-    def _decide_shape(self, shape: _Shape, m: re.Match[str], sql: str,
-                      tenant: str | None) -> SqlDecision:
-        """What `_judge` decides for the text `_bind_fast` would bind, from the match."""
+    def _bind_shape(self, shape: _Shape, m: re.Match[str]) -> _Prepared:
+        """What `_bind_fast` gives the text a shape matched, read from the match."""
         self.fast_hits += 1
         self.shape_hits += 1
         p = shape.plan
         if p.code is not None:
-            return SqlDecision(p.code, p.reason, sql, False, p.kind, p.read_only)
-        for c in shape.checks:
-            if (c if isinstance(c, str) else _literal_value(m.group(c))) != tenant:
-                return SqlDecision(ErrorCode.TENANT_MISMATCH, "INSERT carries another tenant id",
-                                   sql, False, p.kind, p.read_only)
+            return _Prepared(p, None, ())
+        checks = tuple(c if isinstance(c, str) else _literal_value(m.group(c))
+                       for c in shape.checks) if shape.checks else ()
         if not shape.copies:
-            return SqlDecision(None, "", sql, False, p.kind, p.read_only)
+            return _Prepared(p, None, checks)
         out = [""] * (2 * len(shape.copies) - 1)
         out[0::2] = m.group(*shape.copies)
         out[1::2] = shape.inserts
-        text = "".join(out)
-        if MARK in text:
-            quoted = self._quote(tenant or "")
-            if quoted is None:
-                return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL",
-                                   sql, False, p.kind, p.read_only)
-            text = text.replace(MARK, quoted)
-        return SqlDecision(None, "", text, True, p.kind, p.read_only)
+        # No MARK in a matched text (`_find_shape` refuses it), so each one is a slot.
+        return _Prepared(p, tuple("".join(out).split(MARK)), checks)
 
     def _learn(self, sql: str, fd: FastDigest, entry: _Fast) -> None:
         """Put the key's shape first in line: compiled on the shape's second text (about
