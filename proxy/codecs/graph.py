@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.codecs.http import HttpCodec, bad_json
+from proxy.codecs.http import HttpCodec, bad_json, duplicate_key
 from proxy.compile import CODECS
 from proxy.config.schema import GraphSpec, Route
 from proxy.graph import neo4j
 from proxy.model.call import Caller, GraphCall, Request
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonio import loads
+from proxy.model.jsonio import DuplicateKeyError, loads_unique
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
@@ -41,7 +41,9 @@ class GraphCodec(HttpCodec):
         body = None
         if request.body:
             try:
-                body = loads(request.body)
+                body = loads_unique(request.body)  # forwarded as sent: one reading only
+            except DuplicateKeyError:
+                raise duplicate_key() from None
             except (ValueError, UnicodeDecodeError):
                 raise bad_json() from None
         statements = tuple(neo4j.decode(api, body))

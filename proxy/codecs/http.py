@@ -20,7 +20,7 @@ from proxy.guards.base import CallContext
 from proxy.mcp.sse import SseParser
 from proxy.model.call import Caller, HttpCall, Request, ToolCall
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonio import loads
+from proxy.model.jsonio import DuplicateKeyError, loads_unique
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
@@ -133,7 +133,11 @@ class HttpCodec:
         parsed = None
         if request.body and "json" in request.headers.get("Content-Type", ""):
             try:
-                parsed = loads(request.body)
+                parsed = loads_unique(request.body)
+            except DuplicateKeyError:
+                # SECURITY: the guards would read one copy and the upstream maybe the other
+                # (a credential under the first copy of a key went unscanned).
+                raise duplicate_key() from None
             except (ValueError, UnicodeDecodeError):
                 parsed = None  # plain HTTP routes forward what they do not need to read
         # Safe methods (RFC 9110 9.2.1) may be retried; anything else is treated as a write.
@@ -374,3 +378,7 @@ async def _first_piece(content: Any) -> tuple[bytes, bool]:
 
 def bad_json(what: str = "request body") -> ProxyError:
     return ProxyError(ErrorCode.TOOL_BAD_REQUEST, f"{what} is not valid JSON")
+
+
+def duplicate_key(what: str = "request body") -> ProxyError:
+    return ProxyError(ErrorCode.TOOL_BAD_REQUEST, f"{what} repeats a JSON key")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from proxy.credentials.literals import (
     is_strong_literal,
     split_auth_scheme,
 )
+from proxy.model.jsonio import loads_unique
 
 AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
 KEY_HEADERS = frozenset({
@@ -226,7 +226,7 @@ class Detector:
         if "json" in ct or (not ct and text.lstrip()[:1] in ("{", "[")):
             if len(data) == len(body):
                 try:
-                    return self.scan_json(json.loads(text))
+                    return self.scan_json(loads_unique(text))  # a repeated key: text scan
                 except ValueError:
                     pass
             return self.scan_text(text)

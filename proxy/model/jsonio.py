@@ -38,6 +38,52 @@ def loads(text: bytes | str) -> Any:
     return json.loads(text)
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice: parsers disagree on which copy wins."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise DuplicateKeyError("duplicate key in a JSON object")
+    return out
+
+
+_UNIQUE = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+_CONTAINERS = (dict, list)
+
+
+def _members(doc: Any) -> int:
+    """Object members in a parsed document (iterative: documents nest 1,000 deep)."""
+    n = 0
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            n += len(node)
+            node = node.values()
+        stack += [k for k in node if type(k) in _CONTAINERS]
+    return n
+
+
+def loads_unique(text: bytes | str) -> Any:
+    """`loads(text)`, refusing an object with a duplicate key (DuplicateKeyError).
+
+    SECURITY: a body the proxy judged by the last copy of a key and forwarded as sent
+    could be read by its first copy upstream (a credential, a statement). The fast path
+    proves uniqueness by counting: every key is followed by a colon, so a text with no
+    more colons than the document has members names no key twice. Colons inside
+    strings (casts, times, URLs) take the checking stdlib parse instead.
+    """
+    doc = loads(text)
+    colons = text.count(b":" if isinstance(text, bytes) else ":")  # type: ignore[arg-type]
+    if colons == 0 or (type(doc) in _CONTAINERS and colons == _members(doc)):
+        return doc
+    if isinstance(text, bytes):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    return _UNIQUE.decode(text)  # `loads` accepted it: only a duplicate can fail here
+
+
 def _finite(source: bytes | str) -> bool:
     if isinstance(source, bytes):
         return b"NaN" not in source and b"Infinity" not in source

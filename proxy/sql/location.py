@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy.config.schema import SqlLocation
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.jsonio import dumps, loads
+from proxy.model.jsonio import DuplicateKeyError, dumps, loads_unique
 
 _JSON_PRESETS: dict[str, tuple[str, str | None]] = {
     "generic": ("/query", "/params"),
@@ -137,9 +137,12 @@ def _text(body: bytes | None) -> str:
 
 
 def json_body(body: bytes | None) -> Any:
-    """The body as JSON; ProxyError(INVALID_PARAMS) when it is not."""
+    """The body as JSON; ProxyError(INVALID_PARAMS) when it is not, or when an object
+    in it names a key twice (the API could run the copy the guards did not judge)."""
     try:
-        return loads(_text(body))
+        return loads_unique(_text(body))
+    except DuplicateKeyError:
+        raise ProxyError(ErrorCode.INVALID_PARAMS, "request body repeats a JSON key") from None
     except ValueError:
         raise ProxyError(ErrorCode.INVALID_PARAMS, "request body is not valid JSON") from None
 

@@ -75,6 +75,10 @@ TX_CASES = [
     (tx("MATCH (c:Customer) RETURN c"), TENANT, 403, "TENANT_MISMATCH", None),
     (tx(f"{M} RETURN c"), {}, 401, "AUTH_FAILED", None),
     (b'{"statements": [', TENANT, 400, "TOOL_BAD_REQUEST", None),
+    # judged by one copy of the key, maybe run by the other: refused, never forwarded
+    (b'{"statements": [{"statement": "MATCH (c:Customer) DETACH DELETE c", '
+     b'"statement": "MATCH (c:Customer {tenant: $tenant_id}) RETURN c"}]}',
+     TENANT, 400, "TOOL_BAD_REQUEST", None),
 ]
 
 

@@ -94,6 +94,20 @@ async def test_sql_missing_and_malformed_body(sql_backend, write_rules, start_pr
         assert r.headers["X-CallWarden-Error-Code"] == "INVALID_PARAMS"
 
 
+async def test_a_repeated_key_is_refused_not_forwarded(sql_backend, write_rules, start_proxy):
+    """A backend that reads the first copy would run a statement nobody judged: without a
+    tenant or row cap nothing is rewritten, so the body would go as sent."""
+    route = sql_route(sql_backend)
+    del route["sql"]["tenant"]
+    px = await start_proxy(write_rules([route]))
+    body = b'{"query": "DELETE FROM orders", "query": "SELECT count(*) FROM orders"}'
+    async with px.session.post(px.url + "/db/query", data=body) as r:
+        assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (422, "INVALID_PARAMS")
+        assert "repeats a JSON key" in (await r.json())["error"]["message"]
+    status, _, after = await run(px, "SELECT count(*) FROM orders", tenant=None)
+    assert (status, after["rows"]) == (200, [[4]])
+
+
 async def test_query_param_location_and_audit(sql_backend, write_rules, start_proxy):
     route = sql_route(sql_backend, location={"query_param": "q"})
     route["guard_modes"] = {"sql_safety": "audit"}

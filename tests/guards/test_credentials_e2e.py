@@ -22,6 +22,20 @@ def route(url: str, name: str, **extra) -> dict:
     return {"name": name, "match": {"path_prefix": f"/{name}"}, "upstream": url, **extra}
 
 
+async def test_a_repeated_key_cannot_hide_a_credential(upstream, write_rules, start_proxy):
+    """The scan reads the last copy of a key; an upstream may read the first."""
+    up, url = upstream
+    px = await start_proxy(write_rules([route(url, "api")]))
+    body = f'{{"token": "{GITHUB}", "token": "none"}}'.encode()
+    hdrs = {"Content-Type": "application/json"}
+    async with px.session.post(px.url + "/api/x", data=body, headers=hdrs) as r:
+        assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (400, "TOOL_BAD_REQUEST")
+        assert GITHUB not in await r.text()
+    async with px.session.post(px.url + "/api/x", data=b'{"token": "none"}', headers=hdrs) as r:
+        assert r.status == 200
+    assert len(up.calls) == 1
+
+
 async def test_plaintext_blocked_in_production_warned_in_development(
     upstream, write_rules, start_proxy
 ):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.model.jsonio import dumps, loads
+from proxy.model.jsonio import DuplicateKeyError, dumps, loads, loads_unique
 
 _SCALARS = (st.none() | st.booleans() | st.integers(-(2**80), 2**80)
             | st.floats(allow_nan=False, allow_infinity=False) | st.text())
@@ -88,3 +88,80 @@ def test_loads_edge_cases_match_the_stdlib(text: str) -> None:
         except (ValueError, RecursionError) as exc:
             got = ("error", type(exc))
         assert got == want
+
+
+# -- loads_unique ----------------------------------------------------------------------
+
+_KEYS = st.sampled_from(["a", "b", "\\u0061", "a:b", "::", "ü"])
+_VALUES = st.sampled_from(['1', '"x"', '"a:b"', '"http://h:1/"', "null", "[]", "{}", '"\\u003a"'])
+
+
+@st.composite
+def _texts(draw: st.DrawFn, depth: int = 0) -> str:
+    """JSON objects written by hand, so the same key can appear twice (spelled alike or
+    escaped differently) and colons sit in keys and values."""
+    members = []
+    for _ in range(draw(st.integers(0, 4))):
+        key = draw(_KEYS)
+        nested = depth < 2 and draw(st.booleans())
+        value = draw(_texts(depth + 1)) if nested else draw(_VALUES)
+        members.append(f'"{key}"{draw(st.sampled_from([":", " : "]))}{value}')
+    text = "{" + ",".join(members) + "}"
+    return f"[{text}, 0]" if draw(st.booleans()) else text
+
+
+def _strict(text: str) -> object:
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        if len(dict(items)) != len(items):
+            raise DuplicateKeyError("dup")
+        return dict(items)
+    return json.loads(text, object_pairs_hook=pairs)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_texts(), st.booleans())
+def test_loads_unique_refuses_exactly_the_duplicates(text: str, as_bytes: bool) -> None:
+    source: bytes | str = text.encode() if as_bytes else text
+    try:
+        want: object = ("value", _typed(_strict(text)))
+    except DuplicateKeyError:
+        want = "duplicate"
+    try:
+        got: object = ("value", _typed(loads_unique(source)))
+    except DuplicateKeyError:
+        got = "duplicate"
+    assert got == want
+
+
+@pytest.mark.parametrize("text", [
+    '{"query": "DROP TABLE t", "query": "SELECT 1"}',  # judged by one copy, run by the other
+    '{"a": 1, "\\u0061": 2}',  # the same key spelled two ways
+    '[{"x": {"k": 1, "k": 2}}]',
+    '{"t": "10:00", "t": 1}',  # a colon in a string must not hide the duplicate
+])
+def test_loads_unique_duplicates(text: str) -> None:
+    for source in (text, text.encode()):
+        with pytest.raises(DuplicateKeyError):
+            loads_unique(source)
+
+
+@pytest.mark.parametrize("text", [
+    '{"q": "SELECT x::int, \'10:00\'"}', '"a:b"', "[1, 2]", "7", '{"a": {"b": {"c": []}}}',
+    '{"u": "\\u003a"}',
+])
+def test_loads_unique_reads_what_loads_reads(text: str) -> None:
+    assert _typed(loads_unique(text)) == _typed(loads(text))
+    assert _typed(loads_unique(text.encode())) == _typed(loads(text.encode()))
+
+
+def test_loads_unique_deep_nesting_and_errors_as_loads() -> None:
+    deep = '{"a":' * 900 + "1" + "}" * 900  # the member count walks it without recursion
+    doc = loads_unique(deep)
+    for _ in range(900):
+        doc = doc["a"]
+    assert doc == 1
+    with pytest.raises(DuplicateKeyError):
+        loads_unique('{"a":' * 900 + '{"b": 1, "b": 1}' + "}" * 900)
+    for bad in ("", "{", '{"a" 1}'):
+        with pytest.raises(ValueError):
+            loads_unique(bad)
