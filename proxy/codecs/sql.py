@@ -28,26 +28,25 @@ class SqlCodec(HttpCodec):
 
     def __init__(self, spec: SqlSpec) -> None:
         self.spec = spec
+        self.where = location.where(spec.location)
 
     def decode(self, route: CompiledRoute, request: Request, caller: Caller) -> ToolCall:
-        loc = self.spec.location
-        if not location.carries_sql(loc, request.method, request.path):
+        where = self.where
+        if not location.carries_sql(where, request.method, request.path):
             # Result polling and cancel requests of Trino/Snowflake/Databricks: no SQL.
             return HttpCall(route.name, route.kind, caller, request)
         doc = None
-        if request.body and location.is_json(loc, request.query):
+        if request.body and where.kind == "json":
             doc = location.json_body(request.body)  # decoded once: guards read call.json
-        sql, params = location.extract(
-            loc, request.method, request.path, request.query, request.body, doc
-        )
+        sql, params = location.extract(where, request.query, request.body, doc)
         return SqlCall(route.name, route.kind, caller, request, json=doc, sql=sql, params=params)
 
 
-def with_sql(spec: SqlSpec, call: SqlCall, new_sql: str, **changes: object) -> SqlCall:
+def with_sql(where: location.Where, call: SqlCall, new_sql: str, **changes: object) -> SqlCall:
     """The call with its SQL replaced where it was found (and `changes` applied),
     everything else unchanged."""
     req = call.request
-    pairs, body = location.replace(spec.location, req.query, req.body, new_sql, call.json)
+    pairs, body = location.replace(where, req.query, req.body, new_sql, call.json)
     if pairs is not None:
         query = MultiDictProxy(MultiDict(pairs))
         req = evolve(req, query_string=urlencode(pairs), query=query)

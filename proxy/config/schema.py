@@ -216,6 +216,13 @@ class SqlLocation(Model):
     body: Literal["raw"] | None = None
     preset: Literal["generic", "clickhouse", "trino", "snowflake", "databricks"] | None = None
 
+    @field_validator("json_pointer", "params")
+    @classmethod
+    def _pointer(cls, v: str | None) -> str | None:
+        if v and not v.startswith("/"):
+            raise ValueError(f"'{v}' is not a JSON pointer (RFC 6901: empty or starting with /)")
+        return v
+
     @model_validator(mode="after")
     def _one(self) -> SqlLocation:
         if (

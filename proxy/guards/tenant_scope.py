@@ -8,19 +8,20 @@ from dataclasses import dataclass
 
 from proxy.codecs.sql import RowCapFilter, with_sql
 from proxy.compile import GUARD_BUILDERS, Services
-from proxy.config.schema import Route, Rules, SqlSpec
+from proxy.config.schema import Route, Rules
 from proxy.guards.base import CallContext
 from proxy.guards.sql_safety import sql_decision, sql_engine
 from proxy.model.call import SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.sql.engine import SqlGuard
+from proxy.sql.location import Where, where
 
 
 @dataclass(frozen=True, slots=True)
 class TenantScopeGuard:
     engine: SqlGuard
-    spec: SqlSpec
+    where: Where
     row_cap: RowCapFilter | None  # stateless: one serves every call of the route
     name: str = "tenant_scope"
 
@@ -37,7 +38,7 @@ class TenantScopeGuard:
         kind, idempotent = decision.statement_kind, decision.read_only
         if not decision.rewritten:
             return Rewrite(evolve(call, statement_kind=kind, idempotent=idempotent))
-        call = with_sql(self.spec, call, decision.sql, statement_kind=kind, idempotent=idempotent)
+        call = with_sql(self.where, call, decision.sql, statement_kind=kind, idempotent=idempotent)
         return Rewrite(call, "tenant predicate / row cap")
 
 
@@ -46,7 +47,7 @@ def build(route: Route, rules: Rules, services: Services) -> TenantScopeGuard | 
         return None
     spec = route.sql
     cap = RowCapFilter(spec.max_rows, spec.on_excess) if spec.max_rows is not None else None
-    return TenantScopeGuard(sql_engine(spec, services), spec, cap)
+    return TenantScopeGuard(sql_engine(spec, services), where(spec.location), cap)
 
 
 GUARD_BUILDERS["tenant_scope"] = build

@@ -4,8 +4,8 @@ so guards, codecs for other listeners and `callwarden explain` can build them to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from dataclasses import dataclass, field, fields, replace
+from types import MemberDescriptorType
 from typing import Any, TypeVar
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
@@ -13,24 +13,38 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 EMPTY_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 T = TypeVar("T")
-_FIELDS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
+_KEEP: Any = object()
+_EVOLVERS: dict[type, Callable[..., Any]] = {}
 
 
 def evolve(obj: T, **changes: Any) -> T:
-    """`dataclasses.replace` for these frozen values without its per-call field
-    introspection: every guard that rewrites a call makes one."""
-    cls = type(obj)
-    spec = _FIELDS.get(cls)
-    if spec is None:
-        init = [f.name for f in fields(cls) if f.init]  # type: ignore[arg-type]
-        spec = _FIELDS[cls] = (attrgetter(*init), {n: i for i, n in enumerate(init)})
-    values = list(spec[0](obj))
-    for name, value in changes.items():
-        at = spec[1].get(name)
-        if at is None:
-            raise TypeError(f"{cls.__name__} has no field {name!r}")
-        values[at] = value
-    return cls(*values)
+    """`dataclasses.replace` for these frozen values, compiled once per class: every
+    guard that rewrites a call makes one, and replace's field introspection and the
+    frozen `__init__`'s `object.__setattr__` per field were most of what it cost."""
+    fn = _EVOLVERS.get(type(obj))
+    if fn is None:
+        fn = _EVOLVERS[type(obj)] = _evolver(type(obj))
+    return fn(obj, **changes)  # type: ignore[no-any-return]
+
+
+def _evolver(cls: type) -> Callable[..., Any]:
+    """A function of keyword-only fields that fills a new instance's slots directly
+    (what the frozen `__init__` does, without its per-field lookups)."""
+    all_fields = fields(cls)  # type: ignore[arg-type]
+    slots = [getattr(cls, f.name, None) for f in all_fields]
+    if (hasattr(cls, "__post_init__") or not all(f.init for f in all_fields)
+            or not all(isinstance(d, MemberDescriptorType) for d in slots)):
+        return replace  # not one of the plain frozen slotted values
+    names = [f.name for f in all_fields]
+    scope: dict[str, Any] = {"KEEP": _KEEP, "alloc": object.__new__, "cls": cls}
+    lines = [f"def evolve_{cls.__name__}(obj, *, {', '.join(f'{n}=KEEP' for n in names)}):",
+             "    new = alloc(cls)"]
+    for i, (name, slot) in enumerate(zip(names, slots, strict=True)):
+        scope[f"set{i}"] = slot.__set__
+        lines.append(f"    set{i}(new, obj.{name} if {name} is KEEP else {name})")
+    lines.append("    return new")
+    exec("\n".join(lines), scope)  # field names are identifiers: nothing else goes in
+    return scope[f"evolve_{cls.__name__}"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

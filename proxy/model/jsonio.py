@@ -77,7 +77,11 @@ def loads_unique(text: bytes | str) -> Any:
     """
     doc = loads(text)
     colons = text.count(b":" if isinstance(text, bytes) else ":")  # type: ignore[arg-type]
-    if colons == 0 or (type(doc) in _CONTAINERS and colons == _members(doc)):
+    # colons >= keys >= members >= len(doc): equal ends make every step equal. A flat
+    # object (the usual request) is settled without the walk.
+    if colons == 0 or (type(doc) is dict and colons == len(doc)):
+        return doc
+    if type(doc) in _CONTAINERS and colons == _members(doc):
         return doc
     if isinstance(text, bytes):
         text = text.decode(json.detect_encoding(text), "surrogatepass")

@@ -20,5 +20,30 @@ def test_evolve_is_dataclasses_replace() -> None:
 
 
 def test_evolve_refuses_unknown_fields() -> None:
-    with pytest.raises(TypeError, match="no field"):
+    with pytest.raises(TypeError, match="bogus"):
         evolve(Request("GET", "/"), bogus=1)
+
+
+def test_evolved_values_stay_frozen_and_whole() -> None:
+    req = Request("GET", "/a", "x=1")
+    new = evolve(req, path="/b")
+    assert type(new) is Request and new == Request("GET", "/b", "x=1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.path = "/c"  # type: ignore[misc]
+    caller = evolve(Caller("t", frozenset(), "x"), client="1.2.3.4")
+    assert hash(caller) == hash(Caller("t", frozenset(), "x", "1.2.3.4"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError("negative")
+
+
+def test_evolve_runs_post_init_where_a_class_has_one() -> None:
+    assert evolve(_Checked(1), n=2) == _Checked(2)
+    with pytest.raises(ValueError, match="negative"):
+        evolve(_Checked(1), n=-1)

@@ -6,14 +6,15 @@ import json
 
 import pytest
 from multidict import MultiDict
+from pydantic import ValidationError
 
 from proxy.config.schema import SqlLocation
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.sql.location import carries_sql, extract, replace
+from proxy.sql.location import Where, carries_sql, extract, replace, where
 
 
-def loc(**kw: object) -> SqlLocation:
-    return SqlLocation(**kw)  # type: ignore[arg-type]
+def loc(**kw: object) -> Where:
+    return where(SqlLocation(**kw))  # type: ignore[arg-type]
 
 
 JSON_CASES = [
@@ -30,9 +31,9 @@ JSON_CASES = [
 
 
 @pytest.mark.parametrize(("location", "doc", "pointer", "params"), JSON_CASES)
-def test_json_locations(location: SqlLocation, doc: dict, pointer: str, params: object) -> None:
+def test_json_locations(location: Where, doc: dict, pointer: str, params: object) -> None:
     body = json.dumps(doc).encode()
-    sql, got = extract(location, "POST", "/x", {}, body)
+    sql, got = extract(location, {}, body)
     assert sql == "SELECT 1" and got == params
     q, new_body = replace(location, {}, body, "SELECT 2 /* ü */")
     assert q is None and new_body is not None
@@ -53,21 +54,21 @@ def test_json_locations(location: SqlLocation, doc: dict, pointer: str, params: 
 
 def test_query_param_and_raw_body() -> None:
     q = MultiDict([("db", "x"), ("query", "SELECT 1"), ("fmt", "json")])
-    assert extract(loc(query_param="query"), "GET", "/", q, None) == ("SELECT 1", None)
+    assert extract(loc(query_param="query"), q, None) == ("SELECT 1", None)
     pairs, body = replace(loc(query_param="query"), q, None, "SELECT 2")
     assert pairs == [("db", "x"), ("query", "SELECT 2"), ("fmt", "json")] and body is None
-    assert extract(loc(body="raw"), "POST", "/", {}, "SELECT ü".encode()) == ("SELECT ü", None)
+    assert extract(loc(body="raw"), {}, "SELECT ü".encode()) == ("SELECT ü", None)
     assert replace(loc(body="raw"), {}, b"SELECT 1", "SELECT 2") == (None, b"SELECT 2")
 
 
 def test_presets_clickhouse_and_trino() -> None:
     ch = loc(preset="clickhouse")
     q = {"query": "SELECT 1", "database": "d"}
-    assert extract(ch, "GET", "/", q, None) == ("SELECT 1", None)
+    assert extract(ch, q, None) == ("SELECT 1", None)
     assert replace(ch, q, None, "SELECT 2")[0] == [("query", "SELECT 2"), ("database", "d")]
-    assert extract(ch, "POST", "/", {"database": "d"}, b"SELECT 3") == ("SELECT 3", None)
+    assert extract(ch, {"database": "d"}, b"SELECT 3") == ("SELECT 3", None)
     tr = loc(preset="trino")
-    assert extract(tr, "POST", "/v1/statement", {}, b"SELECT 1") == ("SELECT 1", None)
+    assert extract(tr, {}, b"SELECT 1") == ("SELECT 1", None)
     assert carries_sql(tr, "POST", "/v1/statement")
     assert not carries_sql(tr, "GET", "/v1/statement/queued/abc/1")
     assert not carries_sql(loc(preset="snowflake"), "GET", "/api/v2/statements/handle")
@@ -88,9 +89,16 @@ def test_presets_clickhouse_and_trino() -> None:
     (loc(preset="clickhouse"), {"query": "SELECT 1"}, b"; DROP TABLE t"),
 ])
 def test_missing_or_ambiguous_sql_is_invalid_params(
-    location: SqlLocation, query: object, body: bytes | None
+    location: Where, query: object, body: bytes | None
 ) -> None:
     with pytest.raises(ProxyError) as err:
-        extract(location, "POST", "/", query, body)  # type: ignore[arg-type]
+        extract(location, query, body)  # type: ignore[arg-type]
     assert err.value.code is ErrorCode.INVALID_PARAMS
     assert "SELECT" not in err.value.message and "DROP" not in err.value.message
+
+
+@pytest.mark.parametrize("field", ["json", "params"])
+def test_a_pointer_without_a_slash_is_a_rules_error(field: str) -> None:
+    with pytest.raises(ValidationError, match="not a JSON pointer"):
+        SqlLocation(**{field: "query"})  # type: ignore[arg-type]
+    assert loc(**{field: ""}) is not None  # the empty pointer is the whole document
