@@ -98,9 +98,12 @@ def dumps(doc: Any, source: bytes | str = b"") -> bytes:
     """`doc` as compact UTF-8 JSON (what `json.dumps(..., separators=(",", ":"),
     ensure_ascii=False)` writes, up to the spelling of floats). `source`: the text `doc`
     was parsed from, when it was."""
-    if _finite(source):
-        try:
-            return orjson.dumps(doc)
-        except TypeError:  # orjson.JSONEncodeError: a big integer, a lone surrogate
-            pass
+    try:
+        out = orjson.dumps(doc)
+    except TypeError:  # orjson.JSONEncodeError: a big integer, a lone surrogate
+        pass
+    else:
+        # orjson writes NaN and Infinity as null: no null written, none was there.
+        if b"null" not in out or _finite(source):
+            return out
     return _STDLIB.encode(doc).encode("utf-8")

@@ -78,22 +78,27 @@ class _Prepared(NamedTuple):
 
 class _Shape(NamedTuple):
     """A fast-digest key as one anchored regex: each literal as the pattern of its kind
-    (a pinned one verbatim), the text between as groups of fixed width that must equal
-    the key's segments. A text that passes has exactly that key (tests/sql/test_digest.py
-    checks it against the split), so it is judged by one C match, not a Python scan."""
+    (a pinned one verbatim), short stretches of the text between them verbatim, long ones
+    as groups of fixed width compared after the match (one `startswith` per stretch). A
+    text that passes has exactly that key (tests/sql/test_digest.py checks it against the
+    split), so it is judged by one C match, not a Python scan."""
 
     rx: re.Pattern[str]
-    fixed: tuple[int, ...]  # groups of the segment text ...
-    texts: tuple[str, ...]  # ... and what each must be
+    runs: tuple[tuple[int, str], ...]  # group where a long stretch starts, its text
     plan: Plan
     checks: tuple[int | str, ...]  # group of a literal (or fixed value) that must be tenant
     copies: tuple[int, ...]  # groups of the text kept between edits, in order
     inserts: tuple[str, ...]  # what goes between them; MARK is the tenant slot
+    formats: dict[str | None, str]  # tenant -> the rewrite as a str.format template
 
     def match(self, sql: str) -> re.Match[str] | None:
         m = self.rx.fullmatch(sql)
-        # group(0, ...)[1:]: a tuple however many segments there are
-        return m if m is not None and m.group(0, *self.fixed)[1:] == self.texts else None
+        if m is None:
+            return None
+        for group, text in self.runs:
+            if not sql.startswith(text, m.start(group)):
+                return None
+        return m
 
 
 class _Fast(NamedTuple):
@@ -109,20 +114,22 @@ class _Fast(NamedTuple):
 
 
 _NOT_FAST = _Fast(blocked(BLOCKED, ""), (), (), ())  # this shape needs the tokenizer
-_NO_SHAPE = _Shape(re.compile("(?!)"), (), (), _NOT_FAST.plan, (), (), ())  # no regex fits
+_NO_SHAPE = _Shape(re.compile("(?!)"), (), _NOT_FAST.plan, (), (), (), {})  # no regex fits
 MAX_SHAPES = 8
 """Shapes tried by regex before the split: a miss costs a failed match each."""
-# What fast_digest accepts as a literal of each kind, in patterns that compile fast (a
-# character class other than one negated character costs a charset build): ASCII
-# digits (flag a), strings without a quote (and without backslash, $ or MARK, which
-# `_find_shape` refuses in the whole text).
-_LITERAL_RX = {"'": "'[^']*'", "i": r"\d+", "d": r"\d+\.\d+"}
+# What fast_digest accepts as a literal of each kind: ASCII digits (flag a), strings
+# without a quote, backslash, $ or MARK (fast_digest refuses those anywhere, and the
+# text between literals is the template's, which it accepted).
+_LITERAL_RX = {"'": "'[^'\\\\$\x1e]*'", "i": r"\d+", "d": r"\d+\.\d+"}
+_SPELLED = 32
+"""A stretch of text between literals up to this long goes into the regex verbatim;
+a longer one is matched by width and compared after: spelled out, a regex costs about
+2 us per character to compile, and a TPC-DS query has kilobytes of it."""
+_FORMATS = 64  # per shape: tenants with a ready rewrite template
 
 
 def _find_shape(shapes: list[_Shape], sql: str) -> tuple[_Shape, re.Match[str]] | None:
     """The shape whose key the split would give `sql` (moved to the front), if any."""
-    if "\\" in sql or "$" in sql or MARK in sql:
-        return None
     for i, shape in enumerate(shapes):
         m = shape.match(sql)
         if m is not None:
@@ -134,9 +141,7 @@ def _find_shape(shapes: list[_Shape], sql: str) -> tuple[_Shape, re.Match[str]] 
 
 def _shape(sql: str, fd: FastDigest, entry: _Fast) -> _Shape | None:
     """The regex of `fd.key` (as `_bind_fast` would serve it) with a capturing group
-    for each stretch of text the rewrite keeps; None if an edit cuts into a literal.
-    Segments are matched by width and compared after: a regex that spelled them out
-    would take milliseconds to compile."""
+    for each stretch of text the rewrite keeps; None if an edit cuts into a literal."""
     cuts = [0]
     inserts = []
     for k, rel, k2, rel2, text in entry.spots:
@@ -146,20 +151,28 @@ def _shape(sql: str, fd: FastDigest, entry: _Fast) -> _Shape | None:
     pinned = dict(entry.pinned)
     wanted = {c for c in entry.checks if isinstance(c, int)}
     spans = fd.spans()
-    out: list[str] = ["(?sa)"]
-    texts: list[str] = []
+    # The pattern as items: (True, fixed text) or (False, regex); a stretch is the fixed
+    # text between two literals, whatever group boundaries fall inside it.
+    items: list[tuple[bool, str]] = []
+    stretch: list[int] = []  # item indexes of the stretch being built
+    stretches: list[list[int]] = []
 
-    def fixed(text: str) -> str:
-        if not text:
-            return ""
-        texts.append(text)
-        return f"(?P<s{len(texts)}>.{{{len(text)}}})"
+    def fixed(text: str) -> None:
+        if text:
+            stretch.append(len(items))
+            items.append((True, text))
+
+    def literal(rx: str) -> None:
+        if stretch:
+            stretches.append(stretch[:])
+            stretch.clear()
+        items.append((False, rx))
 
     k = 0
     for r in range(len(cuts) - 1):
         a, b = cuts[r], cuts[r + 1]
         if r % 2 == 0:
-            out.append(f"(?P<c{r // 2}>")
+            items.append((False, f"(?P<c{r // 2}>"))
         cur = a
         while k < len(spans) and spans[k][1] <= b:
             start, end = spans[k]
@@ -168,22 +181,37 @@ def _shape(sql: str, fd: FastDigest, entry: _Fast) -> _Shape | None:
             lit = sql[start:end]
             kind = "'" if lit[0] == "'" else "d" if "." in lit else "i"
             body = re.escape(lit) if k in pinned else _LITERAL_RX[kind]
-            out += (fixed(sql[cur:start]), f"(?P<l{k}>{body})" if k in wanted else body)
+            fixed(sql[cur:start])
+            literal(f"(?P<l{k}>{body})" if k in wanted else body)
             cur = end
             k += 1
         if k < len(spans) and spans[k][0] < b:
             return None
-        out.append(fixed(sql[cur:b]))
+        fixed(sql[cur:b])
         if r % 2 == 0:
-            out.append(")")
-    if not texts:
+            items.append((False, ")"))
+    if stretch:
+        stretches.append(stretch)
+    if not stretches:
         return None
-    rx = re.compile("".join(out))
+    out = [rx for _, rx in items]
+    runs: list[tuple[str, str]] = []
+    for n, members in enumerate(stretches):
+        text = "".join(items[i][1] for i in members)
+        if len(text) <= _SPELLED:
+            for i in members:
+                out[i] = re.escape(items[i][1])
+            continue
+        runs.append((f"s{n}", text))
+        for j, i in enumerate(members):
+            width = f".{{{len(items[i][1])}}}"
+            out[i] = f"(?P<s{n}>{width})" if j == 0 else width
+    rx = re.compile("(?sa)" + "".join(out))
     groups = rx.groupindex
-    numbers = tuple(groups[f"s{j}"] for j in range(1, len(texts) + 1))
     checks = tuple(c if isinstance(c, str) else groups[f"l{c}"] for c in entry.checks)
     copies = tuple(groups[f"c{j}"] for j in range(len(inserts) + 1)) if inserts else ()
-    return _Shape(rx, numbers, tuple(texts), entry.plan, checks, copies, tuple(inserts))
+    return _Shape(rx, tuple((groups[g], t) for g, t in runs), entry.plan, checks, copies,
+                  tuple(inserts), {})
 
 
 def _segments(parts: Parts) -> tuple[str, ...]:
@@ -198,6 +226,16 @@ def _segments(parts: Parts) -> tuple[str, ...]:
             cur.append(p)
     out.append("".join(cur))
     return tuple(out)
+
+
+def _mismatch(sql: str, p: Plan) -> SqlDecision:
+    return SqlDecision(ErrorCode.TENANT_MISMATCH, "INSERT carries another tenant id", sql,
+                       False, p.kind, p.read_only)
+
+
+def _unquotable(sql: str, p: Plan) -> SqlDecision:
+    return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL", sql, False,
+                       p.kind, p.read_only)
 
 
 def _literal_value(raw: str) -> str:
@@ -280,11 +318,12 @@ class SqlGuard:
         if self.policy.tenant_column and not tenant:
             return SqlDecision(ErrorCode.AUTH_FAILED, "this route requires a tenant id", sql,
                                False, "unknown", False)
+        if self._shapes:
+            hit = _find_shape(self._shapes, sql)
+            if hit is not None:
+                return self._shape_decision(*hit, sql, tenant)
         prep = self._texts.get(sql)
-        hit = _find_shape(self._shapes, sql) if prep is None and self._shapes else None
-        if hit is not None:
-            prep = self._bind_shape(*hit)  # not cached by text: a match costs about a lookup
-        elif prep is None:
+        if prep is None:
             fd = fast_digest(sql) if self._fast is not None else None
             prep = self._bind_fast(sql, fd) if fd is not None else None
             if prep is None:
@@ -295,8 +334,7 @@ class SqlGuard:
             return SqlDecision(p.code, p.reason, sql, False, p.kind, p.read_only)
         for value in prep.checks:
             if value != tenant:
-                return SqlDecision(ErrorCode.TENANT_MISMATCH, "INSERT carries another tenant id",
-                                   sql, False, p.kind, p.read_only)
+                return _mismatch(sql, p)
         segments = prep.segments
         if segments is None:
             return SqlDecision(None, "", sql, False, p.kind, p.read_only)
@@ -304,26 +342,41 @@ class SqlGuard:
             return SqlDecision(None, "", segments[0], True, p.kind, p.read_only)
         quoted = self._quote(tenant or "")
         if quoted is None:
-            return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL", sql,
-                               False, p.kind, p.read_only)
+            return _unquotable(sql, p)
         return SqlDecision(None, "", quoted.join(segments), True, p.kind, p.read_only)
 
-    def _bind_shape(self, shape: _Shape, m: re.Match[str]) -> _Prepared:
-        """What `_bind_fast` gives the text a shape matched, read from the match."""
+    def _shape_decision(self, shape: _Shape, m: re.Match[str], sql: str,
+                        tenant: str | None) -> SqlDecision:
+        """What `_bind_fast` and the tail of `_judge` give the text a shape matched, read
+        from the match: the kept text goes into a template that already holds the
+        edits with this tenant quoted in."""
         self.fast_hits += 1
         self.shape_hits += 1
         p = shape.plan
         if p.code is not None:
-            return _Prepared(p, None, ())
-        checks = tuple(c if isinstance(c, str) else _literal_value(m.group(c))
-                       for c in shape.checks) if shape.checks else ()
+            return SqlDecision(p.code, p.reason, sql, False, p.kind, p.read_only)
+        for c in shape.checks:
+            if (c if isinstance(c, str) else _literal_value(m.group(c))) != tenant:
+                return _mismatch(sql, p)
         if not shape.copies:
-            return _Prepared(p, None, checks)
-        out = [""] * (2 * len(shape.copies) - 1)
-        out[0::2] = m.group(*shape.copies)
-        out[1::2] = shape.inserts
-        # No MARK in a matched text (`_find_shape` refuses it), so each one is a slot.
-        return _Prepared(p, tuple("".join(out).split(MARK)), checks)
+            return SqlDecision(None, "", sql, False, p.kind, p.read_only)
+        template = shape.formats.get(tenant)
+        if template is None:
+            inserts = shape.inserts
+            if any(MARK in text for text in inserts):
+                quoted = self._quote(tenant or "")
+                if quoted is None:
+                    return _unquotable(sql, p)
+                # No MARK in a matched text (fast_digest refused it in the template, the
+                # literal patterns refuse it), so each one is a slot.
+                inserts = tuple(text.replace(MARK, quoted) for text in inserts)
+            escaped = (text.replace("{", "{{").replace("}", "}}") for text in inserts)
+            template = "{}" + "".join(f"{text}{{}}" for text in escaped)
+            if len(shape.formats) >= _FORMATS:
+                shape.formats.clear()
+            shape.formats[tenant] = template
+        return SqlDecision(None, "", template.format(*m.group(*shape.copies)), True, p.kind,
+                           p.read_only)
 
     def _learn(self, sql: str, fd: FastDigest, entry: _Fast) -> None:
         """Put the key's shape first in line: compiled on the shape's second text (about
@@ -336,6 +389,8 @@ class SqlGuard:
         shapes = self._shapes
         if shape is not _NO_SHAPE and all(s is not shape for s in shapes):
             shapes.insert(0, shape)
+            for dropped in shapes[MAX_SHAPES:]:
+                dropped.formats.clear()  # only shapes in line keep templates (memory)
             del shapes[MAX_SHAPES:]
 
     def _quote(self, tenant: str) -> str | None:

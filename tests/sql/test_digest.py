@@ -116,6 +116,25 @@ def test_a_known_shape_never_lets_a_literal_change_the_statement(payload: str) -
     assert g.shape_hits == plain, "only a literal the split accepts matches the shape"
 
 
+def test_a_shape_binds_every_tenant_as_a_fresh_guard_would() -> None:
+    """The shape path keeps a rewrite template per tenant: braces, quotes and unicode in
+    the tenant id (or in the kept text) must come out as the slow path writes them, and
+    the templates stay bounded."""
+    g = make("tenant")
+    base = ("SELECT o.id, '{{x}}' AS k FROM orders o JOIN customers c ON c.id = o.cid "
+            "WHERE o.id = {} AND o.note = '{}' ORDER BY o.id")
+    g.judge(base.format(1, "a"), "t1")
+    g.judge(base.format(2, "b"), "t1")  # the shape is in line from here on
+    tenants = ["t1", "{0}", "}{", "a'b", "é\\'", "x} OR {y", *(f"t{i}" for i in range(80))]
+    for n, tenant in enumerate(tenants):
+        sql = base.format(n + 3, "{}" * n)
+        want = fresh("tenant", "postgres", sql, tenant)
+        assert g.judge(sql, tenant) == want, tenant
+        assert want.rewritten and ("''" in want.sql or "'" not in tenant)
+    assert g.shape_hits == len(tenants)
+    assert max(len(s.formats) for s in g._shapes) <= 64
+
+
 @pytest.mark.parametrize(("dialect", "sql"), [
     ("postgres", "SELECT 1 -- 'x'\n, 2"),  # a quote inside a comment
     ("mysql", "SELECT \"it\" , 'x' FROM t"),  # a double-quoted string
