@@ -15,27 +15,42 @@ EMPTY_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 T = TypeVar("T")
 _KEEP: Any = object()
 _EVOLVERS: dict[type, Callable[..., Any]] = {}
+_DICT_FIELDS: dict[type, frozenset[str]] = {}
+_alloc = object.__new__
 
 
 def evolve(obj: T, **changes: Any) -> T:
-    """`dataclasses.replace` for these frozen values, compiled once per class: every
+    """`dataclasses.replace` for these frozen values, specialised once per class: every
     guard that rewrites a call makes one, and replace's field introspection and the
     frozen `__init__`'s `object.__setattr__` per field were most of what it cost."""
-    fn = _EVOLVERS.get(type(obj))
+    cls = type(obj)
+    known = _DICT_FIELDS.get(cls)
+    if known is not None and known.issuperset(changes):
+        new = _alloc(cls)  # a call: its dict is the old one's, updated
+        state = new.__dict__
+        state.update(obj.__dict__)  # type: ignore[attr-defined]
+        state.update(changes)
+        return new  # type: ignore[no-any-return]
+    fn = _EVOLVERS.get(cls)
     if fn is None:
-        fn = _EVOLVERS[type(obj)] = _evolver(type(obj))
+        fn = _EVOLVERS[cls] = _evolver(cls)
     return fn(obj, **changes)  # type: ignore[no-any-return]
 
 
 def _evolver(cls: type) -> Callable[..., Any]:
-    """A function of keyword-only fields that fills a new instance's slots directly
-    (what the frozen `__init__` does, without its per-field lookups)."""
+    """Slotted values: a function of keyword-only fields that fills a new instance's
+    slots directly (what the frozen `__init__` does, without its per-field lookups).
+    Calls (no slots) go the dict way in `evolve` from their second copy on."""
     all_fields = fields(cls)  # type: ignore[arg-type]
-    slots = [getattr(cls, f.name, None) for f in all_fields]
-    if (hasattr(cls, "__post_init__") or not all(f.init for f in all_fields)
-            or not all(isinstance(d, MemberDescriptorType) for d in slots)):
-        return replace  # not one of the plain frozen slotted values
+    if hasattr(cls, "__post_init__") or not all(f.init for f in all_fields):
+        return replace  # not one of the plain frozen values
     names = [f.name for f in all_fields]
+    if "__slots__" not in cls.__dict__:
+        _DICT_FIELDS[cls] = frozenset(names)
+        return replace  # this copy (and any with an unknown field: its TypeError)
+    slots = [getattr(cls, name, None) for name in names]
+    if not all(isinstance(d, MemberDescriptorType) for d in slots):
+        return replace
     scope: dict[str, Any] = {"KEEP": _KEEP, "alloc": object.__new__, "cls": cls}
     lines = [f"def evolve_{cls.__name__}(obj, *, {', '.join(f'{n}=KEEP' for n in names)}):",
              "    new = alloc(cls)"]
@@ -71,8 +86,11 @@ class Request:
     """The buffered body, or None when it streams through uninspected."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ToolCall:
+    """No slots on the calls: a guard's rewrite copies one, and copying an instance
+    dict costs half of setting 14 slots one by one."""
+
     route: str
     kind: str
     caller: Caller
@@ -90,12 +108,12 @@ class ToolCall:
     """Safe to repeat: decides whether the upstream client may retry."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HttpCall(ToolCall):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SqlCall(ToolCall):
     sql: str = ""
     params: Any = None
@@ -109,7 +127,7 @@ class GraphStatement:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GraphCall(ToolCall):
     language: str = "cypher"
     statements: tuple[GraphStatement, ...] = ()
@@ -124,7 +142,7 @@ class JsonRpcMessage:
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class McpCall(ToolCall):
     messages: tuple[JsonRpcMessage, ...] = ()
     batch: bool = False

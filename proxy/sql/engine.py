@@ -87,9 +87,11 @@ class _Shape(NamedTuple):
     runs: tuple[tuple[int, str], ...]  # group where a long stretch starts, its text
     plan: Plan
     checks: tuple[int | str, ...]  # group of a literal (or fixed value) that must be tenant
-    copies: tuple[int, ...]  # groups of the text kept between edits, in order
-    inserts: tuple[str, ...]  # what goes between them; MARK is the tenant slot
-    formats: dict[str | None, str]  # tenant -> the rewrite as a str.format template
+    groups: tuple[int, ...]  # groups of the kept text that holds literals, in order
+    consts: tuple[str, ...] | None  # the rest of the rewrite around them (MARK: tenant)
+    """None: nothing rewritten. Kept text without a literal is the template's, so it is
+    folded in here with the edits: binding is a concatenation or two."""
+    bound: dict[str | None, tuple[str, ...]]  # tenant -> consts with it quoted in
 
     def match(self, sql: str) -> re.Match[str] | None:
         m = self.rx.fullmatch(sql)
@@ -114,7 +116,7 @@ class _Fast(NamedTuple):
 
 
 _NOT_FAST = _Fast(blocked(BLOCKED, ""), (), (), ())  # this shape needs the tokenizer
-_NO_SHAPE = _Shape(re.compile("(?!)"), (), _NOT_FAST.plan, (), (), (), {})  # no regex fits
+_NO_SHAPE = _Shape(re.compile("(?!)"), (), _NOT_FAST.plan, (), (), None, {})  # no regex fits
 MAX_SHAPES = 8
 """Shapes tried by regex before the split: a miss costs a failed match each."""
 # What fast_digest accepts as a literal of each kind: ASCII digits (flag a), strings
@@ -125,7 +127,8 @@ _SPELLED = 32
 """A stretch of text between literals up to this long goes into the regex verbatim;
 a longer one is matched by width and compared after: spelled out, a regex costs about
 2 us per character to compile, and a TPC-DS query has kilobytes of it."""
-_FORMATS = 64  # per shape: tenants with a ready rewrite template
+_BOUND = 64  # per shape: tenants with the rewrite's text quoted in
+_new_decision = tuple.__new__  # a NamedTuple without its Python __new__ (the hot path)
 
 
 def _find_shape(shapes: list[_Shape], sql: str) -> tuple[_Shape, re.Match[str]] | None:
@@ -168,11 +171,18 @@ def _shape(sql: str, fd: FastDigest, entry: _Fast) -> _Shape | None:
             stretch.clear()
         items.append((False, rx))
 
+    pieces: list[str | int] = []  # the rewrite: text (MARK: tenant) or a copy group
     k = 0
     for r in range(len(cuts) - 1):
         a, b = cuts[r], cuts[r + 1]
-        if r % 2 == 0:
+        variable = r % 2 == 0 and k < len(spans) and spans[k][0] < b
+        if r % 2:
+            pieces.append(inserts[r // 2])
+        elif variable:
             items.append((False, f"(?P<c{r // 2}>"))
+            pieces.append(r // 2)
+        else:
+            pieces.append(sql[a:b])  # no literal inside: the same in every text
         cur = a
         while k < len(spans) and spans[k][1] <= b:
             start, end = spans[k]
@@ -188,7 +198,7 @@ def _shape(sql: str, fd: FastDigest, entry: _Fast) -> _Shape | None:
         if k < len(spans) and spans[k][0] < b:
             return None
         fixed(sql[cur:b])
-        if r % 2 == 0:
+        if variable:
             items.append((False, ")"))
     if stretch:
         stretches.append(stretch)
@@ -209,9 +219,16 @@ def _shape(sql: str, fd: FastDigest, entry: _Fast) -> _Shape | None:
     rx = re.compile("(?sa)" + "".join(out))
     groups = rx.groupindex
     checks = tuple(c if isinstance(c, str) else groups[f"l{c}"] for c in entry.checks)
-    copies = tuple(groups[f"c{j}"] for j in range(len(inserts) + 1)) if inserts else ()
-    return _Shape(rx, tuple((groups[g], t) for g, t in runs), entry.plan, checks, copies,
-                  tuple(inserts), {})
+    consts: list[str] = [""]
+    copies: list[int] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            consts[-1] += piece
+        else:
+            copies.append(groups[f"c{piece}"])
+            consts.append("")
+    return _Shape(rx, tuple((groups[g], t) for g, t in runs), entry.plan, checks,
+                  tuple(copies), tuple(consts) if inserts else None, {})
 
 
 def _segments(parts: Parts) -> tuple[str, ...]:
@@ -348,8 +365,8 @@ class SqlGuard:
     def _shape_decision(self, shape: _Shape, m: re.Match[str], sql: str,
                         tenant: str | None) -> SqlDecision:
         """What `_bind_fast` and the tail of `_judge` give the text a shape matched, read
-        from the match: the kept text goes into a template that already holds the
-        edits with this tenant quoted in."""
+        from the match: its kept text that holds literals, between the rest of the
+        rewrite with this tenant already quoted in."""
         self.fast_hits += 1
         self.shape_hits += 1
         p = shape.plan
@@ -358,25 +375,32 @@ class SqlGuard:
         for c in shape.checks:
             if (c if isinstance(c, str) else _literal_value(m.group(c))) != tenant:
                 return _mismatch(sql, p)
-        if not shape.copies:
+        consts = shape.consts
+        if consts is None:
             return SqlDecision(None, "", sql, False, p.kind, p.read_only)
-        template = shape.formats.get(tenant)
-        if template is None:
-            inserts = shape.inserts
-            if any(MARK in text for text in inserts):
+        bound = shape.bound.get(tenant)
+        if bound is None:
+            if any(MARK in text for text in consts):
                 quoted = self._quote(tenant or "")
                 if quoted is None:
                     return _unquotable(sql, p)
                 # No MARK in a matched text (fast_digest refused it in the template, the
                 # literal patterns refuse it), so each one is a slot.
-                inserts = tuple(text.replace(MARK, quoted) for text in inserts)
-            escaped = (text.replace("{", "{{").replace("}", "}}") for text in inserts)
-            template = "{}" + "".join(f"{text}{{}}" for text in escaped)
-            if len(shape.formats) >= _FORMATS:
-                shape.formats.clear()
-            shape.formats[tenant] = template
-        return SqlDecision(None, "", template.format(*m.group(*shape.copies)), True, p.kind,
-                           p.read_only)
+                consts = tuple(text.replace(MARK, quoted) for text in consts)
+            if len(shape.bound) >= _BOUND:
+                shape.bound.clear()
+            bound = shape.bound[tenant] = consts
+        copies = shape.groups
+        if len(copies) == 1:
+            text = bound[0] + m.group(copies[0]) + bound[1]
+        elif not copies:
+            text = bound[0]
+        else:
+            parts = [""] * (2 * len(copies) + 1)
+            parts[0::2] = bound
+            parts[1::2] = m.group(*copies)
+            text = "".join(parts)
+        return _new_decision(SqlDecision, (None, "", text, True, p.kind, p.read_only))
 
     def _learn(self, sql: str, fd: FastDigest, entry: _Fast) -> None:
         """Put the key's shape first in line: compiled on the shape's second text (about
@@ -390,7 +414,7 @@ class SqlGuard:
         if shape is not _NO_SHAPE and all(s is not shape for s in shapes):
             shapes.insert(0, shape)
             for dropped in shapes[MAX_SHAPES:]:
-                dropped.formats.clear()  # only shapes in line keep templates (memory)
+                dropped.bound.clear()  # only shapes in line keep them (memory)
             del shapes[MAX_SHAPES:]
 
     def _quote(self, tenant: str) -> str | None:

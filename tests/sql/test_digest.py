@@ -132,7 +132,7 @@ def test_a_shape_binds_every_tenant_as_a_fresh_guard_would() -> None:
         assert g.judge(sql, tenant) == want, tenant
         assert want.rewritten and ("''" in want.sql or "'" not in tenant)
     assert g.shape_hits == len(tenants)
-    assert max(len(s.formats) for s in g._shapes) <= 64
+    assert max(len(s.bound) for s in g._shapes) <= 64
 
 
 @pytest.mark.parametrize(("dialect", "sql"), [
@@ -262,7 +262,7 @@ def test_property_a_shape_matches_exactly_the_texts_of_its_key(
     if hit is not None and fb is not None:
         m = hit[1]
         assert m.group(shape.checks[0]) == fb.parts[1]
-        assert m.group(*shape.copies) == (b[: fb.ends[2]], b[fb.ends[2] :])
+        assert m.group(*shape.groups) == (b[: fb.ends[2]], b[fb.ends[2] :])
 
 
 def test_a_text_without_fixed_segments_gets_no_shape() -> None:
