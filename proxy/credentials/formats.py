@@ -10,6 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import product
+
+try:  # the `speed` extra: all needles in one linear pass (Rust Aho-Corasick)
+    from ahocorasick_rs import AhoCorasick, Implementation, MatchKind
+except ImportError:  # pragma: no cover - exercised by the fallback test
+    AhoCorasick = None
 
 from proxy.credentials.literals import (
     is_placeholder,
@@ -145,35 +151,78 @@ def _key_before(text: str, at: int) -> str:
     return m.group(1)[::-1] if m else ""
 
 
-def _has_hint(text: str) -> bool:
+def _gated_hint(text: str) -> bool:
     lower = text.lower()
     return any(gate.search(lower) is not None for gate in _HINT_GATES)
 
 
-def may_match(text: str) -> bool:
-    """False when `find` cannot report anything in `text` (no format's literal prefix,
-    no secret-key hint): the cheap half of `find`, for callers that only need to know."""
-    return any(gate.search(text) is not None for gate, _ in _NEEDLE_GROUPS) or _has_hint(text)
+def _gated_present(text: str) -> set[int]:
+    present: set[int] = set()
+    for gate, needles in _NEEDLE_GROUPS:
+        if gate.search(text) is not None:
+            present.update(i for n, i in needles if n in text)
+    return present
+
+
+def _gated_may_match(text: str) -> bool:
+    return any(gate.search(text) is not None for gate, _ in _NEEDLE_GROUPS) or _gated_hint(text)
+
+
+def _gated_scan(text: str) -> tuple[set[int], bool]:
+    return _gated_present(text), _gated_hint(text)
+
+
+if AhoCorasick is not None:
+    # One automaton pass over the text finds every needle (overlapping ones too) and
+    # every key hint in any ASCII case: on a 250-character SQL body about a quarter of
+    # what the gates cost, on a 2 KB tools/list about a third (callgrind).
+    _VARIANTS = sorted({"".join(p) for h in KEY_HINTS
+                        for p in product(*((c, c.upper()) for c in h))})
+    _HINT = -1
+    _MEANING = (*(i for _, i in _NEEDLES), *(_HINT for _ in _VARIANTS))
+    _hits = AhoCorasick([*(n for n, _ in _NEEDLES), *_VARIANTS], matchkind=MatchKind.Standard,
+                        implementation=Implementation.DFA).find_matches_as_indexes
+
+    # A text with lone surrogates (bad UTF-8 read with surrogateescape) has no UTF-8
+    # form for the automaton: it takes the gates. Non-ASCII text can spell a hint that
+    # only `lower()` finds (a Kelvin sign for the k of "key"): the gates look again.
+
+    def _scan(text: str) -> tuple[set[int], bool]:
+        try:
+            meanings = {_MEANING[n] for n, _, _ in _hits(text, overlapping=True)}
+        except UnicodeEncodeError:
+            return _gated_scan(text)
+        hint = _HINT in meanings
+        meanings.discard(_HINT)
+        return meanings, hint or (not text.isascii() and _gated_hint(text))
+
+    def may_match(text: str) -> bool:
+        """False when `find` cannot report anything in `text` (no format's literal
+        prefix, no secret-key hint): the cheap half of `find`."""
+        try:
+            if _hits(text):
+                return True
+        except UnicodeEncodeError:
+            return _gated_may_match(text)
+        return not text.isascii() and _gated_hint(text)
+else:
+    _scan, may_match = _gated_scan, _gated_may_match
 
 
 def find(text: str) -> list[tuple[str, int, int]]:
     """(kind, start, end) of each credential in `text`; start/end span the secret part.
     A `key=value` assignment is reported only where no known format already is."""
     found: list[tuple[str, int, int]] = []
-    present: set[int] = set()
-    for gate, needles in _NEEDLE_GROUPS:
-        if gate.search(text) is not None:
-            present.update(i for n, i in needles if n in text)
-    for i, (fmt, rx) in enumerate(_COMPILED):
-        if i not in present:
-            continue
+    present, hint = _scan(text)
+    for i in sorted(present):
+        fmt, rx = _COMPILED[i]
         for m in rx.finditer(text):
             if fmt.boundary and m.start() and text[m.start() - 1] in _WORDCHAR:
                 continue
             start, end = m.span("v") if "v" in rx.groupindex else m.span()
             if fmt.check is None or fmt.check(text[start:end]):
                 found.append((fmt.kind, start, end))
-    if not _has_hint(text):
+    if not hint:
         return found
     for op, rx in _ASSIGNMENTS:
         if op in text:

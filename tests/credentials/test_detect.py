@@ -212,8 +212,7 @@ def test_needles_cover_every_match(fmt: Format, data: st.DataObject) -> None:
 def test_needles_change_no_finding(kind: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     text = f"before {value} after"
     with_needles = formats.find(text)
-    everything = (re.compile(""), tuple(("", i) for i in range(len(FORMAT_SPECS))))
-    monkeypatch.setattr(formats, "_NEEDLE_GROUPS", (everything,))
+    monkeypatch.setattr(formats, "_scan", lambda _: (set(range(len(FORMAT_SPECS))), True))
     assert formats.find(text) == with_needles != []
 
 
@@ -244,6 +243,29 @@ def test_gates_find_every_needle_and_hint(before: str, after: str, data: st.Data
     text = before + needle + after
     groups = [members for gate, members in formats._NEEDLE_GROUPS if gate.search(text)]
     assert any((needle, index) in members for members in groups)
-    assert formats.may_match(text)
+    assert formats._gated_may_match(text) and formats.may_match(text)
+    assert index in formats._scan(text)[0]
     hint = data.draw(st.sampled_from(formats.KEY_HINTS))
-    assert formats._has_hint(before + hint.upper() + after)
+    cased = "".join(c.upper() if data.draw(st.booleans()) else c for c in hint)
+    assert formats._gated_hint(before + cased + after)
+    assert formats._scan(before + cased + after)[1]
+
+
+_PIECES = st.sampled_from([
+    *(n for n, _ in formats._NEEDLES), *formats.KEY_HINTS, "KEY", "Token", "\u212aey",
+    "\u212a", "ey", "é", "\udcff", "sk", "-", "gh", "p_", " ", "x", "İ", "PASS"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=3)), max_size=12).map("".join))
+def test_the_automaton_agrees_with_the_gates(text: str) -> None:
+    """The one-pass automaton (the `speed` extra) and the per-character gates are two
+    prefilters for the same thing: they must agree on every text, non-ASCII ones (a
+    Kelvin sign lowers to k) and lone surrogates (no UTF-8 form) included."""
+    assert formats._scan(text) == formats._gated_scan(text)
+    assert formats.may_match(text) == formats._gated_may_match(text)
+
+
+def test_the_speed_extra_is_installed() -> None:
+    """CI installs the `speed` extra: the automaton path is the one under test."""
+    assert formats.AhoCorasick is not None
