@@ -20,7 +20,7 @@ from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseEvent, SseParser
 from proxy.model.call import JsonRpcMessage, McpCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
-from proxy.model.jsonio import dumps, loads
+from proxy.model.jsonio import dumps, loads, repeats_a_key
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.sql.engine import SqlGuard
 
@@ -84,7 +84,7 @@ class ToolsListFilter:
             doc = loads(data)
         except ValueError:
             return data
-        out = self._doc(doc)
+        out = self._doc(doc, data)
         return data if out is None else dumps(out, data)
 
     def passes(self, data: bytes) -> bool:
@@ -109,16 +109,20 @@ class ToolsListFilter:
             doc = loads(ev.data or "")
         except ValueError:
             return data
-        out = self._doc(doc)
+        out = self._doc(doc, ev.data or "")
         return data if out is None else ev.with_data(dumps(out, ev.data or "").decode()).raw
 
-    def _doc(self, doc: Any) -> Any:
+    def _doc(self, doc: Any, text: bytes | str) -> Any:
+        """The new document, or None to forward `text` as it came. SECURITY: the filter
+        reads the last copy of a repeated key; forwarded as sent, a client that reads
+        the first copy would see tools it may not call. Such a text is re-encoded."""
         if isinstance(doc, list):
             new = [self._message(m) for m in doc]
             if all(n is None for n in new):
-                return None
+                return doc if repeats_a_key(text, doc) else None
             return [m if n is None else n for m, n in zip(doc, new, strict=True)]
-        return self._message(doc)
+        out = self._message(doc)
+        return doc if out is None and repeats_a_key(text, doc) else out
 
     def _message(self, msg: Any) -> dict[str, Any] | None:
         if not isinstance(msg, dict) or not _is_id(msg.get("id")) or msg["id"] not in self.ids:

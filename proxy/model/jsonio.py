@@ -70,22 +70,33 @@ def loads_unique(text: bytes | str) -> Any:
     """`loads(text)`, refusing an object with a duplicate key (DuplicateKeyError).
 
     SECURITY: a body the proxy judged by the last copy of a key and forwarded as sent
-    could be read by its first copy upstream (a credential, a statement). The fast path
-    proves uniqueness by counting: every key is followed by a colon, so a text with no
-    more colons than the document has members names no key twice. Colons inside
-    strings (casts, times, URLs) take the checking stdlib parse instead.
+    could be read by its first copy upstream (a credential, a statement).
     """
     doc = loads(text)
+    if repeats_a_key(text, doc):
+        raise DuplicateKeyError("duplicate key in a JSON object")
+    return doc
+
+
+def repeats_a_key(text: bytes | str, doc: Any) -> bool:
+    """Some object in `text` (which parsed to `doc`) names a key twice. The fast path
+    proves there is none by counting: every key is followed by a colon, so a text with
+    no more colons than the document has members names no key twice. Colons inside
+    strings (casts, times, URLs) take the checking stdlib parse instead."""
     colons = text.count(b":" if isinstance(text, bytes) else ":")  # type: ignore[arg-type]
     # colons >= keys >= members >= len(doc): equal ends make every step equal. A flat
     # object (the usual request) is settled without the walk.
     if colons == 0 or (type(doc) is dict and colons == len(doc)):
-        return doc
+        return False
     if type(doc) in _CONTAINERS and colons == _members(doc):
-        return doc
+        return False
     if isinstance(text, bytes):
         text = text.decode(json.detect_encoding(text), "surrogatepass")
-    return _UNIQUE.decode(text)  # `loads` accepted it: only a duplicate can fail here
+    try:
+        _UNIQUE.decode(text)  # `loads` accepted it: only a duplicate can fail here
+    except DuplicateKeyError:
+        return True
+    return False
 
 
 def _finite(source: bytes | str) -> bool:

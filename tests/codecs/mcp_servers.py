@@ -29,6 +29,8 @@ class FakeMcp:
         """Answer POSTs as text/event-stream (a progress event, then the response)."""
         self.escaped = False
         """Spell the "tools" key as "\\u0074ools" (the same key to any JSON parser)."""
+        self.repeated = False
+        """Send the "tools" key twice: every tool first, then only those a guest may call."""
         self.app = web.Application()
         self.app.router.add_route("*", "/mcp", self.handle)
 
@@ -50,6 +52,10 @@ class FakeMcp:
         text = json.dumps(out)
         if self.escaped:
             text = text.replace('"tools"', '"\\u0074ools"')
+        if self.repeated:
+            visible = [t for t in TOOLS if t["name"] != "delete_user"]
+            all_tools = json.dumps(TOOLS)
+            text = text.replace(all_tools, f'{all_tools}, "tools": {json.dumps(visible)}')
         if not self.sse:
             return web.Response(text=text, content_type="application/json")
         progress = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress",'

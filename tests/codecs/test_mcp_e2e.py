@@ -225,6 +225,27 @@ async def test_tools_list_filtered_cursor_kept(
     assert msg["result"]["nextCursor"] == "page-2"
 
 
+@pytest.mark.parametrize("sse", [False, True])
+async def test_tools_list_with_a_repeated_key_is_re_encoded(
+    fake, write_rules, start_proxy, sse: bool
+):
+    """SECURITY: the filter reads the last "tools" (nothing to hide there); forwarded as
+    sent, a client that keeps the first copy would list delete_user."""
+    up, url = fake
+    up.sse, up.repeated = sse, True
+    px = await start_proxy(write_rules([mcp_route(url)]))
+    hdrs = {**JSON_SSE, "X-Caller-Role": "guest"}
+    async with px.session.post(
+        px.url + "/mcp", data=json.dumps(rpc("tools/list")), headers=hdrs
+    ) as r:
+        raw = await r.read()
+    assert b"delete_user" not in raw
+    text = raw.split(b"data: ")[-1] if sse else raw
+    msg = json.loads(text)
+    assert [t["name"] for t in msg["result"]["tools"]] == ["get_weather", "add", "slow"]
+    assert len(up.calls) == 1
+
+
 async def test_header_smuggling_and_transport_errors(fake, write_rules, start_proxy):
     up, url = fake
     px = await start_proxy(write_rules([mcp_route(url, limits={"max_inspect_bytes": 4096})]))
