@@ -74,8 +74,9 @@ def wrk(
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
     total = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    # Line starts only: the Stdev share on the latency line ("75.50%") ends in 50% too.
+    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "requests": float(total.group(1)) if total else 0.0,
