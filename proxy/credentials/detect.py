@@ -190,6 +190,17 @@ class Detector:
         self._scan_leaves(out, [(f"{where} {k}", k, k, v) for k, v in pairs], _first)
         return out
 
+    @staticmethod
+    def json_clean(body: bytes) -> bool:
+        """`scan_json` of the document parsed from `body` finds nothing, told from the
+        raw text in one pass: without a backslash (escapes) or a NUL byte (UTF-16/32,
+        which the stdlib parser reads too) every key and string of the document is in
+        `body` as written, and a finding needs a format's literal prefix in a value or a
+        key holding a key hint (tests/credentials/test_detect.py holds both)."""
+        if b"\\" in body or b"\x00" in body:
+            return False
+        return not formats.may_match(body.decode("utf-8", "surrogateescape"))
+
     def scan_json(self, obj: Any, base: str = "") -> list[Finding]:
         """Walk a decoded JSON value (at most MAX_NODES containers and strings, MAX_DEPTH
         levels); locations are JSON pointers under `base`."""

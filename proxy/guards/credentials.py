@@ -58,7 +58,11 @@ class CredentialsGuard:
         if req.query_string:
             findings += self.detector.scan_query(req.query.items())
         if call.json is not None:
-            findings += self.detector.scan_json(call.json)
+            # The raw body answers for a document it was parsed into, not for one an
+            # earlier guard rewrote (those set rewritten_body).
+            if call.rewritten_body is not None or not req.body \
+                    or not self.detector.json_clean(req.body):
+                findings += self.detector.scan_json(call.json)
         elif req.body:
             findings += self.detector.scan_body(req.headers.get("Content-Type", ""), req.body)
         if not findings:

@@ -269,3 +269,28 @@ def test_the_automaton_agrees_with_the_gates(text: str) -> None:
 def test_the_speed_extra_is_installed() -> None:
     """CI installs the `speed` extra: the automaton path is the one under test."""
     assert formats.AhoCorasick is not None
+
+
+_JSON_KEYS = st.sampled_from(["note", "dbPassword", "api_key", "X-Api-Key", "tokens", "name",
+                              "client_secret", "\u212aey", "q"])
+_JSON_VALUES = st.one_of(
+    st.sampled_from([v for _, v in FORMATS] + ["Zq8-rT5v-Lm3x-Np7w", "hello", "é", ""]),
+    st.text(max_size=12))
+_DOCS = st.recursive(
+    st.dictionaries(_JSON_KEYS, _JSON_VALUES, max_size=4),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(_JSON_KEYS, inner, max_size=3)),
+    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_DOCS, st.booleans())
+def test_a_clean_raw_body_means_a_clean_document(doc: object, ascii_only: bool) -> None:
+    """`json_clean` lets the guard skip the document walk: it may say clean only when
+    the walk finds nothing."""
+    body = json.dumps(doc, ensure_ascii=ascii_only).encode()
+    findings = Detector().scan_json(json.loads(body))
+    if Detector.json_clean(body):
+        assert findings == [], body
+    if findings and b"\\" not in body:
+        assert not Detector.json_clean(body)

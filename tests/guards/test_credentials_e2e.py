@@ -5,6 +5,7 @@ to their route, masked in responses; and no secret in any log line, metric or er
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -32,6 +33,29 @@ async def test_a_repeated_key_cannot_hide_a_credential(upstream, write_rules, st
         assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (400, "TOOL_BAD_REQUEST")
         assert GITHUB not in await r.text()
     async with px.session.post(px.url + "/api/x", data=b'{"token": "none"}', headers=hdrs) as r:
+        assert r.status == 200
+    assert len(up.calls) == 1
+
+
+@pytest.mark.parametrize("encode", [
+    lambda doc: json.dumps(doc).encode(),
+    lambda doc: json.dumps(doc).replace("ghp_", "\\u0067hp_").encode(),  # escaped prefix
+    lambda doc: json.dumps(doc).encode("utf-16"),  # the stdlib parser reads UTF-16 too
+    lambda doc: json.dumps({"n": 1, "nested": [doc]}).encode(),
+])
+async def test_a_credential_is_found_however_the_json_spells_it(
+    upstream, write_rules, start_proxy, encode
+):
+    """The raw-text prefilter (`Detector.json_clean`) must never call a body clean whose
+    document holds a credential: escapes and other encodings take the full scan."""
+    up, url = upstream
+    px = await start_proxy(write_rules([route(url, "api")]))
+    hdrs = {"Content-Type": "application/json"}
+    for doc in ({"note": GITHUB}, {"dbPassword": "Zq8-rT5v-Lm3x-Np7w"}):
+        async with px.session.post(px.url + "/api/x", data=encode(doc), headers=hdrs) as r:
+            assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (403, "POLICY_DENY")
+    async with px.session.post(px.url + "/api/x", data=encode({"note": "hello"}),
+                               headers=hdrs) as r:
         assert r.status == 200
     assert len(up.calls) == 1
 
