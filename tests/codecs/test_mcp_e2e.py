@@ -200,6 +200,16 @@ async def test_sdk_session_sse_and_delete_raw(sdk_server, write_rules, start_pro
 # -- scripted upstream --------------------------------------------------------------------
 
 
+async def guest_lists_tools(start_proxy, write_rules, url: str) -> bytes:
+    """The raw answer to a guest's tools/list through a proxy in front of `url`."""
+    px = await start_proxy(write_rules([mcp_route(url)]))
+    hdrs = {**JSON_SSE, "X-Caller-Role": "guest"}
+    async with px.session.post(
+        px.url + "/mcp", data=json.dumps(rpc("tools/list")), headers=hdrs
+    ) as r:
+        return await r.read()
+
+
 @pytest.mark.parametrize("escaped", [False, True])
 @pytest.mark.parametrize("sse", [False, True])
 async def test_tools_list_filtered_cursor_kept(
@@ -207,12 +217,7 @@ async def test_tools_list_filtered_cursor_kept(
 ):
     up, url = fake
     up.sse, up.escaped = sse, escaped  # escaped: a server spelling the key "\u0074ools"
-    px = await start_proxy(write_rules([mcp_route(url)]))
-    hdrs = {**JSON_SSE, "X-Caller-Role": "guest"}
-    async with px.session.post(
-        px.url + "/mcp", data=json.dumps(rpc("tools/list")), headers=hdrs
-    ) as r:
-        raw = await r.read()
+    raw = await guest_lists_tools(start_proxy, write_rules, url)
     if sse:
         events = raw.split(b"\r\n\r\n")
         # the progress event passes byte for byte, the answer keeps its fields and \r\n
@@ -233,12 +238,7 @@ async def test_tools_list_with_a_repeated_key_is_re_encoded(
     sent, a client that keeps the first copy would list delete_user."""
     up, url = fake
     up.sse, up.repeated = sse, True
-    px = await start_proxy(write_rules([mcp_route(url)]))
-    hdrs = {**JSON_SSE, "X-Caller-Role": "guest"}
-    async with px.session.post(
-        px.url + "/mcp", data=json.dumps(rpc("tools/list")), headers=hdrs
-    ) as r:
-        raw = await r.read()
+    raw = await guest_lists_tools(start_proxy, write_rules, url)
     assert b"delete_user" not in raw
     text = raw.split(b"data: ")[-1] if sse else raw
     msg = json.loads(text)
