@@ -85,7 +85,7 @@ def main() -> None:
     print(f"instructions per request (callgrind, {args.requests} requests, new literals each)")
     baseline = got[ROUTES[0][0]]
     for name, per in got.items():
-        print(f"{name:20} {per:>13,} {per / baseline:>6.2f}x")
+        print(f"{name:20} {per:>13,} {per / baseline:>7.3f}x")
 
 
 if __name__ == "__main__":
