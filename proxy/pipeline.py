@@ -79,13 +79,12 @@ async def read_capped(stream: Any, limit: int) -> bytes:
     return data
 
 
-async def capped_stream(stream: Any, limit: int, ctx: CallContext) -> Any:
+async def capped_stream(stream: Any, limit: int) -> Any:
     size = 0
     async for chunk in stream.iter_any():
         size += len(chunk)
         if size > limit:
-            ctx.scratch["too_large"] = limit
-            raise ValueError("request body over the route's cap")
+            raise too_large(limit)
         yield chunk
 
 
@@ -211,7 +210,7 @@ class Pipeline:
                 limit = min(cap or route.max_inspect_bytes, route.max_inspect_bytes)
                 body = await read_capped(req.content, limit)
             elif cap is not None and length is None:
-                stream = capped_stream(req.content, cap, ctx)
+                stream = capped_stream(req.content, cap)
             else:
                 stream = req.content
         query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
@@ -259,9 +258,6 @@ class Pipeline:
                 # not an upstream failure, and nobody is left to answer.
                 rec.warnings.append("caller disconnected")
                 return ctx.streaming
-            limit = ctx.scratch.get("too_large")
-            if limit is not None:
-                raise too_large(limit) from None
             raise translate(exc) from None
         rec.upstream_s = time.monotonic() - t_up
         rec.status = resp.status

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from aiohttp import ClientResponse, web
+from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.guards.base import CallContext
@@ -24,6 +24,7 @@ from proxy.model.jsonio import DuplicateKeyError, loads_unique
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
+    from proxy.upstream.h1 import UpstreamResponse
 
 # RFC 9110 7.6.1 connection-specific fields, plus the de-facto ones proxies also drop.
 HOP_BY_HOP = frozenset(
@@ -221,7 +222,7 @@ class HttpCodec:
         route: CompiledRoute,
         call: ToolCall,
         ctx: CallContext,
-        upstream: ClientResponse,
+        upstream: UpstreamResponse,
     ) -> web.StreamResponse:
         headers = CIMultiDict(upstream.headers)
         for name in HOP_BY_HOP.intersection(k.lower() for k in headers):
@@ -259,7 +260,7 @@ class HttpCodec:
     async def _stream(
         self,
         req: web.Request,
-        upstream: ClientResponse,
+        upstream: UpstreamResponse,
         headers: CIMultiDict[str],
         ctx: CallContext,
         first: bytes = b"",
@@ -283,7 +284,7 @@ class HttpCodec:
     async def _stream_events(
         self,
         req: web.Request,
-        upstream: ClientResponse,
+        upstream: UpstreamResponse,
         headers: CIMultiDict[str],
         filters: list[Any],
         ctx: CallContext,

@@ -91,22 +91,27 @@ class VaultSecrets:
         path = api_path(ref.target)
         entry = self._cache.get(path)
         if entry is None or self._clock() >= entry.expires:
-            entry = await self._fetch_once(path, ref)
+            try:
+                entry = await self._fetch_once(path)
+            except ProxyError as exc:
+                raise _naming(exc, ref) from None
         value = entry.fields.get(ref.key)
         if value is None:
             raise ProxyError(ErrorCode.INTERNAL_ERROR, f"secret {ref} has no field '{ref.key}'")
         return value
 
-    async def _fetch_once(self, path: str, ref: SecretRef) -> _Entry:
-        """Concurrent misses on one path share one request."""
+    async def _fetch_once(self, path: str) -> _Entry:
+        """Concurrent misses on one path (and the refresh loop) share one request; its
+        errors say `{ref}` where each waiter names its own reference."""
         pending = self._inflight.get(path)
         if pending is None:
-            pending = asyncio.ensure_future(self._fetch(path, ref))
+            pending = asyncio.ensure_future(self._fetch(path))
             self._inflight[path] = pending
             pending.add_done_callback(lambda _: self._inflight.pop(path, None))
         return await asyncio.shield(pending)
 
-    async def _fetch(self, path: str, ref: SecretRef) -> _Entry:
+    async def _fetch(self, path: str) -> _Entry:
+        ref = "{ref}"  # filled in per waiter by _naming
         if self._session is None:
             raise ProxyError(ErrorCode.INTERNAL_ERROR, "secret store is not started")
         headers = {"X-Vault-Token": await self._token()}
@@ -147,16 +152,21 @@ class VaultSecrets:
             for path, entry in list(self._cache.items()):
                 due = entry.fetched + ttl * REFRESH_AT
                 if now >= due:
-                    ref = SecretRef("vault", path, "*")
                     try:
-                        await self._fetch_once(path, ref)
+                        await self._fetch_once(path)
                     except ProxyError as exc:
-                        log.warning("vault refresh failed for %s: %s", path, exc.message)
+                        ref = SecretRef("vault", path, "*")
+                        log.warning("vault refresh failed for %s: %s", path,
+                                    _naming(exc, ref).message)
                         wait = min(wait, max(0.05, min(RETRY_S, ttl / 4)))
                         continue
                     due = self._clock() + ttl * REFRESH_AT
                 wait = min(wait, max(0.05, due - self._clock()))
             await asyncio.sleep(wait)
+
+
+def _naming(exc: ProxyError, ref: SecretRef) -> ProxyError:
+    return ProxyError(exc.code, exc.message.replace("{ref}", str(ref)))
 
 
 def _text(value: Any) -> str:

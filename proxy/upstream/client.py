@@ -1,17 +1,22 @@
-"""The only code that talks to HTTP backends. Foreign exceptions (aiohttp, asyncio, OS)
-become error codes here and nowhere else."""
+"""The only code that sends calls to HTTP backends (through h1.H1Pool). Foreign
+exceptions (aiohttp, asyncio, OS) become error codes here and nowhere else."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp import ClientResponse
 
 from proxy.model.errors import ErrorCode, ProxyError
+from proxy.upstream.h1 import (
+    H1Pool,
+    UpstreamClosedError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamResponse,
+)
 
 if TYPE_CHECKING:
     from proxy.codecs.http import OutboundRequest
@@ -19,23 +24,14 @@ if TYPE_CHECKING:
     from proxy.guards.base import CallContext
 
 
-class _NoDelayConnector(aiohttp.TCPConnector):
-    """TCP_NODELAY on upstream sockets: small JSON-RPC frames suffer under Nagle."""
-
-    async def _wrap_create_connection(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        transport, proto = await super()._wrap_create_connection(*args, **kwargs)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return transport, proto
-
-
 def translate(exc: BaseException) -> ProxyError:
     """aiohttp/OS errors -> error codes; messages name the failure, not the request."""
-    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+    if isinstance(exc, UpstreamConnectError | ConnectionRefusedError):
         return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, "upstream connection failed")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+    if isinstance(exc, UpstreamClosedError):
         return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, "upstream closed the connection")
+    if isinstance(exc, UpstreamProtocolError):
+        return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, "upstream sent a malformed response")
     if isinstance(exc, aiohttp.ClientError | OSError):
         name = exc.__class__.__name__
         return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, f"upstream error ({name})")
@@ -43,52 +39,31 @@ def translate(exc: BaseException) -> ProxyError:
 
 
 class Upstream:
-    """One pooled ClientSession per process, keep-alive to every upstream."""
+    """One keep-alive pool per process for every HTTP upstream."""
 
-    def __init__(self, limit: int = 1000, limit_per_host: int = 0) -> None:
+    def __init__(self, limit: int = 1000) -> None:
         self._limit = limit
-        self._limit_per_host = limit_per_host
-        self.session: aiohttp.ClientSession | None = None
+        self.pool: H1Pool | None = None
 
     async def start(self) -> None:
-        connector = _NoDelayConnector(
-            limit=self._limit,
-            limit_per_host=self._limit_per_host,
-            keepalive_timeout=30,
-            enable_cleanup_closed=False,
-            ttl_dns_cache=60,
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,  # pass bytes through as the upstream encoded them
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        self.pool = H1Pool(limit=self._limit, keepalive_s=30.0)
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
 
     @property
     def ready(self) -> bool:
-        return self.session is not None and not self.session.closed
+        return self.pool is not None and not self.pool.closed
 
-    async def _attempt(self, out: OutboundRequest) -> ClientResponse:
-        assert self.session is not None
-        return await self.session.request(
-            out.method,
-            out.url,
-            headers=out.headers,
-            data=out.body,
-            allow_redirects=False,
-            compress=None,
-            auto_decompress=False,
-        )
+    async def _attempt(self, out: OutboundRequest) -> UpstreamResponse:
+        assert self.pool is not None
+        return await self.pool.request(out.method, out.url, out.headers, out.body)
 
     async def send(
         self, route: CompiledRoute, out: OutboundRequest, ctx: CallContext
-    ) -> ClientResponse:
+    ) -> UpstreamResponse:
         """Send with the route's breaker and retry policy; the caller's timeout (the
         deadline, applied around the whole exchange by the pipeline) bounds it all."""
         res = route.resilience
@@ -110,6 +85,8 @@ class Upstream:
                 if res is not None:
                     res.record_outcome(ctx, "timeout", time.monotonic() - t0)
                 raise
+            except ProxyError:
+                raise  # ours (a streamed body over the route's cap), not the upstream's
             except Exception as exc:
                 err = translate(exc)
                 if res is None:
