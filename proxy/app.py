@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -263,6 +264,21 @@ def _inflight(state: ProxyState) -> float:
     return total
 
 
+GC_GEN0_THRESHOLD = 20_000
+"""Container allocations between young collections (CPython's default is 700)."""
+
+
+def settle_heap() -> None:
+    """Once started, the heap is mostly long-lived (modules, sqlglot, compiled rules,
+    metrics): freeze it so collections never walk it again, and collect the young
+    generation less often. A call's objects die by reference count; the collector only
+    looks for cycles, and re-walking this heap was ~5% of the CPU of a call. What the
+    frozen set later drops in cycles (the first rules after a reload) stays: bounded."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
+
+
 async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float = 10.0) -> int:
     try:
         loaded = load_rules(rules_path)
@@ -279,6 +295,7 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
         log.error("cannot listen: %s", exc.strerror or exc)
         await server.stop(drain_s=0)
         return 1
+    settle_heap()
     log.info(
         "callwarden listening on %s (admin %s), %d routes, rules %s",
         listen,

@@ -20,7 +20,6 @@ from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Allow, Deny, Rewrite
-from proxy.routing import host_only, normalize_path, split_target
 from proxy.upstream.client import translate
 from proxy.upstream.resilience import IDEMPOTENT
 
@@ -60,10 +59,20 @@ def trace_context(
     return f"{random.getrandbits(128) or 1:032x}", None, "01"
 
 
+_ROLES: dict[str, frozenset[str]] = {}
+"""Role header values seen (a handful per deployment), bounded like the route memo."""
+
+
 def parse_roles(raw: str | None) -> frozenset[str]:
     if not raw:
         return frozenset()
-    return frozenset(r for r in (p.strip() for p in raw.split(",")) if r)
+    roles = _ROLES.get(raw)
+    if roles is None:
+        roles = frozenset(r for r in (p.strip() for p in raw.split(",")) if r)
+        if len(_ROLES) >= 1024:
+            _ROLES.clear()
+        _ROLES[raw] = roles
+    return roles
 
 
 def too_large(limit: int) -> ProxyError:
@@ -133,13 +142,12 @@ class Pipeline:
         call: ToolCall | None = None
         metrics = self.state.metrics
         try:
-            host, raw_path, raw_query = split_target(req.raw_path)
-            path = normalize_path(raw_path)
+            path, host, raw_query, found = compiled.table.resolve(
+                req.raw_path, headers.get("Host")
+            )
             rec.path = path
-            host = host or host_only(headers.get("Host"))
             if self.state.decision_log is not None:  # replay needs the request as sent
                 rec.decision_input = {"host": host, "query": raw_query, "headers": headers}
-            found = compiled.table.match(host, path)
             if found is None:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
             route, upstream_path = found

@@ -111,6 +111,10 @@ def make_entry(
     return RouteEntry(prefix, exact, wild, strip, target)
 
 
+MEMO_MAX = 4096
+"""Distinct (path, Host) pairs remembered per table; agents call a few URLs over and over."""
+
+
 class RouteTable(Generic[T]):
     """Longest prefix wins; on equal prefixes a host-specific route beats a host-less one."""
 
@@ -118,6 +122,26 @@ class RouteTable(Generic[T]):
         self._entries = sorted(
             entries, key=lambda e: (-len(e.prefix or ""), e.hosts is None)
         )
+        self._memo: dict[tuple[str, str | None], tuple[str, str | None, tuple[T, str] | None]] = {}
+
+    def resolve(
+        self, raw_target: str, host_header: str | None
+    ) -> tuple[str, str | None, str, tuple[T, str] | None]:
+        """A request target and Host header -> (normalised path, host, raw query, match).
+        The answer is a pure function of (target without its query, Host), so it is
+        remembered per table (a reload compiles a new table); a bad path is not."""
+        head, _, query = raw_target.partition("?")
+        key = (head, host_header)
+        hit = self._memo.get(key)
+        if hit is None:
+            host, raw_path, _ = split_target(head)
+            path = normalize_path(raw_path)
+            host = host or host_only(host_header)
+            hit = (path, host, self.match(host, path))
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit[0], hit[1], query, hit[2]
 
     def match(self, host: str | None, path: str) -> tuple[T, str] | None:
         """Returns (target, path to forward) or None (deny by default)."""

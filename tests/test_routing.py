@@ -77,3 +77,45 @@ def test_split_target_and_host() -> None:
     assert host_only("Example.COM:8080") == "example.com"
     assert host_only("[::1]:15001") == "[::1]"
     assert host_only(None) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "host_header"),
+    [
+        ("/api/x?a=1", "api.example.com:8080"),
+        ("/api/./y/../x?b=2", "API.example.com"),
+        ("http://api.example.com/api/x?c=3", "other.example"),
+        ("/nothing/here", None),
+        ("/api/%78", "api.example.com"),
+    ],
+)
+def test_resolve_is_split_normalize_match(target: str, host_header: str | None) -> None:
+    """The memoised lookup answers what the three steps answer, first time and after."""
+    table = _table()
+    host, raw_path, query = split_target(target)
+    path = normalize_path(raw_path)
+    host = host or host_only(host_header)
+    expected = (path, host, query, table.match(host, path))
+    assert table.resolve(target, host_header) == expected
+    assert table.resolve(target, host_header) == expected
+
+
+def test_resolve_keeps_each_query_and_never_memoises_a_bad_path() -> None:
+    table = _table()
+    assert table.resolve("/api/x?a=1", None)[2] == "a=1"
+    assert table.resolve("/api/x?a=2", None)[2] == "a=2"
+    for _ in range(2):
+        with pytest.raises(ProxyError) as err:
+            table.resolve("/api/%252e%252e/admin", None)
+        assert err.value.code is ErrorCode.TOOL_BAD_REQUEST
+    assert len(table._memo) == 1
+
+
+def test_resolve_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import proxy.routing
+
+    monkeypatch.setattr(proxy.routing, "MEMO_MAX", 8)
+    table = _table()
+    for i in range(50):
+        assert table.resolve(f"/api/{i}", None)[0] == f"/api/{i}"
+    assert len(table._memo) <= 8
