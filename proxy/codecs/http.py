@@ -7,8 +7,10 @@ response -> caller (streamed unless a response filter must see it); render_error
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -45,6 +47,8 @@ INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "t
 SMALL_RESPONSE = 65536
 """Responses up to this size (with a Content-Length) are read whole: cheaper than streaming."""
 MAX_FILTERED_RESPONSE = 16 * 1024 * 1024
+SETTLE_S = 0.05
+"""Longest wait for the end of an event stream whose answer has arrived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +299,7 @@ class HttpCodec:
         content = upstream.content
         out = b""
         if not _standalone_stream(req, headers):
-            first, done = await _first_piece(content)
+            first, done = await _first_piece(content, self.answer_in(ctx))
             if done and all(f.passes(first) for f in filters):
                 # Complete on arrival and nothing to change (the common tools/call answer):
                 # no event parsing at all.
@@ -316,6 +320,11 @@ class HttpCodec:
         await resp.write(filter_events(events, filters) + rest)
         await resp.write_eof()
         return resp
+
+    def answer_in(self, ctx: CallContext) -> Callable[[bytes], bool] | None:
+        """A test for "this first piece of an event stream holds the final answer" (the
+        body's end is then imminent), where the protocol says so; plain HTTP cannot."""
+        return None
 
     def render_error(
         self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any
@@ -366,14 +375,28 @@ def _standalone_stream(req: web.Request, headers: CIMultiDict[str]) -> bool:
     return req.method == "GET" and "text/event-stream" in headers.get("Content-Type", "")
 
 
-async def _first_piece(content: Any) -> tuple[bytes, bool]:
+async def _first_piece(
+    content: Any, settle: Callable[[bytes], bool] | None = None
+) -> tuple[bytes, bool]:
     """The first chunk of a body (waiting for it) plus whatever else has already arrived,
-    and whether that is all of it. Never waits beyond the first chunk, so a stream is
-    still passed on as it comes."""
+    and whether that is all of it. Waits beyond the first chunk only when `settle` says
+    it holds the final answer, and then at most SETTLE_S, so a stream is still passed on
+    as it comes."""
     data = await content.readany()
     more = content.read_nowait() if data else b""
     if more:
         data += more
+    if settle and data and not content.at_eof() and settle(data):
+        # The answer is here and the end of the body right behind it: wait (briefly)
+        # for it, and the caller gets one response instead of a stream.
+        try:
+            async with asyncio.timeout(SETTLE_S):
+                await content.wait_eof()
+        except TimeoutError:
+            pass
+        more = content.read_nowait()
+        if more:
+            data += more
     return data, content.at_eof()
 
 

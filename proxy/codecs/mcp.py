@@ -14,6 +14,7 @@ JSON-RPC error codes: see proxy/mcp/jsonrpc.py (`data.error_code` is the stable 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -116,6 +117,27 @@ class McpCodec(HttpCodec):
             base = route.upstream_prefix
             out = evolve(out, url=base + out.url[len(base) + 1 :])
         return out
+
+    def answer_in(self, ctx: CallContext) -> Callable[[bytes], bool] | None:
+        """A POST's event stream ends once every request in it has its response (the
+        server then closes it): so a first piece ending on an event boundary and holding
+        as many JSON-RPC messages as the POST had requests, one a result or an error, is
+        the whole answer but for the body's end. A wrong guess costs one SETTLE_S wait."""
+        call = ctx.scratch.get("call")
+        if not isinstance(call, McpCall) or not call.messages:
+            return None
+        wanted = sum(1 for m in call.messages if m.id is not None and m.method)
+        if not wanted:
+            return None
+
+        def holds_answer(data: bytes) -> bool:
+            return (
+                data.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
+                and (b'"result"' in data or b'"error"' in data)
+                and data.count(b'"jsonrpc"') >= wanted
+            )
+
+        return holds_answer
 
     def render_error(
         self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any

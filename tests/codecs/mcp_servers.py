@@ -31,6 +31,10 @@ class FakeMcp:
         """Spell the "tools" key as "\\u0074ools" (the same key to any JSON parser)."""
         self.repeated = False
         """Send the "tools" key twice: every tool first, then only those a guest may call."""
+        self.hold: asyncio.Event | None = None
+        """Keep an SSE answer's stream open after the response until this is set."""
+        self.linger = 0.0
+        """Seconds between an SSE answer's last event and the end of its body."""
         self.app = web.Application()
         self.app.router.add_route("*", "/mcp", self.handle)
 
@@ -61,7 +65,9 @@ class FakeMcp:
         progress = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress",'
         progress += b'"params":{"progressToken":1,"progress":1}}'
         data = b"event: message\r\nid: 7\r\ndata: " + text.encode()
-        return await self._events(req, [progress, data], eol=b"\r\n")
+        return await self._events(
+            req, [progress, data], eol=b"\r\n", hold=self.hold, linger=self.linger
+        )
 
     @staticmethod
     def _answer(m: dict[str, Any]) -> dict[str, Any]:
@@ -73,11 +79,19 @@ class FakeMcp:
 
     @staticmethod
     async def _events(
-        req: web.Request, events: list[bytes], eol: bytes = b"\n"
+        req: web.Request,
+        events: list[bytes],
+        eol: bytes = b"\n",
+        hold: asyncio.Event | None = None,
+        linger: float = 0.0,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(req)
         for ev in events:
             await resp.write(ev + eol + eol)
+        if hold is not None:
+            await hold.wait()
+        if linger:
+            await asyncio.sleep(linger)
         await resp.write_eof()
         return resp

@@ -404,3 +404,27 @@ async def test_audit_mode_lists_and_forwards_everything(fake, write_rules, start
         "callwarden_audit_would_deny_total",
         route="tools", guard="mcp_policy", error_code="POLICY_DENY",
     ) == 1
+
+
+async def test_sse_answer_settles_into_one_response_or_streams(fake, write_rules, start_proxy):
+    """A stream whose answer arrived and whose end follows at once goes to the caller as
+    one response; one kept open after its answer still reaches the caller, streamed."""
+    up, url = fake
+    up.sse, up.linger = True, 0.005  # the end a moment behind the answer (SETTLE_S: 0.05)
+    px = await start_proxy(write_rules([mcp_route(url)]))
+    hdrs = {**JSON_SSE, "X-Caller-Role": "analyst", "X-Tenant-ID": "acme"}
+    body = json.dumps(call("add", {"a": 1})).encode()
+    async with px.session.post(px.url + "/mcp", data=body, headers=hdrs) as r:
+        assert r.headers.get("Transfer-Encoding") is None and r.content_length
+        raw = await r.read()
+    assert raw.count(b"data: ") == 2 and b'"echo"' in raw
+
+    up.hold = asyncio.Event()
+    async with px.session.post(px.url + "/mcp", data=body, headers=hdrs) as r:
+        assert r.headers.get("Transfer-Encoding") == "chunked"
+        first = b""
+        while b'"echo"' not in first:  # the answer, while the upstream still holds on
+            first += await r.content.readany()
+        assert not r.content.at_eof()
+        up.hold.set()
+        assert first + await r.read() == raw
