@@ -22,7 +22,7 @@ from urllib.parse import quote
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HttpResponseParser
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 READ_LIMIT = 2**16
 """Per-body buffer before the socket is paused (aiohttp's default read_bufsize)."""
@@ -201,22 +201,23 @@ def split_url(url: str) -> tuple[str, str]:
 def serialize_head(
     method: str,
     target: str,
-    headers: Any,
+    headers: CIMultiDict[str],
     length: int | None,
     chunked: bool = False,
     host: str = "",
 ) -> bytes:
-    """The request head; framing (Content-Length or chunked) from the body actually sent.
-    SECURITY: a CR or LF inside a name or value would split the header block (request
-    smuggling), so one is refused, wherever the value came from."""
+    """The request head; framing (Content-Length or chunked) from the body actually sent,
+    so the caller's framing headers are removed from `headers`. SECURITY: a CR or LF
+    inside a name, value or target would split the head (request smuggling), so one is
+    refused, wherever it came from."""
+    if "Content-Length" in headers:
+        headers.popall("Content-Length")
+    if "Transfer-Encoding" in headers:
+        headers.popall("Transfer-Encoding")
     lines = [f"{method} {target} HTTP/1.1"]
     if host and "Host" not in headers:
         lines.append(f"Host: {host}")  # HTTP/1.1 requires it (RFC 9112 3.2)
-    for name, value in headers.items():
-        n = name.lower()
-        if n == "content-length" or n == "transfer-encoding":
-            continue  # framing is the client's, from the body actually sent
-        lines.append(f"{name}: {value}")
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     if length is not None:
         lines.append(f"Content-Length: {length}")
     elif chunked:
