@@ -248,3 +248,37 @@ async def test_cancel_mid_request_closes_the_socket(serve_app, pool: H1Pool) -> 
         await task
     await asyncio.sleep(0.05)
     assert pool._open == 0 and not any(pool._idle.values())
+
+
+async def test_https_verifies_the_upstream_certificate(tmp_path) -> None:
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    app = web.Application()
+    app.router.add_get("/", lambda req: web.Response(text="over tls"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    url = f"https://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
+    untrusting, trusting = H1Pool(), H1Pool()
+    trusting._ssl = ssl.create_default_context(cafile=str(cert))
+    try:
+        with pytest.raises(UpstreamConnectError):  # self-signed: refused by default
+            await untrusting.request("GET", url, CIMultiDict(), None)
+        resp = await trusting.request("GET", url, CIMultiDict(), None)
+        assert await resp.read() == b"over tls"
+        resp.release()
+    finally:
+        await untrusting.close()
+        await trusting.close()
+        await runner.cleanup()
