@@ -69,9 +69,10 @@ def parse_roles(raw: str | None) -> frozenset[str]:
     roles = _ROLES.get(raw)
     if roles is None:
         roles = frozenset(r for r in (p.strip() for p in raw.split(",")) if r)
-        if len(_ROLES) >= 1024:
-            _ROLES.clear()
-        _ROLES[raw] = roles
+        if len(raw) <= 256:
+            if len(_ROLES) >= 1024:
+                _ROLES.clear()
+            _ROLES[raw] = roles
     return roles
 
 

@@ -113,6 +113,8 @@ def make_entry(
 
 MEMO_MAX = 4096
 """Distinct (path, Host) pairs remembered per table; agents call a few URLs over and over."""
+MEMO_KEY_MAX = 512
+"""Longer targets are looked up every time: the memo stays small whatever callers send."""
 
 
 class RouteTable(Generic[T]):
@@ -138,9 +140,10 @@ class RouteTable(Generic[T]):
             path = normalize_path(raw_path)
             host = host or host_only(host_header)
             hit = (path, host, self.match(host, path))
-            if len(self._memo) >= MEMO_MAX:
-                self._memo.clear()
-            self._memo[key] = hit
+            if len(head) + len(host_header or "") <= MEMO_KEY_MAX:
+                if len(self._memo) >= MEMO_MAX:
+                    self._memo.clear()
+                self._memo[key] = hit
         return hit[0], hit[1], query, hit[2]
 
     def match(self, host: str | None, path: str) -> tuple[T, str] | None:

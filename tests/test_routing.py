@@ -119,3 +119,11 @@ def test_resolve_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(50):
         assert table.resolve(f"/api/{i}", None)[0] == f"/api/{i}"
     assert len(table._memo) <= 8
+
+
+def test_resolve_does_not_memoise_long_targets() -> None:
+    table = _table()
+    long = "/api/" + "x" * 600
+    assert table.resolve(long, None)[3] == ("api", long[4:])
+    assert table.resolve("/api/y", "h" * 600)[3] == ("api", "/y")
+    assert table._memo == {}

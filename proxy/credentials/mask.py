@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import warnings
 from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import quote
@@ -36,23 +37,83 @@ def _variants(value: str) -> set[str]:
     return {v for v in out if len(v) >= MIN_EXACT_LEN}
 
 
+_SHORT_ESCAPES = {
+    '"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+    "\t": "\\t",
+}
+UNICODE_ESCAPE_LEN = 12
+"""Characters one character of a value may take in JSON: a surrogate pair of \\u escapes."""
+
+
+def _u_escape(code: int) -> str:
+    hexes = "".join(f"[{h}{h.upper()}]" if h.isalpha() else h for h in f"{code:04x}")
+    return re.escape("\\u") + hexes
+
+
+def _any_spelling(value: str) -> str:
+    """A pattern for every way JSON may spell `value`: each character as itself, as its
+    \\u escape (either hex case, a surrogate pair beyond the BMP) or its short escape.
+    SECURITY: a server that escapes a secret character by character would otherwise
+    echo it past an exact match, and a JSON client reads it back as the secret."""
+    parts = []
+    for c in value:
+        code = ord(c)
+        if code > 0xFFFF:
+            hi, lo = divmod(code - 0x10000, 0x400)
+            u = _u_escape(0xD800 + hi) + _u_escape(0xDC00 + lo)
+        else:
+            u = _u_escape(code)
+        forms = [re.escape(c), u]
+        if c in _SHORT_ESCAPES:
+            forms.append(re.escape(_SHORT_ESCAPES[c]))
+        parts.append("(?:" + "|".join(forms) + ")")
+    return "".join(parts)
+
+
 class Masker:
-    __slots__ = ("_exact", "_formats", "longest")
+    __slots__ = ("_ascii", "_escaped", "_exact", "_formats", "longest")
 
     def __init__(self, exact_values: Iterable[str], formats: bool = True) -> None:
         values: set[str] = set()
+        raw = {v for v in exact_values if len(v) >= MIN_EXACT_LEN}
         for v in exact_values:
             values |= _variants(v)
         ordered = sorted(values, key=len, reverse=True)  # longest first: no partial masks
         self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # Only a text holding a \u escape needs (and pays for) the slower any-spelling
+        # search; it finds everything the exact one does.
+        spelled = [_any_spelling(v) for v in sorted(raw, key=len, reverse=True)]
+        spelled += [re.escape(v) for v in ordered]
+        self._escaped = re.compile("|".join(spelled)) if ordered else None
+        self._ascii = all(v.isascii() for v in raw)
         self._formats = formats
-        self.longest = len(ordered[0]) if ordered else 0
+        longest_raw = max((len(v) for v in raw), default=0)
+        self.longest = max(len(ordered[0]) if ordered else 0, longest_raw * UNICODE_ESCAPE_LEN)
+
+    def _exact_for(self, text: str) -> re.Pattern[str] | None:
+        """The any-spelling search (20x slower) only for a text where undoing its escapes
+        (in C: ASCII values are found in the latin-1 reading) reveals a value."""
+        exact = self._exact
+        if exact is None or "\\u" not in text:
+            return exact
+        if self._ascii:
+            data = text.replace("\\/", "/").encode("utf-8", "surrogateescape")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # "\\p" and such
+                    plain = codecs.decode(data, "unicode_escape")
+            except UnicodeDecodeError:  # a stray backslash at the end: no cheap look
+                return self._escaped
+            if exact.search(plain) is None:
+                return exact
+        return self._escaped
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Merged (start, end) of everything to mask, in order."""
         found: list[tuple[int, int]] = []
-        if self._exact is not None:
-            found += [m.span() for m in self._exact.finditer(text)]
+        exact = self._exact_for(text)
+        if exact is not None:
+            found += [m.span() for m in exact.finditer(text)]
         if self._formats:
             found += [(s, e) for _, s, e in token_formats.find(text)]
         if len(found) < 2:
@@ -69,7 +130,8 @@ class Masker:
     def clean(self, text: str) -> bool:
         """Nothing in `text` would be masked, nor in any part of it: a literal search
         and the format prefilters find in a part whatever they find in the whole."""
-        if self._exact is not None and self._exact.search(text) is not None:
+        exact = self._exact_for(text)
+        if exact is not None and exact.search(text) is not None:
             return False
         return not self._formats or not token_formats.may_match(text)
 

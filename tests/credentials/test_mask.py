@@ -131,3 +131,39 @@ def test_clean_whole_means_clean_parts(pieces: list[str], a: int, b: int) -> Non
         assert masker.mask_text(text)[1] == 0 and masker.mask_text(part)[1] == 0
     if masker.mask_text(text)[1]:
         assert not masker.clean(text)
+
+
+def _u(s: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" for c in s)
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        _u(SECRET),  # every character escaped
+        _u(SECRET).upper().replace("\\U", "\\u"),  # upper-case hex
+        SECRET[:5] + _u(SECRET[5:9]) + SECRET[9:].replace("/", "\\/"),  # a mix
+    ],
+)
+def test_unicode_escaped_secret_is_masked(spelled: str) -> None:
+    """A JSON client reads any of these back as the secret."""
+    body = f'{{"v": "{spelled}", "w": "\\u00e9t\\u00e9"}}'
+    assert json.loads(body)["v"] == SECRET
+    text, n = Masker([SECRET], formats=False).mask_text(body)
+    assert n == 1 and json.loads(text) == {"v": REDACTED, "w": "\u00e9t\u00e9"}
+    assert not Masker([SECRET], formats=False).clean(body)
+
+
+def test_unicode_escaped_secret_masked_in_a_stream() -> None:
+    body = f'{{"v": "{_u(SECRET)}"}}'.encode()
+    sm = StreamMasker(Masker([SECRET], formats=False))
+    out = b"".join(sm.feed(body[i : i + 7]) for i in range(0, len(body), 7)) + sm.flush()
+    assert json.loads(out) == {"v": REDACTED} and sm.count == 1
+
+
+def test_astral_characters_escaped_as_surrogate_pairs() -> None:
+    secret = "key-\U0001f511-" + rnd(8)
+    body = json.dumps({"v": secret})  # ensure_ascii: the emoji becomes a surrogate pair
+    assert "\\ud83d\\udd11" in body
+    text, n = Masker([secret], formats=False).mask_text(body)
+    assert n == 1 and json.loads(text) == {"v": REDACTED}
