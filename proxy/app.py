@@ -127,14 +127,16 @@ def build_state(loaded: LoadedRules, metrics: Metrics | None = None) -> ProxySta
 STATE: web.AppKey[ProxyState] = web.AppKey("state", ProxyState)
 
 
-def proxy_app(state: ProxyState) -> web.Application:
+def proxy_server(state: ProxyState) -> web.Server:
+    """aiohttp's low-level server: the pipeline routes every call itself, so the
+    Application's router, middleware chain and per-request app lookups are pure cost."""
     from proxy.ingress import make_handler
 
-    app = web.Application(client_max_size=0, handler_args={"tcp_keepalive": True})
-    app[STATE] = state
-    handler = make_handler(state)
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
+    return web.Server(
+        make_handler(state),  # type: ignore[arg-type]
+        tcp_keepalive=True,
+        access_log=None,  # CallWarden writes its own, with the verdict
+    )
 
 
 def admin_app(state: ProxyState) -> web.Application:
@@ -209,22 +211,23 @@ class Server:
         self.state = state
         self.listen = listen
         self.admin = admin
-        self.runners: list[web.AppRunner] = []
+        self.runners: list[web.BaseRunner] = []
         self.ports: dict[str, int] = {}
 
     async def start(self) -> None:
         await self.state.upstream.start()
         await self.state.services.secrets.start()
-        await self._site("proxy", proxy_app(self.state), self.listen)
+        proxy = web.ServerRunner(proxy_server(self.state), shutdown_timeout=1)
+        await self._site("proxy", proxy, self.listen)
         if self.admin:
-            await self._site("admin", admin_app(self.state), self.admin)
+            admin = web.AppRunner(admin_app(self.state), access_log=None, shutdown_timeout=1)
+            await self._site("admin", admin, self.admin)
         from proxy.listeners import start_listeners
 
         for name, port in (await start_listeners(self.state)).items():
             self.ports[f"postgres:{name}"] = port
 
-    async def _site(self, name: str, app: web.Application, addr: str) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+    async def _site(self, name: str, runner: web.BaseRunner, addr: str) -> None:
         await runner.setup()
         host, port = split_addr(addr)
         site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
