@@ -56,7 +56,8 @@ class HistogramChild:
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds  # upper bounds, +Inf last
         self.counts = [0] * len(bounds)  # per bucket, not cumulative (summed on collect)
-        self.exemplars: list[Exemplar | None] = [None] * len(bounds)
+        self.exemplars: list[tuple[dict[str, str], float, float] | None] = [None] * len(bounds)
+        """(labels, value, time) per bucket; prometheus_client's Exemplar built on collect."""
         self.sum = 0.0
 
     def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
@@ -64,7 +65,7 @@ class HistogramChild:
         self.counts[i] += 1
         self.sum += value
         if exemplar is not None:
-            self.exemplars[i] = Exemplar(exemplar, value, time.time())
+            self.exemplars[i] = (exemplar, value, time.time())
 
 
 C = TypeVar("C")
@@ -164,7 +165,8 @@ class HistogramFamily(Family[HistogramChild]):
             total = 0
             for le, count, ex in zip(self._les, h.counts, h.exemplars, strict=True):
                 total += count
-                m.add_sample(name + "_bucket", {**labels, "le": le}, total, None, ex)
+                exemplar = None if ex is None else Exemplar(*ex)
+                m.add_sample(name + "_bucket", {**labels, "le": le}, total, None, exemplar)
             m.add_sample(name + "_count", labels, total)
             m.add_sample(name + "_sum", labels, h.sum)
         return [m]

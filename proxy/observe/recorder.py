@@ -14,6 +14,7 @@ class CallMetrics:
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
         self._children: dict[tuple[str, ...], Any] = {}
+        self._bundles: dict[tuple[str, str, str, str, str | None], tuple[Any, ...]] = {}
         self._tenants: dict[str, set[str]] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:
@@ -32,18 +33,38 @@ class CallMetrics:
             return tenant
         return "other"
 
+    def _bundle(
+        self, route: str, kind: str, outcome: str, code: str, tool: str | None
+    ) -> tuple[Any, ...]:
+        """The children every call of this shape updates, found once (all labels are
+        bounded, so are the bundles)."""
+        m, child = self.m, self.child
+        return (
+            child(m.requests, route, kind, outcome, code),
+            child(m.request_duration, route, kind),
+            child(m.upstream_duration, route, kind),
+            child(m.proxy_overhead, route, kind),
+            None if tool is None else child(m.mcp_tool_calls, route, tool, outcome),
+            None if tool is None else child(m.mcp_tool_duration, route, tool),
+        )
+
     def record(self, rec: CallRecord, duration: float, tenant_cap: int | None) -> None:
         """`tenant_cap`: the cap when the route opted in to a tenant label, else None."""
         m, child = self.m, self.child
         route, kind = rec.route or "none", rec.kind or "none"
-        child(m.requests, route, kind, rec.outcome, rec.error_code).inc()
-        child(m.request_duration, route, kind).observe(duration, {"trace_id": rec.trace_id})
+        key = (route, kind, rec.outcome, rec.error_code, rec.tool)
+        every = self._bundles.get(key)
+        if every is None:
+            every = self._bundles[key] = self._bundle(*key)
+        requests, total, upstream, overhead, tool_calls, tool_duration = every
+        requests.inc()
+        total.observe(duration, {"trace_id": rec.trace_id})
         if rec.upstream_s:
-            child(m.upstream_duration, route, kind).observe(rec.upstream_s)
-        child(m.proxy_overhead, route, kind).observe(max(0.0, duration - rec.upstream_s))
-        if rec.tool is not None:  # MCP tools/call; the label is bounded by the rules
-            child(m.mcp_tool_calls, route, rec.tool, rec.outcome).inc()
-            child(m.mcp_tool_duration, route, rec.tool).observe(duration)
+            upstream.observe(rec.upstream_s)
+        overhead.observe(max(0.0, duration - rec.upstream_s))
+        if tool_calls is not None:  # MCP tools/call; the label is bounded by the rules
+            tool_calls.inc()
+            tool_duration.observe(duration)
         if rec.budget_ms is not None:
             child(m.budget_remaining, route).observe(rec.budget_ms / 1000)
         if rec.tenant is not None and tenant_cap is not None:
