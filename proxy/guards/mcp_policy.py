@@ -9,6 +9,7 @@ refused ones, TOOL_BAD_REQUEST "not sent" for the others) -- see codecs/mcp.py.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ class McpRuntime:
     check_calls: bool = False
     """Also ask `integrity.check_call` here (only when no `integrity` guard is in the chain,
     so a call is never judged and counted twice)."""
+    lists: dict[tuple[frozenset[str], str], str | None] = field(default_factory=dict)
+    """Filtered tools/list answers by (roles, text after the id): see `ListMemo`."""
 
     def learn(self, tools: list[Any]) -> None:
         for t in tools:
@@ -60,6 +63,18 @@ class McpRuntime:
 
     def idempotent(self, name: Any) -> bool:
         return isinstance(name, str) and self.policy.tool_is_idempotent(name, self.hints.get(name))
+
+
+MAX_REMEMBERED = 256 * 1024
+"""tools/list answers longer than this are worked out every time."""
+MAX_REMEMBERED_LISTS = 64
+_LIST_HEAD = re.compile(r'\{"jsonrpc":"2\.0","id":(0|[1-9][0-9]{0,15}|"[A-Za-z0-9_.:-]{1,64}"),')
+_MISSING: Any = object()
+_UNCHANGED: Any = object()
+
+
+def _id_of(token: str) -> int | str:
+    return token[1:-1] if token.startswith('"') else int(token)
 
 
 def _may_list(data: bytes) -> bool:
@@ -81,10 +96,20 @@ class ToolsListFilter:
         if "json" not in content_type.lower():
             return data
         try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            hit = self._remembered(text)
+            if hit is not None:
+                return data if hit is _UNCHANGED else hit.encode()
+        try:
             doc = loads(data)
         except ValueError:
             return data
         out = self._doc(doc, data)
+        if text is not None:
+            self._remember(text, doc, out)
         return data if out is None else dumps(out, data)
 
     def passes(self, data: bytes) -> bool:
@@ -105,12 +130,55 @@ class ToolsListFilter:
             ev = events[0]
         if ev.data is None:
             return data
+        text = ev.data or ""
+        hit = self._remembered(text)
+        if hit is not None:
+            return data if hit is _UNCHANGED else ev.with_data(hit).raw
         try:
-            doc = loads(ev.data or "")
+            doc = loads(text)
         except ValueError:
             return data
-        out = self._doc(doc, ev.data or "")
-        return data if out is None else ev.with_data(dumps(out, ev.data or "").decode()).raw
+        out = self._doc(doc, text)
+        self._remember(text, doc, out)
+        return data if out is None else ev.with_data(dumps(out, text).decode()).raw
+
+    def _remembered(self, text: str) -> str | None:
+        """The answer for a text seen before but for its id (servers answer every
+        tools/list with the same bytes): the filtered text, _UNCHANGED, or None (work it
+        out). Only a text that opens with exactly `{"jsonrpc":"2.0","id":<id>,` where <id>
+        is a plain number or name qualifies, so the rest decides everything else."""
+        if self.runtime.integrity is not None:
+            return None  # the integrity filter's answer depends on its state, not the text
+        m = _LIST_HEAD.match(text)
+        if m is None:
+            return None
+        filtered = self.runtime.lists.get((self.roles, text[m.end() :]), _MISSING)
+        if filtered is _MISSING:
+            return None
+        if _id_of(m.group(1)) not in self.ids or filtered is None:
+            return _UNCHANGED  # what the full path does for these too (no repeated key)
+        return m.group(0) + filtered
+
+    def _remember(self, text: str, doc: Any, out: Any) -> None:
+        if self.runtime.integrity is not None or len(text) > MAX_REMEMBERED:
+            return
+        m = _LIST_HEAD.match(text)
+        if m is None or not isinstance(doc, dict) or list(doc)[:2] != ["jsonrpc", "id"]:
+            return
+        if doc["id"] != _id_of(m.group(1)) or doc["id"] not in self.ids:
+            return
+        if repeats_a_key(text, doc):
+            return  # a text read differently by different parsers: never taken as seen
+        filtered: str | None = None
+        if out is not None:
+            new = dumps(out, text).decode()
+            if not new.startswith(m.group(0)):
+                return
+            filtered = new[m.end() :]
+        lists = self.runtime.lists
+        if len(lists) >= MAX_REMEMBERED_LISTS:
+            lists.clear()
+        lists[(self.roles, text[m.end() :])] = filtered
 
     def _doc(self, doc: Any, text: bytes | str) -> Any:
         """The new document, or None to forward `text` as it came. SECURITY: the filter
