@@ -26,8 +26,11 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+import orjson
+
 from proxy.model.call import JsonRpcMessage
 from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.jsonio import long_number, repeats_a_key
 
 Kind = Literal["request", "notification", "response"]
 
@@ -95,6 +98,23 @@ def _message(obj: Any, where: str) -> JsonRpcMessage:
     return JsonRpcMessage(None, None, None, obj)
 
 
+_SLOW: Any = object()
+
+
+def _quick(text: str) -> Any:
+    """orjson's reading of `text` when it is the checking decoder's too (no integer past
+    64 bits, no NaN or Infinity, which orjson refuses, no repeated key), else _SLOW."""
+    if long_number(text):
+        return _SLOW
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _SLOW
+    if repeats_a_key(text, doc):
+        raise _bad("duplicate key in a JSON object")
+    return doc
+
+
 def parse_body(body: bytes) -> tuple[tuple[JsonRpcMessage, ...], bool]:
     """(messages, is_batch). Raises ProxyError(TOOL_BAD_REQUEST) naming what is wrong
     (never echoing the body)."""
@@ -102,12 +122,14 @@ def parse_body(body: bytes) -> tuple[tuple[JsonRpcMessage, ...], bool]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _bad(f"body is not UTF-8 (byte {exc.start})") from None
-    try:
-        doc = _DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise _bad(f"malformed JSON at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise _bad("JSON nested too deeply") from None
+    doc = _quick(text)
+    if doc is _SLOW:  # the checking parse, for its verdict and its error messages
+        try:
+            doc = _DECODER.decode(text)
+        except json.JSONDecodeError as exc:
+            raise _bad(f"malformed JSON at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise _bad("JSON nested too deeply") from None
     if isinstance(doc, list):
         if not doc:
             raise _bad("empty batch")

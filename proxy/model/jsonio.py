@@ -23,14 +23,15 @@ _DIGIT_RUNS = bytes(57 if 48 <= c <= 57 else 32 for c in range(256))
 _LONG_RUN = b"9" * 19
 
 
-def _long_number(text: bytes | str) -> bool:
+def long_number(text: bytes | str) -> bool:
+    """19 digits in a row somewhere: orjson would read such an integer as a float."""
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     return _LONG_RUN in data.translate(_DIGIT_RUNS)
 
 
 def loads(text: bytes | str) -> Any:
     """`json.loads(text)`: the same value, or the same error."""
-    if not _long_number(text):
+    if not long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.mcp.jsonrpc import (
@@ -199,3 +201,77 @@ def test_codes_avoid_mcp_reserved_range() -> None:
     used = {s.jsonrpc_code for s in ERROR_TABLE.values()}
     assert not used & MCP_RESERVED
     assert all(c >= -32019 or c in (-32600, -32602, -32603) for c in used)
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+    st.text(max_size=8),
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)
+_EDITS = st.sampled_from(
+    ["", "dup", "nan", "inf", "escape", "bom", "lone", "-0", "1e400", "trail", "deep", "neg0f"]
+)
+
+
+def _edit(text: str, edit: str) -> str:
+    if edit == "dup" and "{" in text:
+        return text.replace("{", '{"k":1,"k":2,', 1)
+    if edit == "nan":
+        return text.replace("null", "NaN", 1)
+    if edit == "inf":
+        return text.replace("null", "-Infinity", 1)
+    if edit == "escape":
+        return text.replace('"method"', '"\\u006dethod"', 1)
+    if edit == "bom":
+        return "\ufeff" + text
+    if edit == "lone":
+        return text.replace('"2.0"', '"2.0\\ud800"', 1)
+    if edit == "-0":
+        return text.replace("null", "-0", 1)
+    if edit == "1e400":
+        return text.replace("null", "1e400", 1)
+    if edit == "trail":
+        return text + ","
+    if edit == "deep":
+        return "[" * 3000 + "]" * 3000
+    if edit == "neg0f":
+        return text.replace("null", "-0.0", 1)
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON, st.sampled_from(["tools/call", None]), _EDITS, st.booleans())
+def test_quick_parse_agrees_with_the_checking_decoder(
+    value: object, method: str | None, edit: str, batch: bool
+) -> None:
+    """orjson first, the checking stdlib decoder when orjson cannot be trusted: the same
+    messages, or the same refusal, as the checking decoder alone."""
+    import proxy.mcp.jsonrpc as jr
+
+    msg: dict[str, object] = {"jsonrpc": "2.0", "id": 1, "params": {"v": value, "w": None}}
+    if method:
+        msg["method"] = method
+    else:
+        msg["result"] = value
+    text = _edit(json.dumps([msg, msg] if batch else msg), edit)
+    body = text.encode("utf-8", "surrogatepass")
+
+    def outcome() -> object:
+        try:
+            return parse_body(body)
+        except ProxyError as exc:
+            return exc.message
+
+    quick = outcome()
+    real_quick = jr._quick
+    jr._quick = lambda _text: jr._SLOW
+    try:
+        slow = outcome()
+    finally:
+        jr._quick = real_quick
+    assert repr(quick) == repr(slow)
