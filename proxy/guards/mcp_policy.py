@@ -45,7 +45,8 @@ class McpRuntime:
     """Also ask `integrity.check_call` here (only when no `integrity` guard is in the chain,
     so a call is never judged and counted twice)."""
     lists: dict[tuple[frozenset[str], str], str | None] = field(default_factory=dict)
-    """Filtered tools/list answers by (roles, text after the id): see `ListMemo`."""
+    """Filtered tools/list answers by (roles, text after the id); None: unchanged. See
+    ToolsListFilter._remembered."""
 
     def learn(self, tools: list[Any]) -> None:
         for t in tools:
@@ -108,9 +109,10 @@ class ToolsListFilter:
         except ValueError:
             return data
         out = self._doc(doc, data)
+        new = None if out is None else dumps(out, data)
         if text is not None:
-            self._remember(text, doc, out)
-        return data if out is None else dumps(out, data)
+            self._remember(text, doc, None if new is None else new.decode())
+        return data if new is None else new
 
     def passes(self, data: bytes) -> bool:
         return not _may_list(data)  # as event's fast path: absent from all, from each
@@ -139,8 +141,9 @@ class ToolsListFilter:
         except ValueError:
             return data
         out = self._doc(doc, text)
-        self._remember(text, doc, out)
-        return data if out is None else ev.with_data(dumps(out, text).decode()).raw
+        new = None if out is None else dumps(out, text).decode()
+        self._remember(text, doc, new)
+        return data if new is None else ev.with_data(new).raw
 
     def _remembered(self, text: str) -> str | None:
         """The answer for a text seen before but for its id (servers answer every
@@ -159,7 +162,8 @@ class ToolsListFilter:
             return _UNCHANGED  # what the full path does for these too (no repeated key)
         return m.group(0) + filtered
 
-    def _remember(self, text: str, doc: Any, out: Any) -> None:
+    def _remember(self, text: str, doc: Any, new: str | None) -> None:
+        """Keep the answer (`new`, None when unchanged) for texts `_remembered` can use."""
         if self.runtime.integrity is not None or len(text) > MAX_REMEMBERED:
             return
         m = _LIST_HEAD.match(text)
@@ -170,8 +174,7 @@ class ToolsListFilter:
         if repeats_a_key(text, doc):
             return  # a text read differently by different parsers: never taken as seen
         filtered: str | None = None
-        if out is not None:
-            new = dumps(out, text).decode()
+        if new is not None:
             if not new.startswith(m.group(0)):
                 return
             filtered = new[m.end() :]

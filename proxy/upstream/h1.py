@@ -400,6 +400,10 @@ class H1Pool:
 
     async def close(self) -> None:
         self.closed = True
+        while self._waiters:  # callers waiting for a slot: refused, not left hanging
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:

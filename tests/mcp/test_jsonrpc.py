@@ -218,29 +218,28 @@ _EDITS = st.sampled_from(
 )
 
 
+_SWAPS = {  # edit -> (what, with what): once, where it first occurs
+    "dup": ("{", '{"k":1,"k":2,'),
+    "nan": ("null", "NaN"),
+    "inf": ("null", "-Infinity"),
+    "escape": ('"method"', '"\\u006dethod"'),
+    "lone": ('"2.0"', '"2.0\\ud800"'),
+    "-0": ("null", "-0"),
+    "1e400": ("null", "1e400"),
+    "neg0f": ("null", "-0.0"),
+}
+
+
 def _edit(text: str, edit: str) -> str:
-    if edit == "dup" and "{" in text:
-        return text.replace("{", '{"k":1,"k":2,', 1)
-    if edit == "nan":
-        return text.replace("null", "NaN", 1)
-    if edit == "inf":
-        return text.replace("null", "-Infinity", 1)
-    if edit == "escape":
-        return text.replace('"method"', '"\\u006dethod"', 1)
+    if edit in _SWAPS:
+        old, new = _SWAPS[edit]
+        return text.replace(old, new, 1)
     if edit == "bom":
         return "\ufeff" + text
-    if edit == "lone":
-        return text.replace('"2.0"', '"2.0\\ud800"', 1)
-    if edit == "-0":
-        return text.replace("null", "-0", 1)
-    if edit == "1e400":
-        return text.replace("null", "1e400", 1)
     if edit == "trail":
         return text + ","
     if edit == "deep":
         return "[" * 3000 + "]" * 3000
-    if edit == "neg0f":
-        return text.replace("null", "-0.0", 1)
     return text
 
 

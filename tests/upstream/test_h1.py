@@ -49,6 +49,19 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
+def answers(raw: bytes, close: bool = True) -> Handler:
+    """A connection handler that reads one request head and writes `raw` back."""
+
+    async def h(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(raw)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    return h
+
+
 def test_split_url() -> None:
     assert split_url("http://h:1/a/b?x=1") == ("http://h:1", "/a/b?x=1")
     assert split_url("http://h:1") == ("http://h:1", "/")
@@ -130,13 +143,9 @@ async def test_chunked_upload_and_download(serve_app, pool: H1Pool) -> None:
 
 
 async def test_body_until_close_and_interim_response(raw_server, pool: H1Pool) -> None:
-    async def h(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nall of it")
-        await writer.drain()
-        writer.close()
-
-    base = await raw_server(h)
+    base = await raw_server(
+        answers(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nall of it")
+    )
     resp = await pool.request("GET", base + "/", CIMultiDict(), None)
     assert resp.status == 200 and resp.headers["X-A"] == "1"
     assert resp.content_length is None and await resp.read() == b"all of it"
@@ -144,13 +153,7 @@ async def test_body_until_close_and_interim_response(raw_server, pool: H1Pool) -
 
 
 async def test_close_mid_body_is_an_error_not_a_short_body(raw_server, pool: H1Pool) -> None:
-    async def h(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-        await writer.drain()
-        writer.close()
-
-    base = await raw_server(h)
+    base = await raw_server(answers(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"))
     resp = await pool.request("GET", base + "/", CIMultiDict(), None)
     with pytest.raises(UpstreamClosedError):
         await resp.read()
@@ -158,12 +161,7 @@ async def test_close_mid_body_is_an_error_not_a_short_body(raw_server, pool: H1P
 
 
 async def test_malformed_response(raw_server, pool: H1Pool) -> None:
-    async def h(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"SMTP ready\r\n\r\n")
-        await writer.drain()
-
-    base = await raw_server(h)
+    base = await raw_server(answers(b"SMTP ready\r\n\r\n", close=False))
     with pytest.raises(UpstreamProtocolError):
         await pool.request("GET", base + "/", CIMultiDict(), None)
 
@@ -229,6 +227,15 @@ async def test_pool_bound_waits_for_a_free_connection(serve_app) -> None:
         assert await r2.read() == b"done"
         r2.release()
         assert pool._open == 1
+        gate.clear()
+        held = asyncio.ensure_future(pool.request("GET", base + "/", CIMultiDict(), None))
+        waiting = asyncio.ensure_future(pool.request("GET", base + "/", CIMultiDict(), None))
+        await asyncio.sleep(0.05)
+        await pool.close()  # a caller waiting for a slot is refused, not left hanging
+        with pytest.raises(UpstreamConnectError):
+            await asyncio.wait_for(waiting, 5)
+        gate.set()
+        (await held).release()
     finally:
         await pool.close()
 
