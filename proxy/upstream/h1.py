@@ -151,6 +151,11 @@ class _Connection(BaseProtocol):
     async def drain(self) -> None:
         await self._drain_helper()
 
+    def answered(self) -> bool:
+        """A final response arrived for the request in flight."""
+        waiter = self.waiter
+        return waiter is not None and waiter.done() and waiter.exception() is None
+
 
 class UpstreamResponse:
     """What the codecs read: status, headers, the body as a StreamReader."""
@@ -299,14 +304,24 @@ class H1Pool:
         transport.write(head)
         chunks = body.iter_any() if hasattr(body, "iter_any") else body
         async for chunk in chunks:
+            if conn.answered():
+                break
             if not chunk:
                 continue
             if length is None:
                 transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
                 transport.write(chunk)
-            await conn.drain()
-        if length is None:
+            try:
+                await conn.drain()
+            except ConnectionError:
+                if not conn.answered():
+                    raise
+        if conn.answered():
+            # The upstream answered before the body ended (a 413, a 401): that answer is
+            # the caller's, the rest of the body is not sent, and the socket is spent.
+            conn.should_close = True
+        elif length is None:
             transport.write(b"0\r\n\r\n")
 
     async def _acquire(self, origin: str, fresh: bool = False) -> tuple[_Connection, bool]:

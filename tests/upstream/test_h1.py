@@ -289,3 +289,25 @@ async def test_https_verifies_the_upstream_certificate(tmp_path) -> None:
         await untrusting.close()
         await trusting.close()
         await runner.cleanup()
+
+
+async def test_an_answer_before_the_upload_ends_is_the_answer(raw_server, pool: H1Pool) -> None:
+    """The upstream refuses after the head (413) and closes: the caller gets that 413,
+    not a broken-pipe error, and the rest of the body is not sent."""
+    base = await raw_server(
+        answers(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+    )
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(400):
+            sent += 1
+            yield b"x" * 65536
+            await asyncio.sleep(0)
+
+    resp = await pool.request("POST", base + "/", CIMultiDict(), body())
+    assert resp.status == 413 and await resp.read() == b"big"
+    resp.release()
+    assert sent < 400
+    assert not any(pool._idle.values())  # that socket carries nothing more
