@@ -58,7 +58,6 @@ class _Connection(BaseProtocol):
         self.payload: StreamReader | None = None
         self.should_close = False
         self.received = False
-        self.closed = False
         self.idle_since = 0.0
 
     def begin(self, head_request: bool) -> asyncio.Future[tuple[Any, StreamReader]]:
@@ -81,9 +80,7 @@ class _Connection(BaseProtocol):
             self.received = True
         parser = self._parser
         if parser is None:  # bytes nobody asked for: the connection is out of step
-            self.should_close = True
-            if self.transport is not None:
-                self.transport.close()
+            self.close()
             return
         try:
             messages, _upgraded, _tail = parser.feed_data(data)
@@ -103,8 +100,7 @@ class _Connection(BaseProtocol):
                 waiter.set_result((message, payload))
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        super().connection_lost(exc)
-        self.closed = True
+        super().connection_lost(exc)  # transport -> None: closed
         self.give_back()
         parser = self._parser
         if parser is not None:
@@ -118,13 +114,11 @@ class _Connection(BaseProtocol):
             waiter.set_exception(UpstreamClosedError("upstream closed the connection"))
 
     def _fail(self, exc: Exception) -> None:
-        self.should_close = True
         if self.payload is not None and not self.payload.is_eof():
             self.payload.set_exception(exc)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
-        if self.transport is not None:
-            self.transport.close()
+        self.close()
 
     def give_back(self) -> None:
         """Free this connection's slot in the pool, once."""
@@ -141,7 +135,6 @@ class _Connection(BaseProtocol):
         payload = self.payload
         return (
             not self.should_close
-            and not self.closed
             and self.transport is not None
             and payload is not None
             and payload.is_eof()
@@ -350,7 +343,7 @@ class H1Pool:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.closed or conn.transport is None:
+            if conn.transport is None:
                 continue  # its close already gave the slot back
             if now - conn.idle_since > self.keepalive_s:
                 conn.close()
@@ -362,7 +355,7 @@ class H1Pool:
         for conns in self._idle.values():
             while conns:
                 conn = conns.pop(0)
-                if not conn.closed:
+                if conn.transport is not None:
                     conn.close()
                     return
 
