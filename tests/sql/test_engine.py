@@ -12,9 +12,7 @@ from proxy.model.errors import ErrorCode
 from proxy.sql.engine import SqlGuard
 from proxy.sql.policy import SqlPolicy
 
-REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
-SHARED_SQL = REPO.parent / "shared" / "data" / "sql"
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -29,7 +27,7 @@ TENANT = {"column": "tenant_id", "tables": ["orders", "customers"]}
 GUARDS = {d: guard(d) for d in ("postgres", "mysql")}
 DANGEROUS = jsonl(DATA / "dangerous.jsonl")
 LEGIT = jsonl(DATA / "legit.jsonl")
-TPC = [q for f in sorted(SHARED_SQL.glob("*.jsonl")) for q in jsonl(f)]
+TPC = [q for f in sorted(DATA.glob("tpc*.jsonl")) for q in jsonl(f)]
 
 
 def test_corpora_are_big_enough() -> None:
