@@ -292,6 +292,14 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
     state = build_state(loaded)
     state.rules_path = rules_path
     server = Server(state, listen, admin)
+    # Signals are ours before the first socket accepts: a SIGTERM or SIGHUP sent the moment
+    # the port opens (a probe, a config-reloader sidecar) must not kill the process.
+    stop = asyncio.Event()
+    early_hup = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, early_hup.set)
     try:
         await server.start()
     except OSError as exc:  # a port in use, an address not on this host
@@ -306,14 +314,12 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
         len(state.compiled.routes),
         loaded.digest[:12],
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     from proxy.reload import RulesWatcher
 
     watcher = RulesWatcher(state, rules_path)
-    watcher.start()  # polls the rules path and reloads on SIGHUP
+    watcher.start()  # polls the rules path and takes SIGHUP over
+    if early_hup.is_set():
+        await watcher.reload("SIGHUP")
     await stop.wait()
     await watcher.stop()
     log.info("shutting down: draining in-flight calls (up to %.0fs)", drain_s)
