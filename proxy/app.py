@@ -135,6 +135,9 @@ def proxy_server(state: ProxyState) -> web.Server:
     return web.Server(
         make_handler(state),  # type: ignore[arg-type]
         tcp_keepalive=True,
+        # A caller that hangs up cancels its call: the upstream request is dropped and its
+        # concurrency slot freed at once, not held until the route timeout.
+        handler_cancellation=True,
         access_log=None,  # CallWarden writes its own, with the verdict
     )
 

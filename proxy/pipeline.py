@@ -179,6 +179,12 @@ class Pipeline:
                 return await self._forward(req, route, ctx, caller, upstream_path, raw_query)
             finally:
                 inflight.dec()
+        except asyncio.CancelledError:
+            # The caller hung up (aiohttp cancels the handler): nobody to answer; the
+            # finally below still releases what the call held and records it.
+            rec.outcome = "error"
+            rec.warnings.append("caller disconnected")
+            raise
         except Exception as exc:
             if not isinstance(exc, ProxyError):
                 log.error("internal error on route %s: %s", rec.route, exc.__class__.__name__)
