@@ -49,6 +49,11 @@ class ProxyState:
     decision_log: Any = None
     """proxy.observe.decision_log.DecisionLog when the rules turn it on, else None."""
     call_metrics: CallMetrics = field(init=False)
+    draining: bool = False
+    """Set when shutdown starts: every answer from then on says `Connection: close`."""
+    live: set[asyncio.Timeout] = field(default_factory=set)
+    """The deadline timers of calls waiting on an upstream (cut at the end of a drain)."""
+    cut: set[asyncio.Timeout] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.call_metrics = CallMetrics(self.metrics)
@@ -244,6 +249,7 @@ class Server:
         """Stop accepting, let in-flight calls finish up to `drain_s`, then close."""
         from proxy.listeners import stop_listeners
 
+        self.state.draining = True
         await stop_listeners(self.state)
         for runner in self.runners:
             for site in list(runner.sites):
@@ -251,6 +257,16 @@ class Server:
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and _inflight(self.state) > 0:
             await asyncio.sleep(0.05)
+        if self.state.live:
+            # Calls still waiting get an answer with a code, not a closed socket.
+            now = asyncio.get_running_loop().time()
+            for timer in list(self.state.live):
+                self.state.cut.add(timer)
+                timer.reschedule(now)
+            for _ in range(20):  # bounded: up to ~1 s for the refusals to be written
+                if _inflight(self.state) <= 0:
+                    break
+                await asyncio.sleep(0.05)
         for runner in self.runners:
             await runner.cleanup()
         await self.state.upstream.close()

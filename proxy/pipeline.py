@@ -176,9 +176,12 @@ class Pipeline:
             inflight = self.state.call_metrics.child(metrics.inflight, route.name)
             inflight.inc()
             try:
-                return await self._forward(req, route, ctx, caller, upstream_path, raw_query)
+                resp = await self._forward(req, route, ctx, caller, upstream_path, raw_query)
             finally:
                 inflight.dec()
+            if self.state.draining:
+                resp.force_close()  # Connection: close, so keep-alive callers move on
+            return resp
         except asyncio.CancelledError:
             # The caller hung up (aiohttp cancels the handler): nobody to answer; the
             # finally below still releases what the call held and records it.
@@ -197,7 +200,10 @@ class Pipeline:
                 if req.transport is not None:
                     req.transport.close()
                 return ctx.streaming
-            return self._refuse(err, route, ctx, call, rec)
+            refusal = self._refuse(err, route, ctx, call, rec)
+            if self.state.draining:
+                refusal.force_close()
+            return refusal
         finally:
             if ctx is not None:
                 for done in ctx.on_done:
@@ -248,8 +254,11 @@ class Pipeline:
         deadline = ctx.deadline
         loop = asyncio.get_running_loop()
         t_up = time.monotonic()
+        live = self.state.live
+        timer: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timer:
+                live.add(timer)
                 ctx.scratch["timer"] = timer  # a long-lived GET event stream lifts it
                 out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
@@ -260,6 +269,10 @@ class Pipeline:
                     upstream.release()
         except TimeoutError:
             rec.upstream_s = time.monotonic() - t_up
+            if timer in self.state.cut:
+                raise ProxyError(
+                    ErrorCode.UPSTREAM_UNAVAILABLE, "proxy shutting down: the call was cut"
+                ) from None
             phase = (deadline.phase or "execute") if deadline.budget_bound else "route"
             self.state.metrics.timeouts.labels(route.name, phase).inc()
             raise deadline.expired_error() from None
@@ -274,6 +287,10 @@ class Pipeline:
                 rec.warnings.append("caller disconnected")
                 return ctx.streaming
             raise translate(exc) from None
+        finally:
+            if timer is not None:
+                live.discard(timer)
+                self.state.cut.discard(timer)
         rec.upstream_s = time.monotonic() - t_up
         rec.status = resp.status
         return resp
