@@ -275,3 +275,51 @@ async def test_asyncpg_server_settings_are_judged(proxy) -> None:
         await asyncpg.connect(host="127.0.0.1", port=port, user="tool", database="shop",
                               ssl=False, server_settings={"application_name": "acme",
                                                           "client_encoding": "GBK"})
+
+
+# --- issue 22 item 6: one guard chain, its modes included -----------------------------------
+
+def would_deny(px: Any, guard: str, code: str) -> float:
+    return px.metric("callwarden_audit_would_deny_total", route="warehouse", guard=guard,
+                     error_code=code)
+
+
+async def test_a_route_in_audit_mode_logs_would_deny_and_lets_the_statement_through(
+    proxy,
+) -> None:
+    sql = {"dialect": "postgres", "read_only": True, "blocked_functions": ["abs"],
+           "tenant": {"column": "tenant_id", "tables": ["orders"]}}
+    px, port = await proxy(mode="audit", sql=sql)
+    async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
+        assert await (await conn.execute("SELECT abs(-1)")).fetchone() == (1,)
+    assert would_deny(px, "sql_safety", "SQL_BLOCKED") == 1
+
+
+async def test_guard_modes_apply_on_the_wire(proxy) -> None:
+    """sql_safety audits, tenant_scope enforces: the stacked read is refused by the tenant
+    guard (never forwarded unscoped), a plain read is still scoped."""
+    px, port = await proxy(guard_modes={"sql_safety": "audit"})
+    async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="TENANT_MISMATCH"):
+            await conn.execute("SELECT id FROM orders; SELECT 1")
+        rows = await (await conn.execute("SELECT id FROM orders ORDER BY id")).fetchall()
+        assert rows == [(1,), (2,), (4,)]
+    assert would_deny(px, "sql_safety", "SQL_BLOCKED") == 1
+    denied = px.metric("callwarden_requests_total", route="warehouse", kind="postgres",
+                       outcome="denied", error_code="TENANT_MISMATCH")
+    assert denied == 1
+
+
+async def test_access_on_the_wire_follows_its_mode(proxy) -> None:
+    role = {"options": "'-c callwarden.role=intern'"}
+    px, port = await proxy(access={"roles": ["analyst"]}, guard_modes={"access": "audit"})
+    async with await psycopg.AsyncConnection.connect(dsn(port, **role)) as conn:
+        assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    assert would_deny(px, "access", "PERMISSION_DENIED") >= 1
+    _, port = await proxy(access={"roles": ["analyst"]})
+    with pytest.raises(psycopg.OperationalError, match="PERMISSION_DENIED"):
+        await psycopg.AsyncConnection.connect(dsn(port, **role))
+    async with await psycopg.AsyncConnection.connect(
+        dsn(port, options="'-c callwarden.role=analyst'")
+    ) as conn:
+        assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
