@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from proxy.codecs.http import read_up_to
-from proxy.guards.base import CallContext
+from proxy.guards.base import CallContext, Guard
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
@@ -98,11 +98,15 @@ async def capped_stream(stream: Any, limit: int) -> Any:
         yield chunk
 
 
-async def run_guards(route: CompiledRoute, call: ToolCall, ctx: CallContext) -> ToolCall:
-    """Run the route's chain; returns the (possibly rewritten) call or raises the denial.
-    Audit mode turns a Deny into a recorded would-deny and drops rewrites."""
+async def run_guards(
+    route: CompiledRoute, call: ToolCall, ctx: CallContext, chain: tuple[Guard, ...] | None = None
+) -> ToolCall:
+    """Run the route's chain (every listener's: HTTP, MCP, PostgreSQL wire); returns the
+    (possibly rewritten) call or raises the denial. Audit mode turns a Deny into a
+    recorded would-deny and drops rewrites. `chain`: a part of the route's own chain, in
+    its order (the wire listener judges the caller alone at connection time)."""
     rec = ctx.record
-    for guard in route.chain:
+    for guard in route.chain if chain is None else chain:
         verdict = await guard.check(call, ctx)
         if isinstance(verdict, Allow):
             continue

@@ -13,6 +13,16 @@ from proxy.model.verdict import Verdict
 
 if TYPE_CHECKING:
     from proxy.mcp.sse import SseEvent
+    from proxy.sql.engine import SqlDecision
+
+
+@dataclass(frozen=True, slots=True)
+class SqlJudgement:
+    """The SQL engine's decision on one exact text for one tenant."""
+
+    sql: str
+    tenant: str | None
+    decision: SqlDecision
 
 
 class ResponseFilter(Protocol):
@@ -44,8 +54,12 @@ class CallContext:
     response_filters: list[ResponseFilter] = field(default_factory=list)
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers for the caller's response (e.g. RateLimit-*), success or refusal."""
+    sql: SqlJudgement | None = None
+    """Written by the first SQL guard that judges the call (sql_safety, tenant_scope) and
+    read by the next, so a statement is parsed once. A decision, never a verdict: each
+    guard draws its own verdict from it (a guard in audit mode changes no other's)."""
     scratch: dict[str, Any] = field(default_factory=dict)
-    """Results one guard computes for a later one (e.g. the SQL decision)."""
+    """Values one stage computes for a later one (trace flags, the upstream timer)."""
     on_done: list[Any] = field(default_factory=list)
     """Callables run when the call ends (release a concurrency slot, ...)."""
     streaming: Any = None
