@@ -119,7 +119,7 @@ PAREN_KEYWORDS = frozenset(
     """MATCH MERGE CREATE WHERE AND OR XOR NOT IN WITH RETURN UNWIND DISTINCT BY SKIP LIMIT
     OFFSET WHEN THEN ELSE CASE DELETE DETACH NODETACH SET REMOVE FOREACH FOR ON CALL YIELD
     IS CONTAINS STARTS ENDS AS OPTIONAL EXPLAIN PROFILE USE UNION SHORTEST ELEMENTS
-    REPEATABLE DIFFERENT""".split()
+    REPEATABLE DIFFERENT""".split()  # noqa: SIM905 (a word list reads better)
 )
 
 
@@ -144,7 +144,9 @@ def _blocked_reason(tokens: list[Token], keywords: list[int], policy: GraphPolic
         invoked = j < len(tokens) and tokens[j].text == "("
         if after_call:
             why = policy.procedure_refusal(name)
-        elif invoked and not (i in keyword_set and tok.kind == WORD and tok.upper in PAREN_KEYWORDS):
+        elif invoked and not (
+            i in keyword_set and tok.kind == WORD and tok.upper in PAREN_KEYWORDS
+        ):
             why = policy.function_refusal(name)
         else:
             continue

@@ -24,7 +24,7 @@ CLAUSE_WORDS = frozenset(
     """MATCH OPTIONAL WITH UNWIND RETURN UNION CALL CREATE MERGE DELETE DETACH NODETACH SET
     REMOVE FOREACH LOAD USE FINISH ORDER SKIP OFFSET LIMIT WHERE SHOW TERMINATE GRANT DENY
     REVOKE ALTER DROP START STOP INSERT FILTER LET NEXT YIELD EXPLAIN PROFILE CYPHER RENAME
-    ENABLE DEALLOCATE REALLOCATE""".split()
+    ENABLE DEALLOCATE REALLOCATE""".split()  # noqa: SIM905 (a word list reads better)
 )
 _SUBQUERY_BEFORE_BRACE = frozenset({"EXISTS", "COUNT", "COLLECT", "CALL"})
 
@@ -34,8 +34,8 @@ class Unscoped(Exception):
 
 
 def _kw(tok: Token) -> str:
-    """Keyword spelling of a token: ASCII words only (Python upper-cases 'ſ' to 'S', Neo4j
-    does not read it as a keyword)."""
+    """Keyword spelling of a token: ASCII words only (Python upper-cases the long s
+    U+017F to 'S'; Neo4j does not read such a word as a keyword)."""
     return tok.upper if tok.kind == WORD and tok.text.isascii() else ""
 
 
