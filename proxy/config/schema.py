@@ -269,6 +269,12 @@ class SqlSpec(Model):
 
 class GraphTenant(Model):
     parameter: str
+    """The query parameter (Cypher `$name`) or Gremlin binding the proxy pins to the
+    caller's tenant."""
+    property: str | None = None
+    """The node/vertex property holding the tenant; absent = the parameter's name. Every
+    node pattern (Cypher) and every element a traversal reaches (Gremlin) must be filtered
+    by `property = parameter` with AND semantics, or the statement is refused."""
 
 
 class GraphSpec(Model):
@@ -278,6 +284,11 @@ class GraphSpec(Model):
     max_rows: PositiveInt | None = None
     tenant: GraphTenant | None = None
     blocked_procedures: list[str] = []
+    allowed_procedures: list[str] = []
+    """Globs (case-insensitive, `*` spans dots) of procedures and functions a read-only or
+    tenant route may call beyond the built-in read-only ones (db.labels, date.*, ...).
+    Unknown procedures and functions are refused there: the guard cannot tell what they
+    write or read. `blocked_procedures` wins. Tenant routes refuse CALL of any procedure."""
 
     @model_validator(mode="after")
     def _api(self) -> GraphSpec:
