@@ -16,6 +16,7 @@ from sqlglot.tokens import Token, TokenType
 
 from proxy.model.errors import ErrorCode
 from proxy.sql.digest import PARAM_TYPES
+from proxy.sql.functions import is_catalog
 from proxy.sql.plan import AFTER, BEFORE, REPLACE, TENANT, Edit, Plan, blocked
 from proxy.sql.policy import SqlPolicy, table_matches
 from proxy.sql.safety import QUERY_ROOTS, WRITES, Judgement
@@ -70,6 +71,16 @@ def _plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx
         for t in tables:
             if not table_matches(pol.allowed_tables, t.text("db"), t.name):
                 raise Refusal(ErrorCode.SQL_BLOCKED, f"table {t.name} is not in allowed_tables")
+    if pol.tenant_column:
+        for t in tables:
+            # SECURITY: catalogs and statistics hold every tenant's values (pg_stats
+            # histograms, duckdb_* views); only those allowed_tables names pass.
+            parts = tuple(p.lower() for p in (t.text("catalog"), t.text("db"), t.name) if p)
+            if is_catalog(pol.rules, parts) and not (
+                    pol.allowed_tables is not None
+                    and table_matches(pol.allowed_tables, t.text("db"), t.name)):
+                raise Refusal(ErrorCode.SQL_BLOCKED,
+                              f"catalog relation {t.name} is not allowed on a tenant route")
 
     wraps: list[exp.Table] = []
     checks: list[int] = []
