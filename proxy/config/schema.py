@@ -240,6 +240,12 @@ class SqlTenant(Model):
     tables: list[str]
 
 
+class SqlFunctions(Model):
+    allow: tuple[str, ...] = ()
+    """Functions (also table functions, `schema.name` for qualified calls) a read-only or
+    tenant route may call beyond the dialect's typed and known-pure built-ins."""
+
+
 class SqlSpec(Model):
     dialect: str = "postgres"
     location: SqlLocation = SqlLocation(json="/query")  # type: ignore[call-arg]
@@ -252,6 +258,7 @@ class SqlSpec(Model):
     max_rows: PositiveInt | None = None
     on_excess: Literal["deny", "truncate"] = "deny"
     tenant: SqlTenant | None = None
+    functions: SqlFunctions | None = None
     argument: str | None = None
     """MCP tools: the argument holding the SQL."""
 
