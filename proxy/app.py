@@ -136,6 +136,9 @@ def proxy_server(state: ProxyState) -> web.Server:
         make_handler(state),  # type: ignore[arg-type]
         tcp_keepalive=True,
         access_log=None,  # CallWarden writes its own, with the verdict
+        # SECURITY: bodies arrive as sent; proxy/framing.py decodes them, bounded, and
+        # decides the framing the upstream gets (aiohttp would inflate without a cap).
+        auto_decompress=False,
     )
 
 
