@@ -144,6 +144,9 @@ def proxy_server(state: ProxyState) -> web.Server:
         # concurrency slot freed at once, not held until the route timeout.
         handler_cancellation=True,
         access_log=None,  # CallWarden writes its own, with the verdict
+        # SECURITY: bodies arrive as sent; proxy/framing.py decodes them, bounded, and
+        # decides the framing the upstream gets (aiohttp would inflate without a cap).
+        auto_decompress=False,
     )
 
 

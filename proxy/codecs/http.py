@@ -42,6 +42,9 @@ HOP_BY_HOP = frozenset(
         "proxy-authenticate",
     }
 )
+FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding", "expect"})
+"""Request headers the proxy decides from the body it sends (proxy/framing.py), never
+copied from the caller (DESIGN invariant 1)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json")
 SMALL_RESPONSE = 65536
@@ -202,12 +205,12 @@ class HttpCodec:
         headers = self.headers(route, call, ctx, peer, scheme)
         body = self.outbound_body(call)
         if body is not None:
-            headers.pop("Content-Length", None)
             replayable = True
         elif call.request.body is not None:
             body, replayable = call.request.body, True
         else:
-            body, replayable = stream, stream is None
+            # a framing.BodyStream, or a body that arrived whole while held back (bytes)
+            body, replayable = stream, stream is None or isinstance(stream, bytes)
         qs = call.request.query_string
         if call.extra_query:
             names = {k for k, _ in call.extra_query}

@@ -11,6 +11,7 @@ import aiohttp
 
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.upstream.h1 import (
+    BodyLengthError,
     H1Pool,
     UpstreamClosedError,
     UpstreamConnectError,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 def translate(exc: BaseException) -> ProxyError:
     """aiohttp/OS errors -> error codes; messages name the failure, not the request."""
+    if isinstance(exc, BodyLengthError):
+        return ProxyError(ErrorCode.TOOL_BAD_REQUEST, "request body does not match its length")
     if isinstance(exc, UpstreamConnectError | ConnectionRefusedError):
         return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, "upstream connection failed")
     if isinstance(exc, UpstreamClosedError):
