@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.model.call import ToolCall
 from proxy.model.deadline import Deadline
+from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Verdict
 
@@ -26,7 +27,14 @@ class SqlJudgement:
 
 
 class ResponseFilter(Protocol):
-    """Changes what the upstream answered before the caller sees it."""
+    """Changes what the upstream answered before the caller sees it.
+
+    Optional members the codec looks for: `name` (metric label); `whole(content_type)`,
+    True when the filter must read the whole body of that type (the codec then holds it,
+    up to a cap, or refuses the answer; a filter without `whole` is held to need it);
+    `headers(h) -> h`; `feed(chunk, content_type) -> bytes` and `flush() -> bytes`, for a
+    filter that works on a body of any length as it streams. A filter that cannot read
+    what it must raises FilterRefused."""
 
     def body(self, data: bytes, content_type: str) -> bytes:
         """Whole buffered body (JSON or text)."""
@@ -42,6 +50,23 @@ class ResponseFilter(Protocol):
         """True only if `event` would return every event in `data` unchanged: then a
         stream that is complete on arrival goes out without being parsed into events."""
         ...
+
+
+class FilterRefused(ProxyError):
+    """A response filter the route asked for cannot run on this answer (unreadable,
+    undecodable, too large to hold): the answer is refused, never passed on unread.
+    The codec counts it by filter and reason (callwarden_filter_refusals_total)."""
+
+    __slots__ = ("filters", "reason")
+
+    def __init__(self, filters: tuple[str, ...], reason: str, message: str) -> None:
+        super().__init__(
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            f"the upstream's answer was refused: {message} ({', '.join(filters)} filter)",
+        )
+        self.filters = filters
+        self.reason = reason
+        """encoding, undecodable, too_large, unreadable."""
 
 
 @dataclass(slots=True)
