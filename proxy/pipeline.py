@@ -20,6 +20,7 @@ from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Allow, Deny, Rewrite
+from proxy.upstream.breaker import Outcome
 from proxy.upstream.client import translate
 from proxy.upstream.resilience import IDEMPOTENT
 
@@ -201,6 +202,8 @@ class Pipeline:
                 # The head is out: cut the connection so the caller sees a broken
                 # stream, never a truncated body that looks complete.
                 self._refuse(err, route, ctx, call, rec)
+                if err.code in (ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.TOOL_TIMEOUT):
+                    rec.outcome = "upstream_error"  # the answer broke after its head went out
                 if req.transport is not None:
                     req.transport.close()
                 return ctx.streaming
@@ -283,11 +286,15 @@ class Pipeline:
                 raise ProxyError(
                     ErrorCode.UPSTREAM_UNAVAILABLE, "proxy shutting down: the call was cut"
                 ) from None
+            if ctx.streaming is not None and not deadline.budget_bound:
+                self._broke_mid_body(route, ctx, "timeout")
             phase = (deadline.phase or "execute") if deadline.budget_bound else "route"
             self.state.metrics.timeouts.labels(route.name, phase).inc()
             raise deadline.expired_error() from None
-        except ProxyError:
+        except ProxyError as err:
             rec.upstream_s = time.monotonic() - t_up
+            if ctx.streaming is not None and err.code is ErrorCode.UPSTREAM_UNAVAILABLE:
+                self._broke_mid_body(route, ctx, "connect")
             raise
         except Exception as exc:
             rec.upstream_s = time.monotonic() - t_up
@@ -296,14 +303,27 @@ class Pipeline:
                 # not an upstream failure, and nobody is left to answer.
                 rec.warnings.append("caller disconnected")
                 return ctx.streaming
+            if ctx.streaming is not None:
+                self._broke_mid_body(route, ctx, "connect")
             raise translate(exc) from None
         finally:
             if timer is not None:
                 live.discard(timer)
                 self.state.cut.discard(timer)
+            if route.resilience is not None:
+                route.resilience.settle(ctx)  # the body went through (or was not ours to blame)
         rec.upstream_s = time.monotonic() - t_up
         rec.status = resp.status
+        if resp.status >= 500:
+            rec.outcome = "upstream_error"  # passed on as sent, yet the SLO must see it
         return resp
+
+    @staticmethod
+    def _broke_mid_body(route: CompiledRoute, ctx: CallContext, how: Outcome) -> None:
+        """The upstream failed after its head went out (a reset, a stall past the route
+        timeout): the breaker hears that, not the success the head announced."""
+        if route.resilience is not None:
+            route.resilience.settle(ctx, how)
 
     def _refuse(
         self,

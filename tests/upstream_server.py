@@ -32,6 +32,7 @@ class UpstreamApp:
         r.add_route("*", "/sse", self.sse)
         r.add_route("*", "/sse-once", self.sse_once)
         r.add_get("/big", self.big)
+        r.add_get("/broken", self.broken)
         r.add_post("/upload", self.upload)
         r.add_get("/chunked-json", self.chunked_json)
         r.add_route("*", "/{tail:.*}", self.echo)
@@ -118,6 +119,18 @@ class UpstreamApp:
         for _ in range(size // len(chunk)):
             await resp.write(chunk)
         await resp.write_eof()
+        return resp
+
+    async def broken(self, req: web.Request) -> web.StreamResponse:
+        """Promises 1 MiB, sends 64 KiB, then resets: a failure after the head went out."""
+        self._seen(req)
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        resp.content_length = 1 << 20
+        await resp.prepare(req)
+        await resp.write(b"x" * 65536)
+        await asyncio.sleep(0.05)
+        assert req.transport is not None
+        req.transport.abort()
         return resp
 
     async def chunked_json(self, req: web.Request) -> web.StreamResponse:

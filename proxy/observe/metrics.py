@@ -6,7 +6,7 @@ rules); tenant appears only where a route opts in, capped. Trace ids go in exemp
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from proxy.observe.families import CounterFamily as Counter
 from proxy.observe.families import GaugeFamily as Gauge
@@ -53,10 +53,16 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
+        # The standard process_* (CPU, memory, open fds) and python_info series the usual
+        # Grafana panels read; they cost nothing until a scrape.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         p = "callwarden_"
         self.requests = Counter(
             p + "requests",
-            "Calls handled, by outcome (ok, denied, error) and error code.",
+            "Calls handled, by outcome (ok; denied: the proxy refused; error: the proxy could not "
+            "complete it; upstream_error: the upstream answered 5xx or broke mid-answer) and "
+            "error code.",
             ["route", "kind", "outcome", "error_code"],
             registry=r,
         )

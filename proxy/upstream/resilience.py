@@ -69,6 +69,8 @@ class _CallState:
     breaker: Breaker | None
     probe: bool = False
     """The breaker admitted the current attempt as a half-open probe."""
+    pending: bool = False
+    """The head said success; the breaker hears it once the body is through (`settle`)."""
 
 
 class RouteResilience:
@@ -165,7 +167,19 @@ class RouteResilience:
         if outcome != "connect":  # a refused connection says nothing about latency
             state.policy.latency.observe(seconds)
         if state.breaker is not None:
-            state.breaker.record(outcome)
+            if outcome == "success":
+                state.pending = True  # a body that breaks later is this call's outcome
+            else:
+                state.breaker.record(outcome)
+
+    def settle(self, ctx: CallContext, failure: Outcome | None = None) -> None:
+        """The exchange is over: a success the head announced is recorded now, or the
+        failure that came after the head instead (a reset or a stall mid-body)."""
+        state: _CallState | None = ctx.scratch.get(CALL_STATE)
+        if state is not None and state.pending:
+            state.pending = False
+            if state.breaker is not None:
+                state.breaker.record(failure or "success")
 
     def abandon(self, ctx: CallContext) -> None:
         """The attempt was cut by the caller (its budget, or it hung up): the backend is

@@ -39,13 +39,18 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
         ("callwarden_secrets_masked_total", "counter", "route"),
         ("callwarden_mcp_tool_calls_total", "counter", "route tool outcome"),
         ("callwarden_mcp_tool_duration_seconds", "histogram", "route tool"),
+        # prometheus_client's standard process collector
+        ("process_cpu_seconds_total", "counter", ""),
+        ("process_resident_memory_bytes", "gauge", ""),
+        ("process_open_fds", "gauge", ""),
+        ("process_max_fds", "gauge", ""),
     )
 }
 # Added by Prometheus service discovery / scraping, valid on every series.
 TARGET_LABELS = frozenset({"namespace", "pod", "job", "instance"})
 
-_METRIC = re.compile(r"\bcallwarden_[a-z0-9_]+")
-_SELECTOR = re.compile(r"\b(callwarden_[a-z0-9_]+)\s*\{([^}]*)\}")
+_METRIC = re.compile(r"\b(?:callwarden|process)_[a-z0-9_]+")
+_SELECTOR = re.compile(r"\b((?:callwarden|process)_[a-z0-9_]+)\s*\{([^}]*)\}")
 _MATCHER_KEY = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
 _HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
 

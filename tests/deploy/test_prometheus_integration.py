@@ -43,6 +43,10 @@ LABELS = {"namespace": "agents", "pod": "callwarden-0"}
 
 # Metrics the traffic below must produce; an expression using only these must return data.
 PRODUCED = {
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
     "callwarden_requests_total",
     "callwarden_request_duration_seconds",
     "callwarden_upstream_duration_seconds",

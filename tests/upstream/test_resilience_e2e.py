@@ -100,6 +100,29 @@ async def test_callers_short_budget_never_opens_the_breaker(upstream, write_rule
     assert await get(px, "/api/slow?ms=300") == (200, None)
 
 
+async def test_upstream_5xx_and_mid_body_failures_are_errors_the_slo_sees(
+    upstream, write_rules, start_proxy
+):
+    """A passed-through 503 is counted `upstream_error` (the error-budget alerts read it),
+    and a reset after the head went out is too, and the breaker hears of it."""
+    _up, url = upstream
+    px = await start_proxy(write_rules([route(url, breaker={"failures": 2})]))
+    assert await get(px, "/api/status/503") == (503, None)
+    labels = {"route": "api", "kind": "http", "error_code": ""}
+    assert px.metric("callwarden_requests_total", outcome="upstream_error", **labels) == 1
+    assert px.metric("callwarden_requests_total", outcome="ok", **labels) == 0
+    assert await get(px, "/api/x") == (200, None)  # a success resets the consecutive count
+    for _ in range(2):
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await get(px, "/api/broken")
+    await px.metric_eventually(
+        "callwarden_requests_total", 2, route="api", kind="http", outcome="upstream_error",
+        error_code="UPSTREAM_UNAVAILABLE",
+    )
+    assert px.metric("callwarden_breaker_state", route="api") == 2  # opened by the resets
+    assert await get(px, "/api/x") == (503, "CIRCUIT_OPEN")
+
+
 async def test_half_open_probe_failure_reopens_success_closes(upstream, write_rules, start_proxy):
     up, url = upstream
     px = await start_proxy(
