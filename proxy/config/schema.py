@@ -240,6 +240,13 @@ class SqlTenant(Model):
     tables: list[str]
 
 
+class SqlFunctions(Model):
+    allow: tuple[str, ...] = ()
+    """Functions (and, on postgres, operators) a read-only or tenant route lets through
+    although the guard cannot prove them harmless: user-defined ones, volatile
+    built-ins. Bare (`my_func`) or schema-qualified (`app.my_func`); case-insensitive."""
+
+
 class SqlSpec(Model):
     dialect: str = "postgres"
     location: SqlLocation = SqlLocation(json="/query")  # type: ignore[call-arg]
@@ -248,6 +255,7 @@ class SqlSpec(Model):
     block_dcl: bool = True
     blocked_functions: list[str] = []
     """Added to the built-in per-dialect list of side-effecting functions."""
+    functions: SqlFunctions | None = None
     allowed_tables: list[str] | None = None
     max_rows: PositiveInt | None = None
     on_excess: Literal["deny", "truncate"] = "deny"
