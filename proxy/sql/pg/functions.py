@@ -97,6 +97,9 @@ OPERATORS: frozenset[str] = _words(catalog.OPERATORS_IMMUTABLE) | _words(
     catalog.OPERATORS_STABLE) | _words(catalog.OPERATORS_VOLATILE)
 
 
+HARMLESS_PREFIXES: tuple[str, ...] = ("pg_stat_get_xact_",)  # this transaction's counters
+
+
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
 
@@ -119,7 +122,8 @@ def classify(name: Name) -> Fn:
     if fn in stable and fn not in volatile:
         return Fn.SAFE
     if fn in volatile:
-        return Fn.HARMLESS if fn in HARMLESS_VOLATILE else Fn.VOLATILE
+        harmless = fn in HARMLESS_VOLATILE or fn.startswith(HARMLESS_PREFIXES)
+        return Fn.HARMLESS if harmless else Fn.VOLATILE
     if schema is None and _matches(fn, SIDE_EFFECTS):
         return Fn.SIDE_EFFECT
     return Fn.UNKNOWN

@@ -1,11 +1,12 @@
-"""PostgreSQL text judged by libpg_query, with a verdict cache keyed by its fingerprint
-(literal values are not part of it, so new literals per request cost one C call), and
-the check that a rewrite is the judged text plus the tenant predicates, nothing else.
+"""PostgreSQL text judged by libpg_query, with a verdict cache keyed by the text as
+libpg_query normalizes it (every constant replaced by $n: new literals per request cost
+one C call), and the check that a rewrite is the judged text plus the tenant
+predicates, nothing else.
 
-SECURITY: the fingerprint leaves out literal values, aliases and the names of prepared
-statements, cursors and savepoints; the judge reads none of those (it refuses prepared
-statements and cursors by kind), so texts with one fingerprint get one verdict.
-tests/sql/pg/test_guard.py holds the two equal over variations of every kind.
+SECURITY: not libpg_query's fingerprint: it leaves out schema names (`s.t` and `u.t`
+share one), aliases and prepared statement names, and the judge reads schemas. Two
+texts with one normalized form differ only inside constants, which name no relation,
+function or operator. tests/sql/pg/test_guard.py holds cached and fresh verdicts equal.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from proxy.sql.pg.judge import PgRules, PgVerdict, judge
-from proxy.sql.pg.parse import fingerprint, parse, tree
+from proxy.sql.pg.parse import normalized, parse, tree
 
 
 class PgJudge:
@@ -30,7 +31,7 @@ class PgJudge:
     def judge(self, sql: str) -> PgVerdict:
         if not self.cached:
             return self.judge_uncached(sql)
-        key = fingerprint(sql)
+        key = normalized(sql)
         if key is None:
             return self.judge_uncached(sql)  # does not parse: the parse says where
         verdict = self._cache.get(key)

@@ -228,12 +228,13 @@ def parse(sql: str) -> Parsed:
     return Parsed(tuple(out))
 
 
-def fingerprint(sql: str) -> str | None:
-    """libpg_query's literal-independent fingerprint; None when the text does not parse."""
+def normalized(sql: str) -> str | None:
+    """The text with every constant replaced by $n (libpg_query's normalize); None when
+    the text does not parse."""
     if "\x00" in sql:
         return None
     try:
-        return pg.fingerprint(sql)
+        return pg.normalize(sql)
     except pg.ParseError:
         return None
 
