@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the statements below are data: one SQL statement a line)
 """Build tests/sql/data/pg_corpus/corpus.jsonl: PostgreSQL statements with ground truth
 from running each one on a real PostgreSQL inside a read-only transaction.
 
@@ -488,8 +489,8 @@ def _sequences(cur: psycopg.Cursor) -> object:
 
 
 def label(conn: psycopg.Connection, source: str, sql: str) -> dict:
-    clear = bool(CLEAR_WRITE.match(sql)) or source in ("writes", "extension_ddl") and not \
-        sql.lstrip().upper().startswith(("SELECT", "WITH", "EXPLAIN", "SHOW", "VALUES"))
+    clear = bool(CLEAR_WRITE.match(sql)) or (source in ("writes", "extension_ddl") and not \
+        sql.lstrip().upper().startswith(("SELECT", "WITH", "EXPLAIN", "SHOW", "VALUES")))
     row = {"source": source, "sql": sql, "clear_write": clear,
            # reads through a user function or operator, or a view: only the database's
            # catalog knows what they do (the issue's figures count built-ins only)
