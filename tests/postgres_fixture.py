@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,15 +45,14 @@ def _as_owner(cmd: list[str]) -> list[str]:
     return cmd
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    env_dsn = os.environ.get("CALLWARDEN_TEST_PG_DSN")
-    if env_dsn:
-        yield env_dsn
-        return
+@contextmanager
+def private_cluster() -> Iterator[str | None]:
+    """A throwaway cluster's DSN for the block (None: no PostgreSQL binaries). Also used
+    by scripts/gen_pg_functions.py and bench/pg_corpus.py."""
     bindir = _bin_dir()
     if bindir is None:
-        pytest.skip("no PostgreSQL binaries installed")
+        yield None
+        return
     root = Path(tempfile.mkdtemp(prefix="cw-pg-"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
@@ -73,3 +73,15 @@ def postgres_dsn() -> Iterator[str]:
         subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                                   "-w", "stop"]), check=False, capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    env_dsn = os.environ.get("CALLWARDEN_TEST_PG_DSN")
+    if env_dsn:
+        yield env_dsn
+        return
+    with private_cluster() as dsn:
+        if dsn is None:
+            pytest.skip("no PostgreSQL binaries installed")
+        yield dsn

@@ -242,8 +242,9 @@ class SqlTenant(Model):
 
 class SqlFunctions(Model):
     allow: tuple[str, ...] = ()
-    """Functions (also table functions, `schema.name` for qualified calls) a read-only or
-    tenant route may call beyond the dialect's typed and known-pure built-ins."""
+    """Functions (and, on postgres, operators) a read-only or tenant route lets through
+    although the guard cannot prove them harmless: user-defined ones, volatile
+    built-ins. Bare (`my_func`) or schema-qualified (`app.my_func`); case-insensitive."""
 
 
 class SqlSpec(Model):
@@ -254,6 +255,7 @@ class SqlSpec(Model):
     block_dcl: bool = True
     blocked_functions: list[str] = []
     """Added to the built-in per-dialect list of side-effecting functions."""
+    functions: SqlFunctions | None = None
     allowed_tables: list[str] | None = None
     max_rows: PositiveInt | None = None
     on_excess: Literal["deny", "truncate"] = "deny"

@@ -101,8 +101,8 @@ def fast_digest(sql: str) -> FastDigest | None:
     """None for texts the split cannot handle safely: any backslash (an escape in some
     dialects), dollar quoting, the placeholder character, unbalanced quotes, or a quoted
     string not bounded as above (doubled quotes, prefixes such as E'' or N'')."""
-    if "\\" in sql or "$" in sql or MARK in sql:
-        return None
+    if "\\" in sql or "$" in sql or MARK in sql or "\x00" in sql:
+        return None  # NUL: PostgreSQL's parser reads C strings; the slow path refuses it
     pieces = sql.split("'")
     last = len(pieces) - 1
     if last % 2:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import secrets
 from bisect import bisect_right
@@ -29,6 +30,7 @@ from sqlglot.tokens import Token, TokenType
 
 from proxy.model.errors import ErrorCode
 from proxy.sql.digest import MARK, FastDigest, comment_hazard, digest, fast_digest
+from proxy.sql.pg import hook as pg_hook
 from proxy.sql.plan import (
     Parts,
     Plan,
@@ -38,8 +40,12 @@ from proxy.sql.plan import (
 )
 from proxy.sql.policy import SqlPolicy
 from proxy.sql.rewrite import Context, plan
-from proxy.sql.safety import QUERY_ROOTS, judge
+from proxy.sql.safety import QUERY_ROOTS, Judgement, judge
 from proxy.sql.tenant import column_sql, quote_tenant
+
+REFERENCE: bool = os.environ.get("CALLWARDEN_SQL_REFERENCE") == "1"
+"""Reference mode: no fast paths, no digest or fingerprint reuse (every new text is
+parsed). Tests hold its verdicts equal to the fast ones; CI runs the suite with it on."""
 
 COMPILED: bool = bool(getattr(sqlglot_tokens, "SQLGLOTC_INSTALLED", False))
 """sqlglotc (the mypyc-compiled sqlglot) is active: parsing is ~3x faster."""
@@ -118,7 +124,7 @@ MAX_SHAPES = 8
 # What fast_digest accepts as a literal of each kind: ASCII digits (flag a), strings
 # without a quote, backslash, $ or MARK (fast_digest refuses those anywhere, and the
 # text between literals is the template's, which it accepted).
-_LITERAL_RX = {"'": "'[^'\\\\$\x1e]*'", "i": r"\d+", "d": r"\d+\.\d+"}
+_LITERAL_RX = {"'": "'[^'\\\\$\x1e\x00]*'", "i": r"\d+", "d": r"\d+\.\d+"}
 _SPELLED = 32
 """A stretch of text between literals up to this long goes into the regex verbatim;
 a longer one is matched by width and compared after: spelled out, a regex costs about
@@ -282,8 +288,18 @@ class _Lru(Generic[K, V]):
 
 
 class SqlGuard:
-    def __init__(self, policy: SqlPolicy, cache_size: int = 4096, fast: bool = True) -> None:
+    def __init__(self, policy: SqlPolicy, cache_size: int = 4096,
+                 fast: bool | None = None) -> None:
+        if fast is None:
+            fast = not REFERENCE
         self.policy = policy
+        self._reuse = fast  # digest plans serve other texts of the shape
+        # --- PostgreSQL: libpg_query decides (proxy/sql/pg); sqlglot only rewrites ---
+        self._pg = pg_hook.judge_for(policy, cache_size, cached=fast)
+        self.parser = pg_hook.PARSER if self._pg is not None else f"sqlglot ({policy.dialect})"
+        """Which parser judges this route's text (callwarden explain shows it)."""
+        self._pg_only = self._pg is not None and pg_hook.decides_alone(policy)
+        # --- end PostgreSQL ---
         dialect = Dialect.get_or_raise(policy.dialect)
         self._dialect = dialect
         self._tokenizer = dialect.tokenizer()
@@ -422,6 +438,14 @@ class SqlGuard:
         return quoted
 
     def _prepare(self, sql: str, fd: FastDigest | None = None) -> _Prepared:
+        pg_plan = None
+        if self._pg is not None:  # PostgreSQL's parser first: its refusal is final
+            pg_plan = pg_hook.verdict_plan(self._pg, sql, self._pg_only)
+            if pg_plan.code is not None or self._pg_only:
+                if fd is not None and self._fast is not None:
+                    alike = pg_hook.lexes_alike(sql, fd)
+                    self._fast.put(fd.key, _Fast(pg_plan, (), (), ()) if alike else _NOT_FAST)
+                return _Prepared(pg_plan, None, ())
         try:
             tokens = self._tokenizer.tokenize(sql)
         except TokenError:
@@ -430,20 +454,29 @@ class SqlGuard:
             return _Prepared(blocked(BLOCKED, "empty SQL"), None, ())
         dig = digest(tokens, self._commands, sql)
         chosen = None
-        if dig is not None:
+        if dig is not None and self._reuse:
             pins = self._pins.get(dig[0])
             if pins is not None:
                 chosen = self._plans.get((dig[0], pins, tuple(tokens[i].text for i in pins)))
         if chosen is None:
-            chosen = self._cold(sql, tokens)
+            chosen = self._cold(sql, tokens, pg_plan)
             if dig is not None and chosen.reusable:
                 self._pins.put(dig[0], chosen.pinned)
                 values = tuple(tokens[i].text for i in chosen.pinned)
                 self._plans.put((dig[0], chosen.pinned, values), chosen)
+        prep = self._bind(chosen, sql, tokens)
+        if pg_plan is not None and prep.segments is not None and not pg_hook.faithful(
+                sql, prep.segments, self._ctx.marker_sql, self.policy):
+            chosen = blocked(BLOCKED, "query could not be rewritten safely", chosen.kind)
+            prep = _Prepared(chosen, None, ())
         if fd is not None and self._fast is not None:
             lits = dig[1] if dig is not None and chosen.reusable else None
-            self._fast.put(fd.key, self._admit(fd, tokens, lits, chosen))
-        return self._bind(chosen, sql, tokens)
+            entry = self._admit(fd, tokens, lits, chosen)
+            if pg_plan is not None and entry is not _NOT_FAST \
+                    and not pg_hook.lexes_alike(sql, fd):
+                entry = _NOT_FAST  # PostgreSQL cuts other literals than the split
+            self._fast.put(fd.key, entry)
+        return prep
 
     @staticmethod
     def _admit(fd: FastDigest, tokens: list[Token], lits: tuple[int, ...] | None,
@@ -529,7 +562,7 @@ class SqlGuard:
             return blocked(BLOCKED, f"stacked statements ({len(stmts)}) are not allowed")
         return stmts[0]
 
-    def _cold(self, sql: str, tokens: list[Token]) -> Plan:
+    def _cold(self, sql: str, tokens: list[Token], pg_plan: Plan | None = None) -> Plan:
         self.cold += 1
         hazard = comment_hazard(sql, tokens)  # text outside literals: part of the digest
         if hazard is not None:
@@ -539,7 +572,10 @@ class SqlGuard:
         root = self._parse_one(sql, tokens)
         if isinstance(root, Plan):
             return root
-        j = judge(root, sql, self.policy)
+        if pg_plan is not None:  # judged by PostgreSQL's parser; sqlglot only rewrites
+            j = Judgement(None, pg_plan.kind, pg_plan.read_only)
+        else:
+            j = judge(root, sql, self.policy)
         if j.reason is not None:
             return blocked(BLOCKED, j.reason, j.kind)
         return plan(sql, tokens, root, j, self._ctx)

@@ -24,7 +24,9 @@ class SqlPolicy:
     tenant_tables: frozenset[str]
     max_rows: int | None
     allowed_functions: frozenset[str] = frozenset()
-    """`sql.functions.allow`, lower-case."""
+    """sql.functions.allow, lower-case."""
+    route_blocked_functions: frozenset[str] = frozenset()
+    """The route's own blocked_functions, without the cross-dialect list (postgres judge)."""
     _prefixes: tuple[str, ...] = field(init=False, compare=False, hash=False, repr=False)
     rules: Rules = field(init=False, compare=False, hash=False, repr=False)
 
@@ -55,6 +57,7 @@ class SqlPolicy:
             tenant_column=tenant.column if tenant else None,
             tenant_tables=frozenset(t.lower() for t in tenant.tables) if tenant else frozenset(),
             max_rows=spec.max_rows,
+            route_blocked_functions=frozenset(f.lower() for f in spec.blocked_functions),
             allowed_functions=frozenset(
                 f.lower() for f in (spec.functions.allow if spec.functions else ())),
         )

@@ -55,6 +55,9 @@ def test_legitimate_queries_are_allowed_unchanged(case: dict) -> None:
 @pytest.mark.parametrize("query", TPC, ids=lambda q: q["id"])
 def test_every_tpc_query_is_allowed_read_only(query: dict) -> None:
     d = GUARDS["postgres"].judge(query["sql"], None)
+    if "ARRAY_ANY(" in query["sql"]:  # sqlglot's rendering: PostgreSQL has no array_any
+        assert d.code is ErrorCode.SQL_BLOCKED and "array_any" in d.reason
+        return
     assert d.code is None, d.reason
     assert d.statement_kind == "select" and d.sql == query["sql"]
 
@@ -63,7 +66,7 @@ def test_reasons_never_carry_sql_or_literals() -> None:
     secret = "s3cr3t-value-42"
     for sql in (f"SELECT pg_sleep(1) WHERE '{secret}' = x", f"DELETE FROM t WHERE a = '{secret}'",
                 f"SELECT '{secret}' FROM", f"SELECT 1; SELECT '{secret}'",
-                f"EXPLAIN ANALYZE SELECT '{secret}'", f"SELECT '{secret}"):
+                f"EXPLAIN ANALYZE DELETE FROM t WHERE a = '{secret}'", f"SELECT '{secret}"):
         d = GUARDS["postgres"].judge(sql, None)
         assert d.code is ErrorCode.SQL_BLOCKED
         assert secret not in d.reason and "SELECT" not in d.reason
@@ -102,9 +105,15 @@ def test_explain() -> None:
     assert g.judge("EXPLAIN SELECT * FROM t WHERE a = 1", None).code is None
     assert g.judge("EXPLAIN SELECT * FROM t WHERE a = 1", None).statement_kind == "explain"
     # Same token shape as the allowed EXPLAIN above: the cache must not serve it.
-    assert g.judge("EXPLAIN ANALYZE SELECT * FROM t WHERE a = 1", None).code is not None
+    assert g.judge("EXPLAIN ANALYZE SELECT * FROM t WHERE a = 1", None).code is None
+    assert g.judge("EXPLAIN ANALYZE DELETE FROM t WHERE a = 1", None).code is not None
+    assert g.judge("EXPLAIN ANALYZE SELECT nextval('s') FROM t WHERE a = 1",
+                   None).code is not None
     assert g.judge("EXPLAIN SELECT pg_sleep(1)", None).code is ErrorCode.SQL_BLOCKED
-    assert g.judge("EXPLAIN SELECT 1 /*! , sleep(1) */", None).code is ErrorCode.SQL_BLOCKED
+    # MySQL runs /*! ... */ as code; to PostgreSQL's parser it is a comment.
+    assert GUARDS["mysql"].judge("EXPLAIN SELECT 1 /*! , sleep(1) */",
+                                 None).code is ErrorCode.SQL_BLOCKED
+    assert g.judge("EXPLAIN SELECT 1 /*! , sleep(1) */", None).code is None
 
 
 def test_tenant_required_on_tenant_routes() -> None:
@@ -173,7 +182,7 @@ class TestCache:
 
     @pytest.mark.parametrize(("dialect", "safe", "hostile"), [
         ("mysql", "SELECT 1 /* , SLEEP(5) */", "SELECT 1 /*! , SLEEP(5) */"),
-        ("postgres", 'SELECT "upper"(1)', 'SELECT U&"upper"(1)'),
+        ("postgres", 'SELECT "lower"(1)', 'SELECT U&"pg\\005Fsleep"(1)'),
     ])
     def test_text_outside_tokens_is_checked_every_call(
         self, dialect: str, safe: str, hostile: str
