@@ -1,4 +1,4 @@
-"""`callwarden` command line: run, validate, explain, replay, demo."""
+"""`callwarden` command line: run, validate, explain, replay, pin, demo."""
 
 from __future__ import annotations
 
@@ -30,12 +30,28 @@ def _run_loop(coro: object) -> int:
         return asyncio.run(coro)  # type: ignore[arg-type]
 
 
+def address_problem(value: str | None) -> str | None:
+    """Why a listen address is unusable, in one line, or None."""
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f"must be HOST:PORT, e.g. 127.0.0.1:15001 (got {value!r})"
+    if host.startswith("[") != host.endswith("]"):
+        return f"an IPv6 host goes in brackets, e.g. [::1]:15001 (got {value!r})"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from proxy.app import serve
 
     if not args.rules:
         print("callwarden run: --rules PATH (or CALLWARDEN_RULES) is required", file=sys.stderr)
         return 2
+    for flag, value in (("--listen", args.listen), ("--admin", args.admin)):
+        if (problem := address_problem(value)) is not None:
+            print(f"callwarden run: {flag} {problem}", file=sys.stderr)
+            return 2
     _setup_logging(args.log_level)
     return _run_loop(serve(args.rules, args.listen, args.admin, args.drain_s))
 
@@ -130,20 +146,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from proxy.demo.run import run_demo
 
     _setup_logging(args.log_level)
-    return _run_loop(run_demo(args.listen, args.admin, args.duration))
+    for flag, value in (("--listen", args.listen), ("--admin", args.admin)):
+        if (problem := address_problem(value)) is not None:
+            print(f"callwarden demo: {flag} {problem}", file=sys.stderr)
+            return 2
+    return _run_loop(run_demo(args.listen, args.admin, args.duration, args.backend_port))
 
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(prog="callwarden", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="serve")
-    run.add_argument("--rules", default=env("CALLWARDEN_RULES"))
-    run.add_argument("--listen", default=env("CALLWARDEN_LISTEN", "127.0.0.1:15001"))
-    run.add_argument("--admin", default=env("CALLWARDEN_ADMIN", "127.0.0.1:15090"))
-    run.add_argument("--drain-s", type=float, default=10.0, help="graceful drain on SIGTERM")
-    run.add_argument("--log-level", default=env("CALLWARDEN_LOG_LEVEL", "INFO"))
+    run = sub.add_parser(
+        "run", help="serve the proxy on a rules file or folder", formatter_class=fmt,
+        description="Serve: SIGTERM drains in-flight calls, SIGHUP reloads the rules "
+        "(they are also polled; CALLWARDEN_RULES_POLL_S sets the interval, 0 turns it off).",
+    )
+    run.add_argument("--rules", default=env("CALLWARDEN_RULES"),
+                     help="rules YAML file or folder of them (env CALLWARDEN_RULES)")
+    run.add_argument("--listen", default=env("CALLWARDEN_LISTEN", "127.0.0.1:15001"),
+                     help="HOST:PORT of the proxy (env CALLWARDEN_LISTEN)")
+    run.add_argument("--admin", default=env("CALLWARDEN_ADMIN", "127.0.0.1:15090"),
+                     help="HOST:PORT of /healthz, /readyz, /metrics, /rules "
+                     "(env CALLWARDEN_ADMIN)")
+    run.add_argument("--drain-s", type=float, default=10.0,
+                     help="seconds in-flight calls get to finish on SIGTERM")
+    run.add_argument("--log-level", default=env("CALLWARDEN_LOG_LEVEL", "INFO"),
+                     help="DEBUG, INFO, WARNING or ERROR (env CALLWARDEN_LOG_LEVEL)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check rules exactly as run would")
@@ -168,11 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_replay)
 
-    demo = sub.add_parser("demo", help="proxy + embedded demo backends")
-    demo.add_argument("--listen", default="127.0.0.1:15001")
-    demo.add_argument("--admin", default="127.0.0.1:15090")
+    demo = sub.add_parser("demo", help="the proxy with rules/ and embedded demo backends",
+                          formatter_class=fmt)
+    demo.add_argument("--listen", default="127.0.0.1:15001", help="HOST:PORT of the proxy")
+    demo.add_argument("--admin", default="127.0.0.1:15090", help="HOST:PORT of the admin API")
+    demo.add_argument("--backend-port", type=int, default=None,
+                      help="first of three consecutive loopback ports for the demo's "
+                      "backends (default 18081-18083)")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    demo.add_argument("--log-level", default="INFO")
+    demo.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     demo.set_defaults(func=cmd_demo)
 
     from proxy.integrity.pin import add_parser as add_pin

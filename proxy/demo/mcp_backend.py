@@ -4,6 +4,8 @@ a harmless tool, a SQL tool over the demo tables, and a destructive one the rule
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,9 +47,14 @@ async def start_mcp_backend(port: int, db: Any) -> Callable[[], Awaitable[None]]
     uv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(uv.serve())
     for _ in range(100):
-        if uv.started:
+        if uv.started or task.done():
             break
         await asyncio.sleep(0.05)
+    if not uv.started:  # uvicorn exits (SystemExit) when the port is taken
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise OSError(errno.EADDRINUSE, f"MCP demo backend cannot listen on 127.0.0.1:{port}")
 
     async def stop() -> None:
         """Ask uvicorn to exit (a cancelled lifespan would print a traceback)."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
+import sys
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -64,20 +67,58 @@ async def _start_backend(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
-async def run_demo(listen: str, admin: str, duration: float | None = None) -> int:
+def demo_rules(ports: dict[str, int], into: Path) -> Path:
+    """The example rules with the backends' upstreams on `ports` (the shipped file names
+    the default ones), written as a rules folder under `into`."""
+    text = (RULES / "callwarden.yaml").read_text(encoding="utf-8")
+    for name, default in DEMO_PORTS.items():
+        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{ports[name]}")
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "callwarden.yaml").write_text(text, encoding="utf-8")
+    return into
+
+
+async def run_demo(
+    listen: str, admin: str, duration: float | None = None, backend_port: int | None = None
+) -> int:
+    """`backend_port`: the first of three consecutive loopback ports for the demo's
+    backends (default 18081-18083)."""
     # The demo's own token, so the injected-credential path runs; never a real secret.
     os.environ.setdefault("DEMO_CRM_TOKEN", "demo-token-not-a-secret")
+    logging.getLogger("mcp").setLevel(logging.WARNING)  # the SDK's lines are not ours
+    ports = dict(DEMO_PORTS)
+    if backend_port is not None:
+        ports = {name: backend_port + i for i, name in enumerate(DEMO_PORTS)}
     db = demo_database()
-    backends = [
-        await _start_backend(api_app(), DEMO_PORTS["api"]),
-        await _start_backend(sql_app(db), DEMO_PORTS["sql"]),
-    ]
-    mcp = await start_mcp_backend(DEMO_PORTS["mcp"], db)
-    if mcp is None:
-        print("(the mcp SDK is not installed: the /mcp route has no backend)", flush=True)
-    state = build_state(load_rules(RULES))
-    server = Server(state, listen, admin)
-    await server.start()
+    backends: list[web.AppRunner] = []
+    server: Server | None = None
+    mcp = None
+    try:
+        backends.append(await _start_backend(api_app(), ports["api"]))
+        backends.append(await _start_backend(sql_app(db), ports["sql"]))
+        mcp = await start_mcp_backend(ports["mcp"], db)
+        if mcp is None:
+            print("(the mcp SDK is not installed: the /mcp route has no backend)", flush=True)
+        with tempfile.TemporaryDirectory(prefix="callwarden-demo-") as tmp:
+            rules = RULES if ports == DEMO_PORTS else demo_rules(ports, Path(tmp))
+            state = build_state(load_rules(rules))
+        server = Server(state, listen, admin)
+        await server.start()
+    except OSError as exc:  # a port in use: one line that says which and what to do
+        print(
+            f"callwarden demo: cannot listen: {exc.strerror or exc} (proxy {listen}, admin "
+            f"{admin}, backends {min(ports.values())}-{max(ports.values())}); pick free ports "
+            "with --listen, --admin and --backend-port",
+            file=sys.stderr,
+            flush=True,
+        )
+        if server is not None:
+            await server.stop(drain_s=0)
+        for runner in backends:
+            await runner.cleanup()
+        if mcp is not None:
+            await mcp()
+        return 1
     print(curl_examples(f"http://127.0.0.1:{server.ports['proxy']}"), flush=True)
     print(f"admin: http://127.0.0.1:{server.ports['admin']}/metrics  /rules  /healthz", flush=True)
     stop = asyncio.Event()

@@ -93,11 +93,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
     try:
         tools = asyncio.run(collect())
     except Exception as exc:  # report and exit; the message names no header or secret
-        print(
-            f"callwarden pin: cannot list tools from {route.upstream}: "
-            f"{exc.__class__.__name__}: {str(exc)[:200]}",
-            file=sys.stderr,
-        )
+        print(f"callwarden pin: cannot list tools from {route.upstream}: {why(exc)}",
+              file=sys.stderr)
         return 1
     pins = pins_from_tools(route.name, tools)
     changes = diff_pins(_previous(Path(out)), pins)
@@ -107,6 +104,23 @@ def cmd_pin(args: argparse.Namespace) -> int:
         if changes[what]:
             print(f"  {what}: {', '.join(changes[what])}")
     return 0
+
+
+def why(exc: BaseException) -> str:
+    """One line for a failed listing: the SDK wraps transport errors in exception groups
+    ("unhandled errors in a TaskGroup"), which say nothing to a user."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:  # the root: a refused connection
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError) or "connect" in type(cause).__name__.lower():
+            return "connection refused (is the MCP server running at that URL?)"
+        if isinstance(cause, TimeoutError):
+            return "timed out (the route's timeout_ms)"
+        cause = cause.__cause__ or cause.__context__
+    return f"{exc.__class__.__name__}: {str(exc)[:200]}"
 
 
 def add_parser(sub: Any) -> None:

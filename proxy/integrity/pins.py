@@ -176,12 +176,15 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def dump_pins(pins: PinFile) -> str:
+def dump_pins(pins: PinFile, as_json: bool = False) -> str:
+    """YAML for review, or JSON when the file is named `.json` (both load back)."""
     tools = {
         name: {"digest": p.digest, **{k: _sorted(v) for k, v in p.text.items()}}
         for name, p in sorted(pins.tools.items())
     }
     doc = {"version": PIN_VERSION, "route": pins.route, "tools": tools}
+    if as_json:
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
@@ -190,7 +193,7 @@ def save_pins(path: str | Path, pins: PinFile) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(dump_pins(pins), encoding="utf-8")
+    tmp.write_text(dump_pins(pins, target.suffix.lower() == ".json"), encoding="utf-8")
     tmp.replace(target)
 
 

@@ -122,6 +122,10 @@ async def test_pin_writes_a_reviewable_file(server: ToolServer, write_rules: Any
     server.restart([POISONED, ADD, NOTE, EXTRA])
     out_file = rules.parent / "review.yaml"
     assert await cli("pin", "--route", "tools", "--rules", str(rules), "--out", str(out_file)) == 0
+    as_json = rules.parent / "pins.json"  # named .json: written as JSON, loads back the same
+    assert await cli("pin", "--route", "tools", "--rules", str(rules), "--out", str(as_json)) == 0
+    assert json.loads(as_json.read_text())["route"] == "tools"
+    assert load_pins(as_json).tools == load_pins(out_file).tools
     assert await cli("pin", "--route", "tools", "--rules", str(rules)) == 0
     printed = capsys.readouterr().out
     assert "added: export_all" in printed and "changed: get_weather" in printed
@@ -131,7 +135,9 @@ async def test_pin_writes_a_reviewable_file(server: ToolServer, write_rules: Any
 async def test_pin_reports_an_unreachable_server(write_rules: Any, capsys: Any) -> None:
     rules = write_rules([route("http://127.0.0.1:9/mcp", "block")])
     assert await cli("pin", "--route", "tools", "--rules", str(rules)) == 1
-    assert "cannot list tools" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot list tools from http://127.0.0.1:9/mcp: connection refused" in err
+    assert "TaskGroup" not in err and err.count("\n") == 1
     assert await cli("pin", "--route", "nope", "--rules", str(rules)) == 2
 
 
