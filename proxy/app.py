@@ -49,6 +49,9 @@ class ProxyState:
     decision_log: Any = None
     """proxy.observe.decision_log.DecisionLog when the rules turn it on, else None."""
     call_metrics: CallMetrics = field(init=False)
+    secret_problems: list[str] = field(default_factory=list)
+    """References the rules name that do not resolve (which and why, never a value)."""
+    secrets_checked: float = 0.0
     draining: bool = False
     """Set when shutdown starts: every answer from then on says `Connection: close`."""
     live: set[asyncio.Timeout] = field(default_factory=set)
@@ -150,6 +153,22 @@ def proxy_server(state: ProxyState) -> web.Server:
     )
 
 
+SECRETS_RECHECK_S = 5.0
+"""/readyz re-resolves the rules' references at most this often (a mounted file or Vault
+can come back; a probe must not hammer Vault)."""
+
+
+async def check_secrets(state: ProxyState) -> list[str]:
+    """Resolve every reference the compiled rules declare; remember and log what fails."""
+    problems = await state.services.secrets.prefetch()
+    if problems != state.secret_problems:
+        for problem in problems:
+            log.error("secret reference unresolved: %s", problem)
+    state.secret_problems = problems
+    state.secrets_checked = time.monotonic()
+    return problems
+
+
 def admin_app(state: ProxyState) -> web.Application:
     app = web.Application()
     app[STATE] = state
@@ -158,11 +177,15 @@ def admin_app(state: ProxyState) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        ready = state.upstream.ready
-        return web.json_response(
-            {"ready": ready, "rules_digest": state.compiled.loaded.digest},
-            status=200 if ready else 503,
-        )
+        # Not ready while a secret the rules inject cannot be resolved: the pod stays out
+        # of the Service and says which reference, instead of calls failing with 500.
+        if time.monotonic() - state.secrets_checked > SECRETS_RECHECK_S:
+            await check_secrets(state)
+        ready = state.upstream.ready and not state.secret_problems
+        body: dict[str, Any] = {"ready": ready, "rules_digest": state.compiled.loaded.digest}
+        if state.secret_problems:
+            body["secrets"] = state.secret_problems
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(req: web.Request) -> web.Response:
         registry = state.metrics.registry
@@ -228,6 +251,7 @@ class Server:
     async def start(self) -> None:
         await self.state.upstream.start()
         await self.state.services.secrets.start()
+        await check_secrets(self.state)  # found at start, not by the first call
         proxy = web.ServerRunner(proxy_server(self.state), shutdown_timeout=1)
         await self._site("proxy", proxy, self.listen)
         if self.admin:

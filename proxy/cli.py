@@ -85,8 +85,24 @@ def validation_warnings(path: str) -> list[str]:
         return []
 
 
+async def unresolved_secrets(path: str) -> list[str]:
+    """Every `${env:..}`, `${file:..}`, `${vault:..}` the rules inject, resolved once as
+    `run` would at start; the problems name the reference, never a value."""
+    from proxy.app import build_state
+
+    state = build_state(load_rules(path))  # compiling declares each route's references
+    store = state.services.secrets
+    await store.start()
+    try:
+        return await store.prefetch()
+    finally:
+        await store.close()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     problems = validation_problems(args.path)
+    if args.resolve and not problems:
+        problems = [f"secret: {p}" for p in asyncio.run(unresolved_secrets(args.path))]
     for w in validation_warnings(args.path):
         print(f"warning: {w}")
     if problems:
@@ -179,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check rules exactly as run would")
     val.add_argument("path")
+    val.add_argument("--resolve", action="store_true",
+                     help="also resolve every secret reference the rules inject (env, file, "
+                     "Vault) and report those that fail")
     val.set_defaults(func=cmd_validate)
 
     ex = sub.add_parser("explain", help="dry-run one call through the guards")
