@@ -77,6 +77,8 @@ def _walk(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
             for key, val in cur.items():
                 if isinstance(val, dict) and key[:1].isupper():
                     yield key, val
+                elif key == "setstmt" and isinstance(val, dict):  # ALTER ROLE/SYSTEM ... SET
+                    yield "VariableSetStmt", val
                 if isinstance(val, (dict, list)):
                     stack.append(val)
         elif isinstance(cur, list):
