@@ -81,6 +81,7 @@ class PgListener:
             compiled=compiled,
             environment=environment,
             read_only=bool(route.sql and route.sql.read_only),
+            tenant_scoped=bool(route.sql and route.sql.tenant),
             timeout_s=route.limits.timeout_ms / 1000,
             upstream_host=host,
             upstream_port=port,
@@ -105,7 +106,10 @@ class PgListener:
     def replace_route(self, compiled: CompiledRoute) -> None:
         """Hot reload of the route's guard chain: new connections get the new one, open
         ones keep theirs (their prepared statements were judged by it)."""
-        self.ctx = dataclasses.replace(self.ctx, compiled=compiled)
+        sql = compiled.spec.sql
+        self.ctx = dataclasses.replace(self.ctx, compiled=compiled,
+                                       read_only=bool(sql and sql.read_only),
+                                       tenant_scoped=bool(sql and sql.tenant))
 
     async def start(self) -> None:
         host, port = _split(self.route.listen or "127.0.0.1:0")

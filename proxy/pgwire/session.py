@@ -61,6 +61,7 @@ class RouteContext:
     started with (its prepared statements were judged by it)."""
     environment: str
     read_only: bool
+    tenant_scoped: bool
     timeout_s: float
     upstream_host: str
     upstream_port: int
@@ -215,8 +216,10 @@ class Session:
                                     "query" if simple else "parse", simple)
             return await self._statement(sql, parse, end - start)
         if tag == ord("F"):
-            if self.ctx.read_only:
-                reason = "function calls are not allowed on a read-only route"
+            if self.ctx.read_only or self.ctx.tenant_scoped:
+                # SECURITY: a fastpath call names a function by OID with binary arguments:
+                # nothing a SQL guard can read, so refused where unknown is refused.
+                reason = "fastpath function calls are not allowed on this route"
                 return self._refuse(Outcome(ErrorCode.SQL_BLOCKED, reason), "function", True)
             self._sent += 1
             return None
