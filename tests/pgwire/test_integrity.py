@@ -230,7 +230,7 @@ async def test_a_write_past_the_parser_fails_in_postgres_asyncpg(proxy, bump) ->
     "SET TRANSACTION READ WRITE",
 ])
 async def test_every_way_to_undo_read_only_is_refused(proxy, bump, undo) -> None:
-    _, port = await proxy(mode="audit")  # the wire's own check: no mode opens it
+    _, port = await proxy(guard_modes={"tenant_scope": "audit"})
     async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="SQL_BLOCKED"):
             await conn.execute(undo)
@@ -361,3 +361,16 @@ async def test_unsynchronised_pipeline_with_setting_dependent_text_is_refused(pr
                 await conn.execute("SELECT 1")
                 await conn.execute("SELECT 'é'")
         assert await (await conn.execute("SELECT 'é'")).fetchone() == ("é",)
+
+
+async def test_read_only_in_audit_mode_records_and_lets_writes_through(proxy, victim) -> None:
+    """Audit is for seeing what a policy would refuse without breaking the caller: with
+    sql_safety auditing, the session is not made read-only and the write runs."""
+    sql = {"dialect": "postgres", "read_only": True}
+    px, port = await proxy(sql=sql, guard_modes={"sql_safety": "audit"})
+    async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
+        await conn.execute(f"DELETE FROM {VICTIM} WHERE id = 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="client_encoding"):
+            await conn.execute("SET client_encoding = 'SJIS'")  # integrity: every mode
+    assert rows_left(victim) == 1
+    assert would_deny(px, "sql_safety", "SQL_BLOCKED") == 1
