@@ -20,11 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.config.schema import Route, SqlSpec
 from proxy.pgwire import PgListener
-from proxy.sql.engine import SqlGuard
-from proxy.sql.policy import SqlPolicy
-from tests.pgwire.pgkit import PASSWORDS, running_cluster
+from tests.pgwire.pgkit import PASSWORDS, compiled_route, running_cluster
 
 PGBENCH = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
 CUSTOM = """\\set aid random(1, 100000 * :scale)
@@ -72,22 +69,20 @@ async def main(ns: argparse.Namespace) -> None:
         await pgbench(cluster.port, "app", ["-i", "-q", "-s", str(ns.scale)], direct_env)
         custom = Path(tmp) / "custom.sql"
         custom.write_text(CUSTOM)
-        route = Route.model_validate(
-            {
-                "name": "bench",
-                "kind": "postgres",
-                "listen": "127.0.0.1:0",
-                "upstream": f"127.0.0.1:{cluster.port}",
-                "postgres": {"sslmode": "disable", "database": "shop", "max_connections": 1000},
-            }
-        )
-        route = route.model_copy(update={"sql": SqlSpec(read_only=True)})
-        guard = SqlGuard(SqlPolicy.from_spec(route.sql))  # type: ignore[arg-type]
+        spec = {
+            "name": "bench",
+            "kind": "postgres",
+            "listen": "127.0.0.1:0",
+            "upstream": f"127.0.0.1:{cluster.port}",
+            "postgres": {"sslmode": "disable", "database": "shop", "max_connections": 1000},
+        }
+        if not ns.no_guard:
+            spec["sql"] = {"dialect": "postgres", "read_only": True}
 
         async def creds() -> tuple[str, str]:
             return "app", PASSWORDS["app"]
 
-        listener = PgListener(route, None if ns.no_guard else guard, creds, "production")
+        listener = PgListener(compiled_route(spec), creds, "production")  # type: ignore[arg-type]
         await listener.start()
         load = ["-n", "-T", str(ns.seconds), "-c", str(ns.clients), "-j", str(ns.jobs)]
         rows = []

@@ -52,6 +52,9 @@ GUARD_BUILDERS: dict[str, GuardBuilder] = {}
 
 def _identity(route: Route, rules: Rules, services: Services) -> Guard | None:
     if route_needs_tenant(route):
+        if route.kind == "postgres":  # the wire names its tenant in the startup packet
+            param = route.tenant.startup_parameter if route.tenant else None
+            return IdentityGuard(f"tenant (startup parameter {param or 'options'})")
         return IdentityGuard(rules.identity.tenant_header)
     return None
 

@@ -52,6 +52,15 @@ class Refused(Exception):
         self.recorded = recorded
 
 
+def enforced_read_only(compiled: CompiledRoute) -> bool:
+    """A read-only policy whose guard enforces: then the wire refuses COPY, fastpath calls
+    and READ WRITE transactions, and PostgreSQL itself runs the session read-only. With
+    sql_safety in audit mode writes are only recorded (would-deny), so the session is
+    left as the server opens it."""
+    sql = compiled.spec.sql
+    return bool(sql and sql.read_only) and compiled.guard_mode("sql_safety") == "enforce"
+
+
 def _split(hostport: str) -> tuple[str, int]:
     host, _, port = hostport.rpartition(":")
     return host.strip("[]"), int(port)
@@ -80,7 +89,8 @@ class PgListener:
             route=route.name,
             compiled=compiled,
             environment=environment,
-            read_only=bool(route.sql and route.sql.read_only),
+            read_only=enforced_read_only(compiled),
+            tenant_scoped=bool(route.sql and route.sql.tenant),
             timeout_s=route.limits.timeout_ms / 1000,
             upstream_host=host,
             upstream_port=port,
@@ -105,7 +115,10 @@ class PgListener:
     def replace_route(self, compiled: CompiledRoute) -> None:
         """Hot reload of the route's guard chain: new connections get the new one, open
         ones keep theirs (their prepared statements were judged by it)."""
-        self.ctx = dataclasses.replace(self.ctx, compiled=compiled)
+        sql = compiled.spec.sql
+        self.ctx = dataclasses.replace(self.ctx, compiled=compiled,
+                                       read_only=enforced_read_only(compiled),
+                                       tenant_scoped=bool(sql and sql.tenant))
 
     async def start(self) -> None:
         host, port = _split(self.route.listen or "127.0.0.1:0")

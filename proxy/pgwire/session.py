@@ -29,6 +29,7 @@ from proxy.pgwire.settings import reported_refusal
 from proxy.pgwire.statements import Outcome, refusal, wire_checks
 from proxy.pgwire.upstream import UpstreamSession, send_cancel
 
+FEATURE_NOT_SUPPORTED = "0A000"
 NOT_UTF8 = "22021"
 """character_not_in_repertoire, as PostgreSQL answers invalid UTF-8."""
 CHUNK = 65536
@@ -38,6 +39,12 @@ MAX_UPSTREAM_FRAME = 1 << 30
 _PASS_CLIENT = frozenset(b"BDECH")
 _COPY = frozenset(b"dcf")
 _STREAMABLE = frozenset(b"Dd")
+
+
+def _setting_dependent(buf: bytearray, start: int, end: int) -> bool:
+    """Text whose reading could change with client_encoding or standard_conforming_strings:
+    any byte >= 0x80 or a backslash."""
+    return buf.find(b"\\", start, end) >= 0 or not buf[start:end].isascii()
 
 
 class SessionEnded(Exception):
@@ -54,6 +61,7 @@ class RouteContext:
     started with (its prepared statements were judged by it)."""
     environment: str
     read_only: bool
+    tenant_scoped: bool
     timeout_s: float
     upstream_host: str
     upstream_port: int
@@ -93,6 +101,8 @@ class Session:
     _timed_out: bool = False
     _segment_error: bool = False
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _quiet: asyncio.Future[None] | None = None
+    """Resolved when every forwarded statement has been answered (see _must_wait)."""
 
     async def run(self) -> None:
         pumps = [asyncio.create_task(self._client_pump()), asyncio.create_task(self._up_pump())]
@@ -125,6 +135,16 @@ class Session:
             out = bytearray()
             run, done = -1, 0
             for start, end in m.iter_frames(buf, 0, self.ctx.max_message):
+                if self._must_wait(buf, start, end):
+                    if run >= 0:
+                        out += buf[run:start]
+                        run = -1
+                    if out:
+                        self.up.writer.write(out)
+                        self._arm()
+                        out = bytearray()
+                        await self.up.writer.drain()
+                    await self._answered()
                 rep = await self._from_client(buf, start, end)
                 if rep is None:
                     run = start if run < 0 else run
@@ -141,6 +161,23 @@ class Session:
                 self.up.writer.write(out)
                 self._arm()
                 await self.up.writer.drain()
+
+    def _must_wait(self, buf: bytearray, start: int, end: int) -> bool:
+        """A statement whose reading depends on the session's encoding or string settings
+        (a byte >= 0x80, a backslash) waits until everything forwarded before it has been
+        answered: a view or function may have changed those settings unseen, and the
+        server reports that (ParameterStatus, which ends the session) before its
+        ReadyForQuery. Pure-ASCII text without backslashes reads the same under every
+        encoding PostgreSQL offers, so pipelines of it never wait."""
+        tag = buf[start]
+        if (tag != ord("Q") and tag != ord("P")) or self._discarding or self._unsynced:
+            return False
+        return self._sent > self._seen and _setting_dependent(buf, start + 5, end)
+
+    async def _answered(self) -> None:
+        while self._sent > self._seen:
+            self._quiet = asyncio.get_running_loop().create_future()
+            await self._quiet
 
     async def _from_client(self, buf: bytearray, start: int, end: int) -> bytes | None:
         """None = forward the frame as is; bytes = send these instead (maybe nothing)."""
@@ -169,10 +206,20 @@ class Session:
                 return self._refuse(Outcome(ErrorCode.TOOL_BAD_REQUEST, reason,
                                             sqlstate=NOT_UTF8), "query" if simple else "parse",
                                     simple)
+            if self._unsynced and _setting_dependent(buf, start + 5, end):
+                # SECURITY: statements before it in this pipeline are not answered until
+                # a Sync, so a settings change they make could not be seen in time.
+                reason = ("a statement with non-ASCII text or a backslash must not follow "
+                          "unsynchronised statements (send a Sync first)")
+                return self._refuse(Outcome(ErrorCode.TOOL_BAD_REQUEST, reason,
+                                            sqlstate=FEATURE_NOT_SUPPORTED),
+                                    "query" if simple else "parse", simple)
             return await self._statement(sql, parse, end - start)
         if tag == ord("F"):
-            if self.ctx.read_only:
-                reason = "function calls are not allowed on a read-only route"
+            if self.ctx.read_only or self.ctx.tenant_scoped:
+                # SECURITY: a fastpath call names a function by OID with binary arguments:
+                # nothing a SQL guard can read, so refused where unknown is refused.
+                reason = "fastpath function calls are not allowed on this route"
                 return self._refuse(Outcome(ErrorCode.SQL_BLOCKED, reason), "function", True)
             self._sent += 1
             return None
@@ -299,6 +346,8 @@ class Session:
             return m.frame(b"E", body)
         self._seen += 1
         self.up.status = body[:1]
+        if self._quiet is not None and self._seen >= self._sent and not self._quiet.done():
+            self._quiet.set_result(None)
         out = b"" if self._seen in self._hidden else m.frame(b"Z", body)
         self._hidden.discard(self._seen)
         while self._inject and self._inject[0][0] <= self._seen:

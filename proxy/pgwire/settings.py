@@ -67,6 +67,8 @@ def startup_value_refusal(name: str, value: str, read_only: bool) -> str | None:
 
 # --- statements ---------------------------------------------------------------------------
 
+_MARKERS = ('"VariableSetStmt"', '"TransactionStmt"', '"DoStmt"', '"setstmt"')
+
 
 def _walk(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every (node type, fields) in a libpg_query JSON tree."""
@@ -77,6 +79,8 @@ def _walk(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
             for key, val in cur.items():
                 if isinstance(val, dict) and key[:1].isupper():
                     yield key, val
+                elif key == "setstmt" and isinstance(val, dict):  # ALTER ROLE/SYSTEM ... SET
+                    yield "VariableSetStmt", val
                 if isinstance(val, (dict, list)):
                     stack.append(val)
         elif isinstance(cur, list):
@@ -143,9 +147,17 @@ def statement_refusal(sql: str, read_only: bool) -> tuple[str, bool] | None:
     (reason, syntax error?); None = it changes none of them. Parsed by libpg_query:
     the text PostgreSQL will read is the text judged here."""
     try:
-        tree = orjson.loads(parse_sql_json(sql))
+        text = parse_sql_json(sql)
     except ParseError:
         return "SQL does not parse as PostgreSQL", True
+    except Exception:  # SECURITY: what cannot be read is refused
+        return "SQL could not be judged", False
+    # Only trees holding one of these nodes can touch a setting: the rest (most reads)
+    # need no walk. The JSON holds names as PostgreSQL resolved them (U& escapes decoded).
+    if not any(marker in text for marker in _MARKERS) and "set_config" not in text.lower():
+        return None
+    try:
+        tree = orjson.loads(text)
     except Exception:  # SECURITY: what cannot be read is refused
         return "SQL could not be judged", False
     for kind, node in _walk(tree):

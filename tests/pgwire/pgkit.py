@@ -122,13 +122,6 @@ def running_cluster() -> Iterator[PgCluster]:
 
 # --- the SQL guard ------------------------------------------------------------------------
 
-def make_guard(spec: object) -> object:
-    from proxy.sql.engine import SqlGuard
-    from proxy.sql.policy import SqlPolicy
-
-    return SqlGuard(SqlPolicy.from_spec(spec))  # type: ignore[arg-type]
-
-
 def compiled_route(spec: dict, mode: str = "enforce") -> object:
     """A postgres route compiled as the proxy compiles it (its guard chain included)."""
     from proxy import builtins

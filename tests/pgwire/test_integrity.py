@@ -230,7 +230,7 @@ async def test_a_write_past_the_parser_fails_in_postgres_asyncpg(proxy, bump) ->
     "SET TRANSACTION READ WRITE",
 ])
 async def test_every_way_to_undo_read_only_is_refused(proxy, bump, undo) -> None:
-    _, port = await proxy(mode="audit")  # the wire's own check: no mode opens it
+    _, port = await proxy(guard_modes={"tenant_scope": "audit"})
     async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="SQL_BLOCKED"):
             await conn.execute(undo)
@@ -323,3 +323,54 @@ async def test_access_on_the_wire_follows_its_mode(proxy) -> None:
         dsn(port, options="'-c callwarden.role=analyst'")
     ) as conn:
         assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+
+
+async def test_a_pipelined_statement_waits_for_an_unseen_settings_change(
+    proxy, victim
+) -> None:
+    """Valid UTF-8 can hide a quote from a UTF-8 reader once the session is SJIS: 'ā' is
+    C4 81, and 81 5C is one SJIS character. A statement whose reading depends on the
+    settings waits until the one before it (which switched to SJIS through a view) is
+    answered: the switch is seen and the session ends before the second is judged."""
+    victim.execute("CREATE OR REPLACE VIEW public.sneaky AS "
+                   "SELECT set_config('client_encoding', 'SJIS', false) AS s")
+    victim.execute("GRANT SELECT ON public.sneaky TO app")
+    _, port = await proxy(sql={"dialect": "postgres", "read_only": False})
+    raw = await RawClient.connect(port, {"user": "tool", "database": "shop",
+                                         "application_name": "acme"})
+    await raw.read_until_ready()
+    smuggle = f"SELECT E'ā\\'; DELETE FROM {VICTIM}; --'"
+    frames = await raw.send(m.query("SELECT s FROM sneaky") + m.query(smuggle))
+    raw.close()
+    errors = [m.parse_fields(b) for t, b in frames if t == b"E"]
+    assert [(e["S"], "left UTF8" in e["M"]) for e in errors] == [("FATAL", True)]
+    assert rows_left(victim) == 2
+
+
+async def test_unsynchronised_pipeline_with_setting_dependent_text_is_refused(proxy) -> None:
+    """In a psycopg pipeline nothing is answered before the Sync: such text is refused,
+    pure-ASCII text pipelines as before."""
+    _, port = await proxy()
+    async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
+        async with conn.pipeline():
+            a = await conn.execute("SELECT 1")
+            b = await conn.execute("SELECT 2")
+        assert (await a.fetchone(), await b.fetchone()) == ((1,), (2,))
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="Sync first"):
+            async with conn.pipeline():
+                await conn.execute("SELECT 1")
+                await conn.execute("SELECT 'é'")
+        assert await (await conn.execute("SELECT 'é'")).fetchone() == ("é",)
+
+
+async def test_read_only_in_audit_mode_records_and_lets_writes_through(proxy, victim) -> None:
+    """Audit is for seeing what a policy would refuse without breaking the caller: with
+    sql_safety auditing, the session is not made read-only and the write runs."""
+    sql = {"dialect": "postgres", "read_only": True}
+    px, port = await proxy(sql=sql, guard_modes={"sql_safety": "audit"})
+    async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
+        await conn.execute(f"DELETE FROM {VICTIM} WHERE id = 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="client_encoding"):
+            await conn.execute("SET client_encoding = 'SJIS'")  # integrity: every mode
+    assert rows_left(victim) == 1
+    assert would_deny(px, "sql_safety", "SQL_BLOCKED") == 1

@@ -277,6 +277,22 @@ async def test_function_call_refused_then_usable(start: Start) -> None:
                                                          ("query", "allowed")]
 
 
+async def test_function_call_on_tenant_and_plain_read_write_routes(start: Start) -> None:
+    call = m.frame(b"F", struct.pack("!ihhh", 2026, 0, 0, 0))  # pg_backend_pid()
+    tenant = await start(tenant={"startup_parameter": "application_name"},
+                         sql={"read_only": False, "tenant": TENANT_SQL["tenant"]})
+    raw = await RawClient.connect(tenant.port, {"user": "a", "database": "shop",
+                                                "application_name": "acme"})
+    await raw.read_until_ready()
+    assert [t for t, _ in await raw.send(call)] == [b"E", b"Z"]
+    raw.close()
+    plain = await start(sql={"read_only": False})
+    raw = await RawClient.connect(plain.port, {"user": "a", "database": "shop"})
+    await raw.read_until_ready()
+    assert [t for t, _ in await raw.send(call)] == [b"V", b"Z"]
+    raw.close()
+
+
 # --- timeouts, cancel and limits -----------------------------------------------------------
 
 async def test_route_timeout_cancels_upstream(start: Start) -> None:
