@@ -126,8 +126,7 @@ async def test_explain_attacks_end_to_end_on_duckdb(serve_app, write_rules, star
     con = fresh_db()
     before = count(con)
     url = await serve_app(duckdb_backend(con))
-    routes = [route(d, url, d, **extra) for d in ("duckdb", "sqlite", "postgres")
-              for extra in ({},)]
+    routes = [route(d, url, d) for d in ("duckdb", "sqlite", "postgres")]
     routes += [route(f"{d}t", url, d, tenant=TENANT) for d in ("duckdb", "sqlite", "postgres")]
     routes += [route(f"{d}w", url, d, read_only=False) for d in ("duckdb", "sqlite", "postgres")]
     px = await start_proxy(write_rules(routes))
@@ -254,8 +253,6 @@ CATALOGS = {
 @pytest.mark.parametrize(("dialect", "sql"), [(d, s) for d, qs in CATALOGS.items() for s in qs])
 def test_catalogs_are_refused_on_tenant_routes(dialect: str, sql: str) -> None:
     assert guard(dialect, tenant=TENANT).judge(sql, "t1").code is BLOCKED
-    assert guard(dialect, functions={"allow": ["duckdb_columns", "pragma_table_info"]}).judge(
-        sql, None).code is None or "function" not in sql
 
 
 def test_a_tenant_route_allows_a_catalog_by_name() -> None:
