@@ -94,6 +94,9 @@ def _words(text: str) -> frozenset[str]:
 # Untyped built-ins of the dialects without a generated list: the common analytics ones
 # sqlglot leaves as anonymous calls in those dialects.
 _PG_PURE = _words("""
+pg_backend_pid version current_database current_schema current_schemas current_catalog
+session_user clock_timestamp statement_timestamp transaction_timestamp timeofday pg_typeof
+gen_random_uuid
 abs age array_length array_position array_positions array_remove array_replace
 array_to_json array_to_string bit_length btrim cardinality cbrt char_length
 character_length chr concat_ws date_bin date_part date_trunc decode encode extract
