@@ -23,7 +23,9 @@ from proxy.sql import builtins
 @dataclass(frozen=True, slots=True)
 class Rules:
     denied: frozenset[str]
-    """Refused on every guarded route, typed or not (a trailing `*` is a prefix)."""
+    """Refused on every guarded route, typed or not."""
+    denied_prefixes: tuple[str, ...]
+    """... and names starting with one of these."""
     pure: frozenset[str]
     """Untyped built-ins known pure: allowed on read-only and tenant routes."""
     sources: frozenset[str]
@@ -34,9 +36,7 @@ class Rules:
     """Relation names that are catalogs wherever they resolve."""
 
     def is_denied(self, name: str) -> bool:
-        if name in self.denied:
-            return True
-        return any(p.endswith("*") and name.startswith(p[:-1]) for p in self.denied)
+        return name in self.denied or name.startswith(self.denied_prefixes)
 
 
 _PG_DENIED = frozenset({
@@ -213,8 +213,10 @@ def dialect_key(dialect: str) -> str:
 
 def rules_for(dialect: str) -> Rules:
     key = dialect_key(dialect)
+    denied = _DENIED.get(key, frozenset())  # a trailing `*` marks a prefix
     return Rules(
-        denied=_DENIED.get(key, frozenset()),
+        denied=frozenset(d for d in denied if not d.endswith("*")),
+        denied_prefixes=tuple(sorted(d[:-1] for d in denied if d.endswith("*"))),
         pure=_PURE.get(key, frozenset()),
         sources=_SOURCES.get(key, _ROWS_ONLY),
         schemas=_SCHEMAS.get(key, _INFO),
