@@ -34,6 +34,9 @@ class Rules:
     """Schemas (or catalogs) whose relations are catalogs or statistics."""
     prefixes: tuple[str, ...]
     """Relation names that are catalogs wherever they resolve."""
+    path_names: bool = False
+    """A quoted table name that looks like a path is a file read (DuckDB's replacement
+    scans: `FROM "/data/x.csv"`)."""
 
     def is_denied(self, name: str) -> bool:
         return name in self.denied or name.startswith(self.denied_prefixes)
@@ -221,6 +224,7 @@ def rules_for(dialect: str) -> Rules:
         sources=_SOURCES.get(key, _ROWS_ONLY),
         schemas=_SCHEMAS.get(key, _INFO),
         prefixes=_PREFIXES.get(key, ()),
+        path_names=key == "duckdb",
     )
 
 

@@ -166,6 +166,16 @@ def test_functions_outside_the_allowlist_are_refused(dialect: str, sql: str, rou
     assert d.code is BLOCKED and "function" in d.reason, d
 
 
+def test_duckdb_path_like_table_names_are_file_reads(tmp_path: Any) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n")
+    sql = f'SELECT * FROM "{path}"'
+    assert duckdb.connect().execute(sql).fetchall() == [(1, 2)]  # the read is real
+    assert guard("duckdb").judge(sql, None).code is BLOCKED
+    assert guard("duckdb").judge('SELECT * FROM "orders"', None).code is None
+    assert guard("sqlite").judge('SELECT * FROM "a.b"', None).code is None
+
+
 def test_a_route_allows_functions_by_name() -> None:
     g = guard("duckdb", functions={"allow": ["my_udf", "getvariable", "main.upper"]})
     for sql in ("SELECT my_udf(1)", "SELECT getvariable('x')", "SELECT main.upper('a')"):
