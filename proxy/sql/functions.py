@@ -23,7 +23,9 @@ from proxy.sql import builtins
 @dataclass(frozen=True, slots=True)
 class Rules:
     denied: frozenset[str]
-    """Refused on every guarded route, typed or not (a trailing `*` is a prefix)."""
+    """Refused on every guarded route, typed or not."""
+    denied_prefixes: tuple[str, ...]
+    """... and names starting with one of these."""
     pure: frozenset[str]
     """Untyped built-ins known pure: allowed on read-only and tenant routes."""
     sources: frozenset[str]
@@ -32,11 +34,12 @@ class Rules:
     """Schemas (or catalogs) whose relations are catalogs or statistics."""
     prefixes: tuple[str, ...]
     """Relation names that are catalogs wherever they resolve."""
+    path_names: bool = False
+    """A quoted table name that looks like a path is a file read (DuckDB's replacement
+    scans: `FROM "/data/x.csv"`)."""
 
     def is_denied(self, name: str) -> bool:
-        if name in self.denied:
-            return True
-        return any(p.endswith("*") and name.startswith(p[:-1]) for p in self.denied)
+        return name in self.denied or name.startswith(self.denied_prefixes)
 
 
 _PG_DENIED = frozenset({
@@ -94,6 +97,9 @@ def _words(text: str) -> frozenset[str]:
 # Untyped built-ins of the dialects without a generated list: the common analytics ones
 # sqlglot leaves as anonymous calls in those dialects.
 _PG_PURE = _words("""
+pg_backend_pid version current_database current_schema current_schemas current_catalog
+session_user clock_timestamp statement_timestamp transaction_timestamp timeofday pg_typeof
+gen_random_uuid
 abs age array_length array_position array_positions array_remove array_replace
 array_to_json array_to_string bit_length btrim cardinality cbrt char_length
 character_length chr concat_ws date_bin date_part date_trunc decode encode extract
@@ -210,12 +216,15 @@ def dialect_key(dialect: str) -> str:
 
 def rules_for(dialect: str) -> Rules:
     key = dialect_key(dialect)
+    denied = _DENIED.get(key, frozenset())  # a trailing `*` marks a prefix
     return Rules(
-        denied=_DENIED.get(key, frozenset()),
+        denied=frozenset(d for d in denied if not d.endswith("*")),
+        denied_prefixes=tuple(sorted(d[:-1] for d in denied if d.endswith("*"))),
         pure=_PURE.get(key, frozenset()),
         sources=_SOURCES.get(key, _ROWS_ONLY),
         schemas=_SCHEMAS.get(key, _INFO),
         prefixes=_PREFIXES.get(key, ()),
+        path_names=key == "duckdb",
     )
 
 

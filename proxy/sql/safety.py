@@ -98,6 +98,9 @@ def _table_reason(table: exp.Table, sql: str, policy: SqlPolicy) -> str | None:
     if _from_string(table, sql):
         return "string literals as table names (file reads) are not allowed"
     source = table.this
+    if policy.rules.path_names and isinstance(source, exp.Identifier) \
+            and any(c in source.name for c in "./\\:"):
+        return "path-like table names (file reads) are not allowed"
     if policy.tenant_column is None or isinstance(source, exp.Identifier):
         return None
     # SECURITY: a table function in FROM escapes the tenant filter if it can read a

@@ -193,6 +193,37 @@ def test_property_fast_path_equals_a_fresh_guard(shape: str, n: int, s: str) -> 
     assert g.judge(sql, "t9") == fresh("tenant", "postgres", sql, "t9")
 
 
+# Issue 22's rules: EXPLAIN targets, table functions, catalogs, ONLY, TABLESAMPLE (its
+# literals are moved as text, so they must be pinned), TABLE.
+RULE_SHAPES = [
+    "EXPLAIN SELECT * FROM orders WHERE id = {n} AND note = '{s}'",
+    "EXPLAIN ANALYZE SELECT * FROM orders WHERE id = {n}",
+    "SELECT * FROM orders o TABLESAMPLE SYSTEM ({n}) WHERE o.note = '{s}'",
+    "SELECT * FROM orders TABLESAMPLE BERNOULLI ({n}) REPEATABLE ({n}) WHERE note = '{s}'",
+    "SELECT * FROM ONLY orders WHERE note = '{s}' AND id > {n}",
+    "SELECT id FROM orders WHERE id = {n} UNION ALL TABLE customers",
+    "SELECT upper(note), query_table('{s}') FROM orders WHERE id = {n}",
+    "SELECT * FROM json_each('{s}') j, orders WHERE orders.id = {n}",
+    "SELECT * FROM information_schema.tables WHERE table_name = '{s}' AND {n} > 0",
+    "SELECT setseed({n}.5), note FROM orders WHERE note = '{s}'",
+]
+RULE_GUARDS = {d: make("tenant", d) for d in ("postgres", "duckdb")}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from(RULE_SHAPES), dialect=st.sampled_from(sorted(RULE_GUARDS)),
+       n=st.integers(0, 10**6), s=st.text(st.characters(blacklist_categories=("Cs",)),
+                                          max_size=20))
+def test_property_new_rules_fast_path_equals_a_fresh_guard(
+    shape: str, dialect: str, n: int, s: str
+) -> None:
+    g = RULE_GUARDS[dialect]
+    g.judge(shape.format(n=1, s="a"), "t1")
+    g.judge(shape.format(n=2, s="b"), "t1")  # the second text of a key compiles its shape
+    sql = shape.format(n=n, s=s)
+    assert g.judge(sql, "t9") == fresh("tenant", dialect, sql, "t9")
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(["SELECT", " ", "t1", "1", "2.5", "'", "''", "'x y'", ".",
                                  "(", ")", ",", "=", "-", "--", "\n", ":", "e", "é", "[",
