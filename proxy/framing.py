@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiohttp import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.codecs.http import read_up_to
 from proxy.model.errors import ErrorCode, ProxyError
@@ -47,6 +48,20 @@ def too_large(limit: int) -> ProxyError:
 
 def _bad_framing(message: str, status: int = 400) -> ProxyError:
     return ProxyError(ErrorCode.TOOL_BAD_REQUEST, message, http_status=status)
+
+
+def _cut_short() -> ProxyError:
+    """The caller's side failed (hung up mid-body, broken chunking): the caller's doing,
+    never counted against the upstream (its breaker)."""
+    return _bad_framing("request body ended early or is malformed")
+
+
+async def caller_chunks(content: Any) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in content.iter_any():
+            yield chunk
+    except (ConnectionError, HttpProcessingError):
+        raise _cut_short() from None
 
 
 def request_coding(version: Any, headers: Any) -> str | None:
@@ -148,11 +163,14 @@ async def capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[byte
 async def read_body(content: Any, coding: str | None, limit: int) -> bytes:
     """The whole (decoded) body for the guards, or 413 over `limit`."""
     if coding is None:
-        data = await read_up_to(content, limit)
+        try:
+            data = await read_up_to(content, limit)
+        except (ConnectionError, HttpProcessingError):
+            raise _cut_short() from None
         if len(data) > limit:
             raise too_large(limit)
         return data
-    return b"".join([piece async for piece in decoded(content.iter_any(), coding, limit)])
+    return b"".join([piece async for piece in decoded(caller_chunks(content), coding, limit)])
 
 
 async def stream_body(
@@ -162,14 +180,14 @@ async def stream_body(
     body when it ended within the spool (then it goes with its real length)."""
     if coding is None and declared is not None:
         # aiohttp's server reads exactly `declared` bytes off the socket (or fails).
-        return BodyStream(content.iter_any(), declared)
+        return BodyStream(caller_chunks(content), declared)
     if coding is None and cap is None:
-        return BodyStream(content.iter_any(), None)
+        return BodyStream(caller_chunks(content), None)
     limit = cap if cap is not None else DECODED_CAP
     if coding is None:
-        chunks = capped(content.iter_any(), limit)
+        chunks = capped(caller_chunks(content), limit)
     else:
-        chunks = decoded(content.iter_any(), coding, limit)
+        chunks = decoded(caller_chunks(content), coding, limit)
     # SECURITY: hold back the start, so a body over a cap up to SPOOL_BYTES is refused
     # before anything reaches the upstream.
     spool = min(limit, SPOOL_BYTES)

@@ -94,7 +94,10 @@ async def expect_continue(req: web.Request, expect: str) -> None:
             ErrorCode.TOOL_BAD_REQUEST, "unsupported Expect header", http_status=417
         )
     if req.version >= HttpVersion11 and req.writer is not None:
-        await req.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            await req.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except ConnectionError:
+            raise ProxyError(ErrorCode.TOOL_BAD_REQUEST, "caller closed the connection") from None
 
 
 async def run_guards(

@@ -3,6 +3,11 @@
 Paths are normalised before matching (percent-decoding once, resolving `.`/`..`,
 merging `//`), so no spelling of a path can leave the prefix it matched; what is left
 ambiguous after one decoding (an encoded `%`, `/` or `\\`) is refused, not guessed.
+The normalised path is what the upstream receives, so the route's prefix match is the
+path the upstream resolves. Path parameters are refused (a raw `;`: Tomcat and Spring
+drop `;...` from each segment before resolving dots, so `/public/..;/admin` is `/admin`
+to them but under `/public` to a router), as are fragments; an encoded `%3B` is data to
+every server and stays encoded.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from proxy.model.errors import ErrorCode, ProxyError
 
 T = TypeVar("T")
 
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_PATH_SAFE = "/:@!$&'()*+,=-._~"
+"""Re-encoding keeps `;` encoded: decoded from `%3B` it is data, not a parameter."""
 # Already normal: no percent-escapes, no empty, "." or ".." segments. Most paths are.
-_SIMPLE = re.compile(r"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9._~!$&'()*+,;=:@-]+)*/?\Z")
+_SIMPLE = re.compile(r"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9._~!$&'()*+,=:@-]+)*/?\Z")
 
 
 def _bad(reason: str) -> ProxyError:
@@ -32,6 +38,12 @@ def normalize_path(raw: str) -> str:
         return raw
     if not raw.startswith("/"):
         raise _bad("must start with '/'")
+    if ";" in raw:
+        # SECURITY: servers disagree on path parameters (Tomcat/Spring strip them, so
+        # `/public/..;/admin` resolves to /admin there): refused, not guessed.
+        raise _bad("path parameters (';') are not accepted")
+    if "#" in raw:
+        raise _bad("a fragment ('#') does not belong in a request")
     try:
         decoded = unquote(raw, errors="strict")
     except UnicodeDecodeError:
@@ -50,6 +62,9 @@ def normalize_path(raw: str) -> str:
             if not out:
                 raise _bad("'..' above the root")
             out.pop()
+        elif seg.partition(";")[0] in ("", ".", ".."):
+            # `%2e%2e%3b`: a dot segment to a server that decodes before it strips
+            raise _bad("a dot segment with path parameters")
         else:
             out.append(seg)
     path = "/" + "/".join(out)

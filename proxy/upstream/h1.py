@@ -295,7 +295,13 @@ class H1Pool:
             head = serialize_head(method, target, headers, len(body), host=conn.host)
             transport.write(head + body)
         else:
-            await self._send_stream(conn, method, target, headers, body)
+            try:
+                await self._send_stream(conn, method, target, headers, body)
+            except BaseException:
+                conn.waiter = None  # nobody waits for an answer to a body never sent
+                if not waiter.cancel() and not waiter.cancelled():
+                    waiter.exception()  # already failed: the error raised here says why
+                raise
         message, payload = await waiter
         conn.waiter = None
         return UpstreamResponse(message, payload, conn, self)

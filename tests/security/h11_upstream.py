@@ -103,7 +103,7 @@ class H11Upstream:
                                 bytes(body),
                             )
                         )
-                    path, text = current.target.decode(), body.decode("latin-1")
+                    path, text = current.target.decode(), body[:4096].decode("latin-1")
                     answer = json.dumps({"seq": seq, "path": path, "body": text}).encode()
                     headers = [
                         ("Content-Type", "application/json"),

@@ -403,3 +403,70 @@ async def test_connect_through_a_client_with_https_proxy(proxy):
         with pytest.raises(aiohttp.ClientHttpProxyError) as info:
             await s.get("https://api.example.com/x", proxy=proxy.url)
     assert info.value.status == 403
+
+
+async def test_mcp_put_cannot_smuggle_a_denied_tool_call(
+    h11_upstream, write_rules, start_proxy
+):
+    """Every route kind: on an MCP route a PUT body is not read by the tool policy (only
+    POSTs carry JSON-RPC), so it must reach the upstream as one body and nothing else."""
+    base = f"http://127.0.0.1:{h11_upstream.port}"
+    px = await start_proxy(
+        write_rules(
+            [
+                {
+                    "name": "tools",
+                    "kind": "mcp",
+                    "match": {"path_prefix": "/mcp"},
+                    "upstream": base + "/mcp",
+                    "mcp": {"default": "deny", "tools": {"get_weather": {"roles": ["*"]}}},
+                }
+            ]
+        )
+    )
+    rpc = b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_all"}}'
+    smuggled = (
+        b"POST /mcp HTTP/1.1\r\nHost: u\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(rpc)).encode() + b"\r\n\r\n" + rpc
+    )
+    decoded, encoded = smuggling_body(smuggled)
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"}
+    async with px.session.put(px.url + "/mcp", data=encoded, headers=headers) as resp:
+        await resp.read()
+    # the same call sent plainly is refused by the tool policy, as a control
+    async with px.session.post(px.url + "/mcp", data=rpc, headers=JSON) as resp:
+        assert (await resp.json())["error"]["data"]["error_code"] == "POLICY_DENY"
+    await asyncio.sleep(0.2)
+    seen, errors, _ = h11_upstream.snapshot()
+    assert [(s.method, s.body) for s in seen] == [("PUT", decoded)] and not errors
+
+
+JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+async def test_sql_route_judges_and_sends_the_decoded_statement(
+    serve_app, write_rules, start_proxy
+):
+    from proxy.demo.backends import sql_app
+
+    backend = await serve_app(sql_app())
+    route = {
+        "name": "db",
+        "kind": "sql",
+        "match": {"path_prefix": "/db"},
+        "upstream": backend,
+        "limits": {"max_request_bytes": 4096},
+        "sql": {"dialect": "sqlite", "location": {"json": "/query"}, "read_only": True},
+    }
+    px = await start_proxy(write_rules([route]))
+
+    async def post(data: bytes) -> tuple[int, str | None]:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        async with px.session.post(px.url + "/db/query", data=data, headers=headers) as r:
+            await r.read()
+            return r.status, r.headers.get("X-CallWarden-Error-Code")
+
+    assert await post(gzip.compress(b'{"query": "SELECT count(*) FROM orders"}')) == (200, None)
+    assert await post(gzip.compress(b'{"query": "DROP TABLE orders"}')) == (403, "SQL_BLOCKED")
+    padded = b'{"query": "SELECT 1", "pad": "' + b" " * 8000 + b'"}'
+    assert await post(gzip.compress(padded)) == (413, "TOOL_BAD_REQUEST")
