@@ -14,7 +14,9 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from proxy.codecs.http import read_up_to
+from proxy.credentials.mask import Masker
 from proxy.guards.base import CallContext
+from proxy.guards.identity import identity_problem
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("callwarden")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
+_FORMATS = Masker((), formats=True)
 DENIAL_CODES = frozenset(
     {
         ErrorCode.POLICY_DENY,
@@ -54,9 +57,18 @@ def trace_context(
         m = _TRACEPARENT.match(traceparent.strip().lower())
         if m and m.group(1) != "0" * 32:
             return m.group(1), m.group(2), m.group(3)
-    if trace_header and _TRACE_ID.match(trace_header):
+    if trace_header and _TRACE_ID.match(trace_header) and not _FORMATS.spans(trace_header):
+        # SECURITY: the id is logged and echoed; a token sent as one is not kept.
         return trace_header, None, "01"
     return f"{random.getrandbits(128) or 1:032x}", None, "01"
+
+
+def repeated(headers: Any, *names: str) -> str | None:
+    """A control header sent twice: which copy a reader takes is its own choice."""
+    for name in names:
+        if len(headers.getall(name, ())) > 1:
+            return f"{name} sent more than once"
+    return None
 
 
 _ROLES: dict[str, frozenset[str]] = {}
@@ -148,14 +160,30 @@ class Pipeline:
             )
             rec.path = path
             if self.state.decision_log is not None:  # replay needs the request as sent
-                rec.decision_input = {"host": host, "query": raw_query, "headers": headers}
+                rec.decision_input = {
+                    "host": host,
+                    "query": raw_query,
+                    "headers": headers,
+                    # logged as the validated tenant/role fields, never as sent
+                    "identity_headers": (identity.tenant_header, identity.role_header),
+                }
             if found is None:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
             route, upstream_path = found
             rec.route, rec.kind = route.name, route.kind
+            tenant = headers.get(identity.tenant_header) or None
             roles_raw = headers.get(identity.role_header)
+            # SECURITY: tenant and roles are logged, labelled and forwarded: held to a
+            # grammar (and one header each) before anything records them.
+            problem = identity_problem(
+                tenant, roles_raw, identity.tenant_header, identity.role_header
+            )
+            if problem is None and (tenant or roles_raw):
+                problem = repeated(headers, identity.tenant_header, identity.role_header)
+            if problem is not None:
+                raise ProxyError(ErrorCode.AUTH_FAILED, problem)
             caller = Caller(
-                headers.get(identity.tenant_header) or None,
+                tenant,
                 parse_roles(roles_raw),
                 trace_id,
                 req.remote or "",
