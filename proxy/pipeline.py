@@ -63,14 +63,6 @@ def trace_context(
     return f"{random.getrandbits(128) or 1:032x}", None, "01"
 
 
-def repeated(headers: Any, *names: str) -> str | None:
-    """A control header sent twice: which copy a reader takes is its own choice."""
-    for name in names:
-        if len(headers.getall(name, ())) > 1:
-            return f"{name} sent more than once"
-    return None
-
-
 _ROLES: dict[str, frozenset[str]] = {}
 """Role header values seen (a handful per deployment), bounded like the route memo."""
 
@@ -174,12 +166,13 @@ class Pipeline:
             tenant = headers.get(identity.tenant_header) or None
             roles_raw = headers.get(identity.role_header)
             # SECURITY: tenant and roles are logged, labelled and forwarded: held to a
-            # grammar (and one header each) before anything records them.
+            # grammar before anything records them; one tenant header (a second copy
+            # could be the one a forwarded-to upstream reads).
             problem = identity_problem(
                 tenant, roles_raw, identity.tenant_header, identity.role_header
             )
-            if problem is None and (tenant or roles_raw):
-                problem = repeated(headers, identity.tenant_header, identity.role_header)
+            if problem is None and tenant and len(headers.getall(identity.tenant_header)) > 1:
+                problem = f"{identity.tenant_header} sent more than once"
             if problem is not None:
                 raise ProxyError(ErrorCode.AUTH_FAILED, problem)
             caller = Caller(

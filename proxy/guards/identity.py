@@ -39,6 +39,8 @@ def _roles_ok(value: str) -> bool:
 
 
 _FORMATS = Masker((), formats=True)
+INVALID = "[INVALID]"
+"""Recorded in place of a value that breaks its grammar."""
 _SEEN: dict[str, bool] = {}
 """Verdicts on values seen (a bounded set per deployment), so the credential-format check
 runs once per distinct value."""
@@ -69,6 +71,17 @@ def identity_problem(
     if roles and not _acceptable(roles, _roles_ok):
         return f"{role_header} is not a valid role list ({ROLES_GRAMMAR})"
     return None
+
+
+def loggable_identity(tenant: str | None, roles: str | None) -> tuple[str | None, str]:
+    """(tenant, roles) as they may be recorded: a value that breaks its grammar becomes
+    a fixed marker. For callers that cannot refuse at the source (a wire protocol's
+    startup already accepted)."""
+    if tenant and not _acceptable(tenant, _tenant_ok):
+        tenant = INVALID
+    if roles and not _acceptable(roles, _roles_ok):
+        roles = INVALID
+    return tenant, roles or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,12 @@ from multidict import CIMultiDict
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.refs import Template, parse_template
 from proxy.config.schema import Route, Rules
-from proxy.credentials.mask import StreamMasker, masker_for
+from proxy.credentials.mask import (
+    ByteStreamMasker,
+    StreamMasker,
+    byte_masker_for,
+    masker_for,
+)
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall, evolve
 from proxy.model.errors import ProxyError
@@ -34,20 +39,21 @@ class MaskFilter:
     response (headers and body, any content type, whole or streamed) with [REDACTED];
     exact values first, so no false positives there."""
 
-    __slots__ = ("_exact", "_masker", "_record", "_stream")
+    __slots__ = ("_bytes", "_exact", "_masker", "_record", "_stream")
     name = "mask"
 
     def __init__(self, values: frozenset[str], record: CallRecord) -> None:
         self._masker = masker_for(values)
         self._exact = masker_for(values, False)
+        self._bytes = byte_masker_for(values)
         self._record = record
-        self._stream: StreamMasker | None = None
+        self._stream: StreamMasker | ByteStreamMasker | None = None
 
     def whole(self, content_type: str) -> bool:
         return False  # masks a stream of any length as it goes
 
     def body(self, data: bytes, content_type: str) -> bytes:
-        masker = self._masker if textual(content_type) else self._exact
+        masker = self._masker if textual(content_type) else self._bytes
         out, n = masker.mask_bytes(data)
         self._record.masked += n
         return out
@@ -56,8 +62,10 @@ class MaskFilter:
         """One piece of a streamed body; what may be sent now (a tail that could hold
         the start of a secret is kept back)."""
         if self._stream is None:
-            self._stream = StreamMasker(
-                self._masker if textual(content_type) else self._exact
+            self._stream = (
+                StreamMasker(self._masker)
+                if textual(content_type)
+                else ByteStreamMasker(self._bytes)
             )
         return self._stream.feed(chunk)
 

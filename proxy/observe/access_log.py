@@ -12,7 +12,7 @@ import time
 
 from proxy.config.schema import AccessLogSpec
 from proxy.model.record import CallRecord
-from proxy.observe.decision_log import log_method, log_path
+from proxy.observe.decision_log import log_method, log_path, log_text
 
 log = logging.getLogger("callwarden.access")
 
@@ -43,7 +43,7 @@ class AccessLog:
             "tool": rec.tool,
             "verdict": rec.outcome,
             "error_code": rec.error_code or None,
-            "reason": rec.reason or None,
+            "reason": log_text(rec.reason) if rec.reason else None,
             "guard": rec.guard or None,
             "status": rec.status,
             "duration_ms": round(duration_s * 1000, 3),
@@ -53,7 +53,7 @@ class AccessLog:
         }
         if rec.would_deny:
             line["would_deny"] = [
-                {"guard": g, "code": c, "reason": r} for g, c, r in rec.would_deny
+                {"guard": g, "code": c, "reason": log_text(r)} for g, c, r in rec.would_deny
             ]
         if rec.warnings:
             line["warnings"] = rec.warnings

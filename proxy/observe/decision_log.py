@@ -23,6 +23,7 @@ from proxy.config.schema import DecisionLogSpec
 from proxy.credentials.detect import AUTH_HEADERS, COOKIE_HEADERS, KEY_HEADERS
 from proxy.credentials.literals import is_reference, is_secret_key
 from proxy.credentials.mask import REDACTED, Masker
+from proxy.guards.identity import INVALID
 from proxy.model.call import GraphCall, McpCall, SqlCall, ToolCall
 from proxy.model.record import CallRecord
 
@@ -62,20 +63,28 @@ def mask_text(text: str) -> str:
 
 
 MAX_LOGGED_PATH = 2048
-INVALID = "[INVALID]"
-"""Written in place of a caller-controlled value that breaks its grammar."""
 _METHOD = re.compile(r"[A-Za-z-]{1,24}\Z")
 
 
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_LOGGED_PATH else text[:MAX_LOGGED_PATH] + "..."
+
+
 def log_path(path: str) -> str:
-    """The request path as logs show it: credential-looking parts masked (a token format,
-    `key=value` with a secret-looking key), capped. SECURITY: the path is logged for
-    every call, refused ones included, and a caller may put a token in it."""
-    if len(path) > MAX_LOGGED_PATH:
-        path = path[:MAX_LOGGED_PATH] + "..."
+    """A path (or host) as logs show it: credential-looking parts masked (a token
+    format, `key=value` with a secret-looking key), capped. SECURITY: the path is logged
+    for every call, refused ones included, and a caller may put a token in it."""
+    path = _capped(path)
     if "=" in path or ":" in path or " " in path or not _FORMATS.clean(path):
         return mask_text(path)
     return path
+
+
+def log_text(text: str) -> str:
+    """A refusal reason (which may quote a caller's name, e.g. a tool's) as logs show
+    it: token formats masked, capped. Prose is left readable."""
+    text = _capped(text)
+    return text if _FORMATS.clean(text) else _FORMATS.mask_text(text)[0]
 
 
 def log_method(method: str) -> str:
@@ -206,9 +215,9 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
         verdict=verdict_of(rec),
         outcome=rec.outcome,
         code=rec.error_code or None,
-        reason=rec.reason or None,
+        reason=log_text(rec.reason) if rec.reason else None,
         guard=rec.guard or None,
-        would_deny=[{"guard": g, "code": c, "reason": r} for g, c, r in rec.would_deny],
+        would_deny=[{"guard": g, "code": c, "reason": log_text(r)} for g, c, r in rec.would_deny],
         rewritten=rec.rewritten,
         status=rec.status,
     )
