@@ -235,28 +235,39 @@ class StreamMasker:
 
 
 _REDACTED_BYTES = REDACTED.encode()
+_BYTE_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 
 
 class ByteMasker:
-    """Exact values (as `_variants` spells them) in raw bytes, for bodies that are not
-    text (an image, an archive, octet-stream): no decoding, no token formats (a chance
-    match would corrupt the bytes), one bytes regex of literals."""
+    """Exact values (as `_variants` spells them, in UTF-8, UTF-16 and UTF-32) in raw
+    bytes, for bodies that are not UTF-8-compatible text (an image, an archive,
+    octet-stream, a UTF-16 document): no decoding, no token formats (a chance match would
+    corrupt the bytes), one bytes regex of literals."""
 
-    __slots__ = ("_exact", "longest")
+    __slots__ = ("_exact", "_marks", "longest")
 
     def __init__(self, exact_values: Iterable[str]) -> None:
-        values: set[bytes] = set()
+        marks: dict[bytes, bytes] = {}
         for v in exact_values:
             if len(v) >= MIN_EXACT_LEN:
-                values |= {x.encode("utf-8") for x in _variants(v)}
-        ordered = sorted(values, key=len, reverse=True)  # longest first: no partial masks
+                # UTF-16/32 too: text in a wide charset, or strings inside binary formats;
+                # each masked by [REDACTED] in its own encoding, so the text still reads.
+                for x in _variants(v):
+                    for c in _BYTE_ENCODINGS:
+                        marks[x.encode(c)] = REDACTED.encode(c)
+        ordered = sorted(marks, key=len, reverse=True)  # longest first: no partial masks
         self._exact = re.compile(b"|".join(map(re.escape, ordered))) if ordered else None
+        self._marks = marks
         self.longest = len(ordered[0]) if ordered else 0
+
+    def mark(self, found: bytes) -> bytes:
+        """What replaces a value found (its [REDACTED] in the same encoding)."""
+        return self._marks.get(found, _REDACTED_BYTES)
 
     def mask_bytes(self, data: bytes) -> tuple[bytes, int]:
         if self._exact is None:
             return data, 0
-        return self._exact.subn(_REDACTED_BYTES, data)
+        return self._exact.subn(lambda m: self.mark(m.group()), data)
 
     def spans(self, data: bytes) -> list[tuple[int, int]]:
         return [] if self._exact is None else [m.span() for m in self._exact.finditer(data)]
@@ -303,7 +314,7 @@ class ByteStreamMasker:
         parts: list[bytes] = []
         pos = 0
         for s, e in spans:
-            parts += (data[pos:s], _REDACTED_BYTES)
+            parts += (data[pos:s], self._masker.mark(data[s:e]))
             pos = e
         parts.append(data[pos:])
         self.count += len(spans)

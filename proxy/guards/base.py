@@ -56,7 +56,7 @@ class FilterRefused(ProxyError):
         )
         self.filters = filters
         self.reason = reason
-        """encoding, undecodable, too_large, unreadable."""
+        """encoding, undecodable, too_large, unreadable, partial."""
 
 
 @dataclass(slots=True)

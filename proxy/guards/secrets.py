@@ -27,11 +27,17 @@ from proxy.secrets.store import RouteSecrets
 _TEXT_TYPES = ("json", "text/", "xml", "javascript", "x-www-form-urlencoded", "yaml")
 
 
+_WIDE_CHARSETS = ("utf-16", "utf-32", "ucs-2", "ucs-4", "utf16", "utf32")
+
+
 def textual(content_type: str) -> bool:
-    """Token formats are searched only in text: in an image or archive a chance match
-    would corrupt the bytes. Exact injected values are searched in every body."""
+    """Text the masker can read as UTF-8: token formats are searched only there (in an
+    image or archive a chance match would corrupt the bytes). Exact injected values are
+    searched in every body, in raw bytes where the body is not such text."""
     ct = content_type.lower()
-    return not ct or any(t in ct for t in _TEXT_TYPES)
+    if not ct:
+        return True
+    return any(t in ct for t in _TEXT_TYPES) and not any(w in ct for w in _WIDE_CHARSETS)
 
 
 class MaskFilter:
@@ -122,15 +128,19 @@ class SecretsGuard:
         return tuple(out)
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
-        if self.mask:
-            ctx.response_filters.append(MaskFilter(self.secrets.current_values(), ctx.record))
         if not self.headers and not self.query:
+            if self.mask:
+                ctx.response_filters.append(MaskFilter(self.secrets.current_values(), ctx.record))
             return ALLOW
         try:
             headers = await self._values(self.headers)
             query = await self._values(self.query)
         except ProxyError as err:  # messages name the reference, never a value
             return Deny(err.code, err.message)
+        if self.mask:
+            # SECURITY: after resolving, so the values this call sends are among those
+            # masked (a first call, or the first after a rotation, would echo unmasked).
+            ctx.response_filters.append(MaskFilter(self.secrets.current_values(), ctx.record))
         return Rewrite(
             evolve(
                 call,
