@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from proxy.config.refs import parse_template
 from proxy.config.schema import Route, Rules
+from proxy.guards.identity import loggable_identity
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.pgwire.listener import PgListener
@@ -25,7 +26,8 @@ def statement_record(rec: StatementRecord) -> CallRecord:
     """A statement on the wire, as the same record an HTTP call leaves."""
     out = CallRecord(start=time.monotonic() - rec.duration_s, route=rec.route, kind="postgres")
     out.method = rec.message
-    out.tenant, out.roles = rec.tenant, rec.role or ""
+    # SECURITY: startup parameters are the caller's: recorded only if they are an id.
+    out.tenant, out.roles = loggable_identity(rec.tenant, rec.role)
     out.outcome = _OUTCOMES.get(rec.outcome, "error")
     code = rec.error_code or (ErrorCode.TOOL_TIMEOUT if rec.outcome == "timeout" else None)
     out.error_code = str(code) if code else ""

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 from aiohttp import HttpVersion11, web
 from multidict import MultiDictProxy
 
+from proxy.credentials.mask import Masker
 from proxy.framing import read_body, request_coding, stream_body, too_large
 from proxy.guards.base import CallContext, Guard
+from proxy.guards.identity import identity_problem
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("callwarden")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
+_FORMATS = Masker((), formats=True)
 DENIAL_CODES = frozenset(
     {
         ErrorCode.POLICY_DENY,
@@ -55,7 +58,8 @@ def trace_context(
         m = _TRACEPARENT.match(traceparent.strip().lower())
         if m and m.group(1) != "0" * 32:
             return m.group(1), m.group(2), m.group(3)
-    if trace_header and _TRACE_ID.match(trace_header):
+    if trace_header and _TRACE_ID.match(trace_header) and not _FORMATS.spans(trace_header):
+        # SECURITY: the id is logged and echoed; a token sent as one is not kept.
         return trace_header, None, "01"
     return f"{random.getrandbits(128) or 1:032x}", None, "01"
 
@@ -156,14 +160,31 @@ class Pipeline:
             )
             rec.path = path
             if self.state.decision_log is not None:  # replay needs the request as sent
-                rec.decision_input = {"host": host, "query": raw_query, "headers": headers}
+                rec.decision_input = {
+                    "host": host,
+                    "query": raw_query,
+                    "headers": headers,
+                    # logged as the validated tenant/role fields, never as sent
+                    "identity_headers": (identity.tenant_header, identity.role_header),
+                }
             if found is None:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
             route, upstream_path = found
             rec.route, rec.kind = route.name, route.kind
+            tenant = headers.get(identity.tenant_header) or None
             roles_raw = headers.get(identity.role_header)
+            # SECURITY: tenant and roles are logged, labelled and forwarded: held to a
+            # grammar before anything records them; one tenant header (a second copy
+            # could be the one a forwarded-to upstream reads).
+            problem = identity_problem(
+                tenant, roles_raw, identity.tenant_header, identity.role_header
+            )
+            if problem is None and tenant and len(headers.getall(identity.tenant_header)) > 1:
+                problem = f"{identity.tenant_header} sent more than once"
+            if problem is not None:
+                raise ProxyError(ErrorCode.AUTH_FAILED, problem)
             caller = Caller(
-                headers.get(identity.tenant_header) or None,
+                tenant,
                 parse_roles(roles_raw),
                 trace_id,
                 req.remote or "",

@@ -198,6 +198,11 @@ class HttpCodec:
             # Filters must read the body as sent; and a caller that asked for no encoding
             # must not get one the client library would otherwise ask for on its behalf.
             out["Accept-Encoding"] = "identity"
+        if ctx.response_filters and ("Range" in out or "If-Range" in out):
+            # SECURITY: filters judge whole answers; pieces (206) could each hold part of
+            # a secret and none all of it.
+            out.popall("Range", None)
+            out.popall("If-Range", None)
         for name, value in call.extra_headers:
             out[name] = value  # injected secrets replace caller-supplied values
         return out
@@ -286,6 +291,8 @@ class HttpCodec:
         status = upstream.status
         if req.method == "HEAD" or status in (204, 304):
             return web.Response(status=status, headers=headers)  # no body to filter
+        if status == 206:  # the proxy sent no Range: a piece of an answer is not judged
+            raise FilterRefused(names(filters), "partial", "a partial answer (206)")
         body = FilteredBody(upstream, headers, filters)
         if "text/event-stream" in ctype:
             return await self._stream_events(req, upstream, headers, filters, ctx, body)

@@ -232,3 +232,96 @@ class StreamMasker:
         rest = self._buf + self._decoder.decode(b"", final=True)
         self._buf = ""
         return self._emit(rest) if rest else b""
+
+
+_REDACTED_BYTES = REDACTED.encode()
+_BYTE_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+
+
+class ByteMasker:
+    """Exact values (as `_variants` spells them, in UTF-8, UTF-16 and UTF-32) in raw
+    bytes, for bodies that are not UTF-8-compatible text (an image, an archive,
+    octet-stream, a UTF-16 document): no decoding, no token formats (a chance match would
+    corrupt the bytes), one bytes regex of literals."""
+
+    __slots__ = ("_exact", "_marks", "longest")
+
+    def __init__(self, exact_values: Iterable[str]) -> None:
+        marks: dict[bytes, bytes] = {}
+        for v in exact_values:
+            if len(v) >= MIN_EXACT_LEN:
+                # UTF-16/32 too: text in a wide charset, or strings inside binary formats;
+                # each masked by [REDACTED] in its own encoding, so the text still reads.
+                for x in _variants(v):
+                    for c in _BYTE_ENCODINGS:
+                        marks[x.encode(c)] = REDACTED.encode(c)
+        ordered = sorted(marks, key=len, reverse=True)  # longest first: no partial masks
+        self._exact = re.compile(b"|".join(map(re.escape, ordered))) if ordered else None
+        self._marks = marks
+        self.longest = len(ordered[0]) if ordered else 0
+
+    def mark(self, found: bytes) -> bytes:
+        """What replaces a value found (its [REDACTED] in the same encoding)."""
+        return self._marks.get(found, _REDACTED_BYTES)
+
+    def mask_bytes(self, data: bytes) -> tuple[bytes, int]:
+        if self._exact is None:
+            return data, 0
+        return self._exact.subn(lambda m: self.mark(m.group()), data)
+
+    def spans(self, data: bytes) -> list[tuple[int, int]]:
+        return [] if self._exact is None else [m.span() for m in self._exact.finditer(data)]
+
+
+@lru_cache(maxsize=256)
+def byte_masker_for(values: frozenset[str]) -> ByteMasker:
+    return ByteMasker(values)
+
+
+class ByteStreamMasker:
+    """`StreamMasker` for raw bytes: keeps back a carry of len(longest value)-1 bytes, so
+    a value split across chunks is found whole. SECURITY (linear time): the buffer is
+    searched only once it holds a carry's worth past the carry, so each byte is searched
+    a bounded number of times however small the chunks."""
+
+    __slots__ = ("_buf", "_hold", "_masker", "count")
+
+    def __init__(self, masker: ByteMasker) -> None:
+        self._masker = masker
+        self._hold = max(masker.longest - 1, 0)
+        self._buf = b""
+        self.count = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._masker.longest == 0:
+            return chunk
+        buf = self._buf + chunk if self._buf else chunk
+        cut = len(buf) - self._hold
+        if cut < max(self._hold, 1):
+            self._buf = buf
+            return b""
+        spans = self._masker.spans(buf)
+        for s, e in spans:
+            if s < cut < e:
+                cut = s  # a value found across the cut goes out whole, later
+                break
+        self._buf = buf[cut:]
+        return self._emit(buf[:cut], [(s, e) for s, e in spans if e <= cut])
+
+    def _emit(self, data: bytes, spans: list[tuple[int, int]]) -> bytes:
+        if not spans:
+            return data
+        parts: list[bytes] = []
+        pos = 0
+        for s, e in spans:
+            parts += (data[pos:s], self._masker.mark(data[s:e]))
+            pos = e
+        parts.append(data[pos:])
+        self.count += len(spans)
+        return b"".join(parts)
+
+    def flush(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        out, n = self._masker.mask_bytes(rest)
+        self.count += n
+        return out

@@ -66,7 +66,7 @@ class FilterRefused(ProxyError):
         )
         self.filters = filters
         self.reason = reason
-        """encoding, undecodable, too_large, unreadable."""
+        """encoding, undecodable, too_large, unreadable, partial."""
 
 
 @dataclass(slots=True)

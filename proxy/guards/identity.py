@@ -1,14 +1,87 @@
 """Who is calling: a tenant route refuses calls that do not say which tenant they are for,
-before any other guard (or the upstream) reads a tenant that is not there."""
+before any other guard (or the upstream) reads a tenant that is not there.
+
+The tenant and role header values also reach logs, metrics labels and the upstream, so
+every call's values are held to a grammar first (`identity_problem`, run by the pipeline
+on every route before anything records them): a value that breaks it is refused, and
+only values that pass are ever written anywhere.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from proxy.credentials.mask import Masker
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+
+TENANT_GRAMMAR = "1-128 of A-Z a-z 0-9 . _ : @ -"
+_TENANT = re.compile(r"[A-Za-z0-9._:@-]{1,128}\Z")
+ROLES_GRAMMAR = "names of 1-128 of A-Z a-z 0-9 . _ : @ -, comma separated, 1024 at most"
+_ROLES_CHARS = re.compile(r"[A-Za-z0-9._:@, \t-]{0,1024}\Z")
+_ROLE = re.compile(r"[A-Za-z0-9._:@-]{0,128}\Z")
+
+
+def _tenant_ok(value: str) -> bool:
+    return _TENANT.match(value) is not None
+
+
+def _roles_ok(value: str) -> bool:
+    """Comma-separated names (blank around commas allowed): the charset in one match,
+    then each name; linear, where one regex for the whole list would backtrack."""
+    if _ROLES_CHARS.match(value) is None:
+        return False
+    return all(_ROLE.match(p.strip(" \t")) for p in value.split(","))
+
+
+_FORMATS = Masker((), formats=True)
+INVALID = "[INVALID]"
+"""Recorded in place of a value that breaks its grammar."""
+_SEEN: dict[str, bool] = {}
+"""Verdicts on values seen (a bounded set per deployment), so the credential-format check
+runs once per distinct value."""
+_SEEN_MAX = 4096
+
+
+def _acceptable(value: str, grammar: Callable[[str], bool]) -> bool:
+    ok = _SEEN.get(value)
+    if ok is None:
+        # SECURITY: the grammar keeps log lines and labels well-formed and bounded; a
+        # value in the charset that is a known token format (a GitHub token, a JWT) is a
+        # credential sent in the wrong header, and must not be written as an identity.
+        ok = grammar(value) and not _FORMATS.spans(value)
+        if len(value) <= 1024:
+            if len(_SEEN) >= _SEEN_MAX:
+                _SEEN.clear()
+            _SEEN[value] = ok
+    return ok
+
+
+def identity_problem(
+    tenant: str | None, roles: str | None, tenant_header: str, role_header: str
+) -> str | None:
+    """Why these tenant / role header values cannot be accepted (never quoting them), or
+    None. An absent or empty header is no problem here (tenant routes refuse it later)."""
+    if tenant and not _acceptable(tenant, _tenant_ok):
+        return f"{tenant_header} is not a valid tenant id ({TENANT_GRAMMAR})"
+    if roles and not _acceptable(roles, _roles_ok):
+        return f"{role_header} is not a valid role list ({ROLES_GRAMMAR})"
+    return None
+
+
+def loggable_identity(tenant: str | None, roles: str | None) -> tuple[str | None, str]:
+    """(tenant, roles) as they may be recorded: a value that breaks its grammar becomes
+    a fixed marker. For callers that cannot refuse at the source (a wire protocol's
+    startup already accepted)."""
+    if tenant and not _acceptable(tenant, _tenant_ok):
+        tenant = INVALID
+    if roles and not _acceptable(roles, _roles_ok):
+        roles = INVALID
+    return tenant, roles or ""
 
 
 @dataclass(frozen=True, slots=True)

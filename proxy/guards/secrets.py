@@ -11,7 +11,12 @@ from multidict import CIMultiDict
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.refs import Template, parse_template
 from proxy.config.schema import Route, Rules
-from proxy.credentials.mask import StreamMasker, masker_for
+from proxy.credentials.mask import (
+    ByteStreamMasker,
+    StreamMasker,
+    byte_masker_for,
+    masker_for,
+)
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall, evolve
 from proxy.model.errors import ProxyError
@@ -22,11 +27,17 @@ from proxy.secrets.store import RouteSecrets
 _TEXT_TYPES = ("json", "text/", "xml", "javascript", "x-www-form-urlencoded", "yaml")
 
 
+_WIDE_CHARSETS = ("utf-16", "utf-32", "ucs-2", "ucs-4", "utf16", "utf32")
+
+
 def textual(content_type: str) -> bool:
-    """Token formats are searched only in text: in an image or archive a chance match
-    would corrupt the bytes. Exact injected values are searched in every body."""
+    """Text the masker can read as UTF-8: token formats are searched only there (in an
+    image or archive a chance match would corrupt the bytes). Exact injected values are
+    searched in every body, in raw bytes where the body is not such text."""
     ct = content_type.lower()
-    return not ct or any(t in ct for t in _TEXT_TYPES)
+    if not ct:
+        return True
+    return any(t in ct for t in _TEXT_TYPES) and not any(w in ct for w in _WIDE_CHARSETS)
 
 
 class MaskFilter:
@@ -34,20 +45,21 @@ class MaskFilter:
     response (headers and body, any content type, whole or streamed) with [REDACTED];
     exact values first, so no false positives there."""
 
-    __slots__ = ("_exact", "_masker", "_record", "_stream")
+    __slots__ = ("_bytes", "_exact", "_masker", "_record", "_stream")
     name = "mask"
 
     def __init__(self, values: frozenset[str], record: CallRecord) -> None:
         self._masker = masker_for(values)
         self._exact = masker_for(values, False)
+        self._bytes = byte_masker_for(values)
         self._record = record
-        self._stream: StreamMasker | None = None
+        self._stream: StreamMasker | ByteStreamMasker | None = None
 
     def whole(self, content_type: str) -> bool:
         return False  # masks a stream of any length as it goes
 
     def body(self, data: bytes, content_type: str) -> bytes:
-        masker = self._masker if textual(content_type) else self._exact
+        masker = self._masker if textual(content_type) else self._bytes
         out, n = masker.mask_bytes(data)
         self._record.masked += n
         return out
@@ -56,8 +68,10 @@ class MaskFilter:
         """One piece of a streamed body; what may be sent now (a tail that could hold
         the start of a secret is kept back)."""
         if self._stream is None:
-            self._stream = StreamMasker(
-                self._masker if textual(content_type) else self._exact
+            self._stream = (
+                StreamMasker(self._masker)
+                if textual(content_type)
+                else ByteStreamMasker(self._bytes)
             )
         return self._stream.feed(chunk)
 
@@ -114,15 +128,19 @@ class SecretsGuard:
         return tuple(out)
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
-        if self.mask:
-            ctx.response_filters.append(MaskFilter(self.secrets.current_values(), ctx.record))
         if not self.headers and not self.query:
+            if self.mask:
+                ctx.response_filters.append(MaskFilter(self.secrets.current_values(), ctx.record))
             return ALLOW
         try:
             headers = await self._values(self.headers)
             query = await self._values(self.query)
         except ProxyError as err:  # messages name the reference, never a value
             return Deny(err.code, err.message)
+        if self.mask:
+            # SECURITY: after resolving, so the values this call sends are among those
+            # masked (a first call, or the first after a rotation, would echo unmasked).
+            ctx.response_filters.append(MaskFilter(self.secrets.current_values(), ctx.record))
         return Rewrite(
             evolve(
                 call,

@@ -1,5 +1,7 @@
 """One JSON line per call. Bodies and header values are never logged; reasons come from
-guards, which never put a secret in them."""
+guards, which never put a secret in them. Caller-controlled values are written only
+validated (tenant and role, by the pipeline's grammar; the method) or masked (the path:
+credential-looking parts)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 
 from proxy.config.schema import AccessLogSpec
 from proxy.model.record import CallRecord
+from proxy.observe.decision_log import log_method, log_path, log_text
 
 log = logging.getLogger("callwarden.access")
 
@@ -35,12 +38,12 @@ class AccessLog:
             "role": rec.roles,
             "route": rec.route,
             "kind": rec.kind,
-            "method": rec.method,
-            "path": rec.path,
+            "method": log_method(rec.method),
+            "path": log_path(rec.path),
             "tool": rec.tool,
             "verdict": rec.outcome,
             "error_code": rec.error_code or None,
-            "reason": rec.reason or None,
+            "reason": log_text(rec.reason) if rec.reason else None,
             "guard": rec.guard or None,
             "status": rec.status,
             "duration_ms": round(duration_s * 1000, 3),
@@ -50,7 +53,7 @@ class AccessLog:
         }
         if rec.would_deny:
             line["would_deny"] = [
-                {"guard": g, "code": c, "reason": r} for g, c, r in rec.would_deny
+                {"guard": g, "code": c, "reason": log_text(r)} for g, c, r in rec.would_deny
             ]
         if rec.warnings:
             line["warnings"] = rec.warnings

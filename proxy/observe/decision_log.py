@@ -23,6 +23,7 @@ from proxy.config.schema import DecisionLogSpec
 from proxy.credentials.detect import AUTH_HEADERS, COOKIE_HEADERS, KEY_HEADERS
 from proxy.credentials.literals import is_reference, is_secret_key
 from proxy.credentials.mask import REDACTED, Masker
+from proxy.guards.identity import INVALID
 from proxy.model.call import GraphCall, McpCall, SqlCall, ToolCall
 from proxy.model.record import CallRecord
 
@@ -61,6 +62,36 @@ def mask_text(text: str) -> str:
     return _KEY_VALUE.sub(_kv, text)
 
 
+MAX_LOGGED_PATH = 2048
+_METHOD = re.compile(r"[A-Za-z-]{1,24}\Z")
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_LOGGED_PATH else text[:MAX_LOGGED_PATH] + "..."
+
+
+def log_path(path: str) -> str:
+    """A path (or host) as logs show it: credential-looking parts masked (a token
+    format, `key=value` with a secret-looking key), capped. SECURITY: the path is logged
+    for every call, refused ones included, and a caller may put a token in it."""
+    path = _capped(path)
+    if "=" in path or ":" in path or " " in path or not _FORMATS.clean(path):
+        return mask_text(path)
+    return path
+
+
+def log_text(text: str) -> str:
+    """A refusal reason (which may quote a caller's name, e.g. a tool's) as logs show
+    it: token formats masked, capped. Prose is left readable."""
+    text = _capped(text)
+    return text if _FORMATS.clean(text) else _FORMATS.mask_text(text)[0]
+
+
+def log_method(method: str) -> str:
+    """A method name, or a marker: a method is any token to HTTP, a credential too."""
+    return method if _METHOD.match(method) else INVALID
+
+
 def mask_json(node: Any, depth: int = 0) -> Any:
     """JSON with values under secret-looking keys redacted and every string masked."""
     if depth > 64:
@@ -79,11 +110,12 @@ def mask_json(node: Any, depth: int = 0) -> Any:
     return node
 
 
-def mask_headers(headers: Any) -> list[list[str]]:
+def mask_headers(headers: Any, skip: frozenset[str] = frozenset()) -> list[list[str]]:
+    """`skip`: lower-case names left out (the identity headers, logged validated)."""
     out = []
     for name, value in headers.items():
         low = name.lower()
-        if low in SKIP_HEADERS:
+        if low in SKIP_HEADERS or low in skip:
             continue
         secret = low in SECRET_HEADERS or is_secret_key(name)
         out.append([name, REDACTED if secret and not is_reference(value) else mask_text(value)])
@@ -152,17 +184,21 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
     di = rec.decision_input or {}
     request = di.get("request")
     call, final = di.get("call"), di.get("final")
+    # SECURITY: the tenant and role headers are written only as the validated `tenant`
+    # and `role` fields (replay reads those); a value the pipeline refused is not kept.
+    identity = frozenset(h.lower() for h in di.get("identity_headers", ()))
+    host = di.get("host")
     line: dict[str, Any] = {
         "v": 1,
         "time": round(ts, 3),
         "trace_id": rec.trace_id,
         "route": rec.route or None,
         "kind": rec.kind or None,
-        "method": rec.method,
-        "host": di.get("host"),
-        "path": rec.path,
+        "method": log_method(rec.method),
+        "host": log_path(host) if host else host,
+        "path": log_path(rec.path),
         "query": mask_text(di.get("query") or "") or None,
-        "headers": mask_headers(di["headers"]) if "headers" in di else [],
+        "headers": mask_headers(di["headers"], identity) if "headers" in di else [],
         "tenant": rec.tenant,
         "role": rec.roles,
         "tool": rec.tool,
@@ -179,9 +215,9 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
         verdict=verdict_of(rec),
         outcome=rec.outcome,
         code=rec.error_code or None,
-        reason=rec.reason or None,
+        reason=log_text(rec.reason) if rec.reason else None,
         guard=rec.guard or None,
-        would_deny=[{"guard": g, "code": c, "reason": r} for g, c, r in rec.would_deny],
+        would_deny=[{"guard": g, "code": c, "reason": log_text(r)} for g, c, r in rec.would_deny],
         rewritten=rec.rewritten,
         status=rec.status,
     )

@@ -172,7 +172,7 @@ class Metrics:
             p + "filter_refusals",
             "Upstream answers refused because a response filter the route asked for could "
             "not run on them (filter: mask, row_cap, tools_list; reason: encoding, "
-            "undecodable, too_large, unreadable).",
+            "undecodable, too_large, unreadable, partial).",
             ["route", "filter", "reason"],
             registry=r,
         )

@@ -48,6 +48,9 @@ class Leaky:
         r.add_get("/big", self.big)
         r.add_get("/chunked", self.chunked)
         r.add_get("/bomb", self.bomb)
+        r.add_get("/utf16", self.utf16)
+        r.add_get("/range", self.ranged)
+        r.add_get("/partial", self.partial)
 
     async def header(self, req: web.Request) -> web.Response:
         token = _auth(req).decode()
@@ -123,6 +126,28 @@ class Leaky:
 
     async def bomb(self, req: web.Request) -> web.Response:
         return bomb()
+
+    async def utf16(self, req: web.Request) -> web.Response:
+        body = json.dumps({"you_sent": _auth(req).decode()}).encode("utf-16-le")
+        return web.Response(body=body, headers={"Content-Type": "text/plain; charset=utf-16le"})
+
+    async def ranged(self, req: web.Request) -> web.Response:
+        """Serves byte ranges: piece by piece, a secret would never be whole in one."""
+        body = b"token=" + _auth(req)
+        wanted = req.headers.get("Range", "")
+        if wanted.startswith("bytes="):
+            start, _, end = wanted[6:].partition("-")
+            part = body[int(start) : int(end) + 1]
+            return web.Response(
+                status=206,
+                body=part,
+                headers={"Content-Range": f"bytes {start}-{end}/{len(body)}"},
+                content_type="application/octet-stream",
+            )
+        return web.Response(body=body, content_type="application/octet-stream")
+
+    async def partial(self, req: web.Request) -> web.Response:
+        return web.Response(status=206, body=_auth(req)[:10], content_type="text/plain")
 
 
 @pytest.fixture
@@ -211,6 +236,39 @@ async def test_chunked_binary_stream_masked_across_chunk_boundaries(px) -> None:
         body = await r.read()
     assert SECRET.encode() not in body
     assert body == (b"a" * 70_000 + b"[REDACTED]") * 3
+
+
+async def test_wide_charset_answer_is_masked(px) -> None:
+    async with px.session.get(px.url + "/leaky/utf16") as r:
+        body = await r.read()
+    assert SECRET.encode("utf-16-le") not in body
+    assert json.loads(body.decode("utf-16-le")) == {"you_sent": "[REDACTED]"}
+
+
+async def test_ranges_are_not_forwarded_on_a_filtered_route(px) -> None:
+    """Piece by piece (Range), no answer would hold the whole secret: the proxy asks for
+    whole answers where a filter must read them."""
+    pieces = b""
+    for start in range(0, 60, 10):
+        headers = {"Range": f"bytes={start}-{start + 9}"}
+        async with px.session.get(px.url + "/leaky/range", headers=headers) as r:
+            assert r.status == 200
+            pieces += await r.read()
+    assert SECRET.encode() not in pieces and SECRET[:10].encode() not in pieces
+
+
+async def test_partial_answer_nobody_asked_for_is_refused(px) -> None:
+    async with px.session.get(px.url + "/leaky/partial") as r:
+        assert r.status == 502 and SECRET[:10].encode() not in await r.read()
+    assert px.metric(
+        "callwarden_filter_refusals_total", route="leaky", filter="mask", reason="partial"
+    ) == 1
+
+
+async def test_head_answer_keeps_its_headers_masked(px) -> None:
+    async with px.session.head(px.url + "/leaky/header") as r:
+        assert r.status == 200
+        assert r.headers["X-Debug-Auth"] == "Bearer [REDACTED]"
 
 
 async def test_routes_without_filters_pass_encoded_answers_unchanged(px) -> None:
