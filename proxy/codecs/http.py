@@ -43,7 +43,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json")
+INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json",
+                     "multipart/form-data", "xml")
 SMALL_RESPONSE = 65536
 """Responses up to this size (with a Content-Length) are read whole: cheaper than streaming."""
 MAX_FILTERED_RESPONSE = 16 * 1024 * 1024

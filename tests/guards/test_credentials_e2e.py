@@ -11,9 +11,10 @@ import logging
 import pytest
 from aiohttp import web
 
+from tests.credentials.fakes import github
 from tests.secrets.test_vault import VAULT_TOKEN, FakeVault
 
-GITHUB = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+GITHUB = github()  # a valid CRC32 tail: a checksum-failing ghp_ is a look-alike
 ENV_SECRET = "env-Secret-9f8e7d6c5b4a"
 FILE_V1, FILE_V2 = "file-Secret-v1-1a2b3c4d5e", "file-Secret-v2-6f7a8b9c0d"
 VAULT_V1 = "vault-Secret-crm-0011223344"
