@@ -38,6 +38,9 @@ _SEP = "\x00"  # joins many strings into one scan; no pattern matches across it
 MAX_SCAN_BYTES = 1_048_576
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+MAX_FINDINGS = 32
+"""One finding refuses a call; past this many the reason names no more (and the
+duplicate check stays constant-time however many values a crafted body holds)."""
 _TEXT_TYPES = ("text/", "json", "xml", "javascript", "yaml", "x-www-form-urlencoded",
                "multipart/", "graphql", "sql", "csv", "x-ndjson")
 
@@ -110,6 +113,10 @@ def _first(leaf: _Leaf) -> str:
     return str(leaf[0])
 
 
+def _child_location(leaf: _Leaf) -> str:
+    return f"{leaf[0]}/{_pointer_token(str(leaf[1]))}"
+
+
 def _leaf_location(leaf: _Leaf) -> str:
     return f"json {leaf[0]}/{_pointer_token(str(leaf[1]))}"
 
@@ -136,7 +143,7 @@ class Detector:
                                          and norm.startswith(self._allow_prefix)):
             return
         finding = Finding(location, kind)
-        if finding not in out:
+        if len(out) < MAX_FINDINGS and finding not in out:
             out.append(finding)
 
     def _scan_leaves(self, out: list[Finding], leaves: list[_Leaf],
@@ -156,9 +163,15 @@ class Detector:
             i = bisect_right(starts, start) - 1
             hit.add(i)
             self._keep(out, where(leaves[i]), kind)
+        budget = formats.MAX_ASSIGNMENTS
         for i, leaf in enumerate(leaves):
             key = leaf[2]
-            if key and i not in hit and (type(key) is not str or _KEY_SCAN(key)):
+            if key and i not in hit and _KEY_SCAN(str(key)):
+                budget -= 1
+                if budget < 0:
+                    # SECURITY: bounded work; what was not judged is not passed.
+                    self._keep(out, where(leaf), "unjudged_values")
+                    return
                 kind = key_value_kind(str(key), leaf[3])
                 if kind:
                     self._keep(out, where(leaf), kind)
@@ -290,7 +303,7 @@ class Detector:
                 if isinstance(doc, dict | list):
                     sub: list[_Leaf] = []
                     _walk(doc, f"multipart {name}", "", 0, sub)
-                    self._scan_leaves(out, sub, _first)
+                    self._scan_leaves(out, sub, _child_location)
                     continue
             if pct and not pct.startswith(_TEXT_TYPES):
                 continue  # a binary file: its bytes are not text anyone reads as a key
@@ -347,13 +360,13 @@ def _authorization_kind(value: str) -> str | None:
     value = value.strip()
     if not value:
         return None
-    found = formats.first(value)
-    if found:
-        return found
     split = split_auth_scheme(value)
     scheme, token = split if split else ("", value)
     if scheme == "basic":
         return _basic_kind(token)
+    found = formats.first(value)
+    if found:
+        return found
     return _words_kind(token, "bearer_token" if scheme in ("", "bearer", "token", "bot")
                        else "authorization")
 

@@ -21,9 +21,10 @@ import codecs
 import json
 import re
 import zlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import product
+from itertools import accumulate, product
 
 import re2
 
@@ -424,7 +425,11 @@ def context_kind(key: str, value: str) -> str | None:
 # issue lists (`=`, `:`, `:=`, `=>`, `?=`, `.=`, `+=`, `var k string = v`), XML elements,
 # call arguments (`setProperty("K", "v")`) and long CLI flags (`--password v`).
 _VAL = r"([^\s\"'`<>;&,()\x00]{8,256})"
-_KEY = r"([A-Za-z_][A-Za-z0-9_.\-]{0,63})"
+# Every key `is_secret_key` accepts holds one of these (lowercased): a text without any
+# has no assignment worth scanning (tests/credentials/test_detect.py checks the cover).
+KEY_HINTS = ("pass", "pwd", "secret", "token", "cred", "auth", "key", "cookie")
+# A key is only taken when it holds a hint: the engine skips every other `k=v`.
+_KEY = (r"([A-Za-z0-9_.\-]{0,63}(?i:" + "|".join(KEY_HINTS) + r")[A-Za-z0-9_.\-]{0,63})")
 _ASSIGN_PATTERNS = (
     _KEY + r"[\"'\]]?[ \t]{0,8}(?:[A-Za-z_][A-Za-z0-9_.\[\]]{0,24}[ \t]{1,4})?"
     r"(?:=>|:=|\?=|\.=|\+=|=|:)[ \t]{0,8}(?:[\"'`]|[A-Za-z]{0,2}[\"'])?" + _VAL,
@@ -433,9 +438,9 @@ _ASSIGN_PATTERNS = (
     r"\([ \t]{0,8}[\"']" + _KEY + r"[\"'][ \t]{0,8},[ \t]{0,8}[\"']" + _VAL + r"[\"']",
     r"--" + _KEY + r"[ \t]{1,4}[\"']?" + _VAL,
 )
-# Every key `is_secret_key` accepts holds one of these (lowercased): a text without any
-# has no assignment worth scanning (tests/credentials/test_detect.py checks the cover).
-KEY_HINTS = ("pass", "pwd", "secret", "token", "cred", "auth", "key", "cookie")
+MAX_ASSIGNMENTS = 4096
+"""Assignments judged in one text; past this a strict scan reports `unjudged_values`
+(refused: a guard never switches off under load it cannot judge)."""
 _OPTIONS = re2.Options()
 _OPTIONS.max_mem = 64 << 20
 _ASSIGN = tuple(re2.compile(p, _OPTIONS) for p in _ASSIGN_PATTERNS)
@@ -603,6 +608,11 @@ def find(text: str, strict: bool = False) -> list[tuple[str, int, int]]:
         return found
     if data is None:
         data = _as_bytes(text)
+    # Overlap with a format finding, in log time: spans by start, running max of ends.
+    taken = sorted((s, e) for _, s, e in found)
+    starts = [s for s, _ in taken]
+    max_end = list(accumulate((e for _, e in taken), max))
+    budget = MAX_ASSIGNMENTS
     for rx in _ASSIGN:
         pos, end = 0, len(data)
         match = rx._regexp.Match
@@ -612,8 +622,15 @@ def find(text: str, strict: bool = False) -> list[tuple[str, int, int]]:
             if ms < 0:
                 break
             pos = me if me > ms else ms + 1
+            budget -= 1
+            if budget < 0:
+                # SECURITY: bounded work, and what was not judged is not passed.
+                if strict:
+                    found.append(("unjudged_values", ms, me))
+                return found
             (ks, ke), (start, stop) = spans[1], spans[2]
-            if any(s < stop and start < e for _, s, e in found):
+            n = bisect_left(starts, stop)
+            if n and max_end[n - 1] > start:
                 continue
             if stop < len(text) and text[stop] in "(":
                 continue  # a call, not a literal: `token=getToken(...)`

@@ -156,9 +156,15 @@ def entropy(value: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(value).values()) if n else 0.0
 
 
+_SPACE = re.compile(r"\s")
+_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
 def _classes(value: str) -> int:
-    return (any(c.islower() for c in value) + any(c.isupper() for c in value)
-            + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value))
+    """Lower, upper, digit, other: each told by one C-speed pass."""
+    return ((value != value.upper()) + (value != value.lower())
+            + (_DIGIT.search(value) is not None) + (not value.isalnum()))
 
 
 def is_opaque_literal(value: str, min_len: int = 8) -> bool:
@@ -168,14 +174,16 @@ def is_opaque_literal(value: str, min_len: int = 8) -> bool:
     return len(v) >= min_len and not is_reference(v) and not is_placeholder(v)
 
 
+@lru_cache(maxsize=4096)
 def is_strong_literal(value: str) -> bool:
     """A literal under a secret-looking key that looks like a real secret: 8+ chars, no
     spaces (prose), a letter and two character classes, some entropy; not a UUID, path,
-    plain URL, reference or placeholder. `hunter2x` yes, `changeme`/`mysecret` no."""
+    plain URL, reference or placeholder. `hunter2x` yes, `changeme`/`mysecret` no.
+    Cached: a crafted body repeats one value many times."""
     v = value.strip()
-    if len(v) < 8 or len(v) > 16384 or any(c.isspace() for c in v):
+    if len(v) < 8 or len(v) > 16384 or _SPACE.search(v) is not None:
         return False
-    if not any(c.isalpha() for c in v) or _classes(v) < 2:
+    if _LETTER.search(v) is None or _classes(v) < 2:
         return False
     if _UUID.match(v) or _PATH_OR_URL.match(v):
         return False
