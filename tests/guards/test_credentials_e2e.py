@@ -319,3 +319,34 @@ async def test_references_and_placeholders_beside_them_still_pass(
         async with await _send(px, case) as r:
             assert r.status == 200, (case, await r.text())
     assert len(up.calls) == len(PASSED)
+
+
+# -- issue 29 (1): protocol fields are not secrets by name --------------------------------
+async def test_mcp_progress_tokens_pass_and_credentials_in_them_do_not(
+    serve_app, write_rules, start_proxy
+):
+    """The old key rule refused `_meta.progressToken: "progress-1"` as secret_key_value
+    on the production default; a real token in the same field is still refused."""
+    from tests.codecs.mcp_servers import FakeMcp
+
+    up = FakeMcp()
+    url = await serve_app(up.app) + "/mcp"
+    mcp = {"name": "tools", "kind": "mcp", "match": {"path_prefix": "/mcp"}, "upstream": url,
+           "mcp": {"default": "allow"}}
+    px = await start_proxy(write_rules([mcp]))
+    hdrs = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+    def call(token: str, cursor: str) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "get_weather", "arguments": {"city": "Oslo", "pageToken": cursor},
+            "_meta": {"progressToken": token}}}).encode()
+
+    for token in ("progress-1", "abc123def", "upload-progress-42"):
+        async with px.session.post(px.url + "/mcp", data=call(token, "Q1VSU09SOjE3"),
+                                   headers=hdrs) as r:
+            assert r.status == 200, await r.text()
+            assert "error" not in await r.json()
+    async with px.session.post(px.url + "/mcp", data=call(GITHUB, "x"), headers=hdrs) as r:
+        text = await r.text()
+        assert "/params/_meta/progressToken (github_token)" in text and GITHUB not in text
+    assert len(up.calls) == 3
