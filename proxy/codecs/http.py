@@ -48,7 +48,8 @@ FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding", 
 """Request headers the proxy decides from the body it sends (proxy/framing.py), never
 copied from the caller (DESIGN invariant 1)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json")
+INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json",
+                     "multipart/form-data", "xml")
 SMALL_RESPONSE = 65536
 """Responses up to this size (with a Content-Length) are read whole: cheaper than streaming."""
 MAX_FILTERED_RESPONSE = 16 * 1024 * 1024

@@ -12,16 +12,15 @@ import binascii
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from proxy.credentials import formats
+from proxy.credentials.bodies import multipart_parts, xml_pairs
 from proxy.credentials.literals import (
     is_opaque_literal,
-    is_placeholder,
-    is_reference,
     is_secret_key,
-    is_strong_literal,
     split_auth_scheme,
 )
 from proxy.model.jsonio import loads_unique
@@ -39,6 +38,9 @@ _SEP = "\x00"  # joins many strings into one scan; no pattern matches across it
 MAX_SCAN_BYTES = 1_048_576
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+MAX_FINDINGS = 32
+"""One finding refuses a call; past this many the reason names no more (and the
+duplicate check stays constant-time however many values a crafted body holds)."""
 _TEXT_TYPES = ("text/", "json", "xml", "javascript", "yaml", "x-www-form-urlencoded",
                "multipart/", "graphql", "sql", "csv", "x-ndjson")
 
@@ -66,6 +68,16 @@ def _pointer_token(key: str) -> str:
 def _normalise(location: str) -> str:
     # Header names are case-insensitive; everything else is matched as written.
     return location.lower() if location.startswith("header ") else location
+
+
+@lru_cache(maxsize=4096)
+def _KEY_SCAN(key: str) -> bool:
+    """Is a value under this key judged by key (a secret-looking key, or one naming a
+    provider whose shape the context rules know)? Cached: key names repeat."""
+    if is_secret_key(key):
+        return True
+    low = key.lower()
+    return any(kw in low for kw in formats.CONTEXT_WORDS)
 
 
 _Leaf = tuple[str, Any, str, str]
@@ -101,6 +113,10 @@ def _first(leaf: _Leaf) -> str:
     return str(leaf[0])
 
 
+def _child_location(leaf: _Leaf) -> str:
+    return f"{leaf[0]}/{_pointer_token(str(leaf[1]))}"
+
+
 def _leaf_location(leaf: _Leaf) -> str:
     return f"json {leaf[0]}/{_pointer_token(str(leaf[1]))}"
 
@@ -127,7 +143,7 @@ class Detector:
                                          and norm.startswith(self._allow_prefix)):
             return
         finding = Finding(location, kind)
-        if finding not in out:
+        if len(out) < MAX_FINDINGS and finding not in out:
             out.append(finding)
 
     def _scan_leaves(self, out: list[Finding], leaves: list[_Leaf],
@@ -143,14 +159,20 @@ class Detector:
             pos += len(leaf[3]) + 1
         text = _SEP.join([leaf[3] for leaf in leaves])
         hit: set[int] = set()
-        for kind, start, _ in formats.find(text):
+        for kind, start, _ in formats.find(text, strict=True):
             i = bisect_right(starts, start) - 1
             hit.add(i)
             self._keep(out, where(leaves[i]), kind)
+        budget = formats.MAX_ASSIGNMENTS
         for i, leaf in enumerate(leaves):
             key = leaf[2]
-            if key and i not in hit and is_secret_key(key):
-                kind = key_value_kind(key, leaf[3])
+            if key and i not in hit and _KEY_SCAN(str(key)):
+                budget -= 1
+                if budget < 0:
+                    # SECURITY: bounded work; what was not judged is not passed.
+                    self._keep(out, where(leaf), "unjudged_values")
+                    return
+                kind = key_value_kind(str(key), leaf[3])
                 if kind:
                     self._keep(out, where(leaf), kind)
 
@@ -166,7 +188,7 @@ class Detector:
                 if kind:
                     self._keep(out, location, kind)
             elif low in self._key_headers:
-                kind = formats.first(value) or ("api_key" if is_opaque_literal(value) else None)
+                kind = formats.first(value) or _words_kind(value, "api_key")
                 if kind:
                     self._keep(out, location, kind)
             elif low in COOKIE_HEADERS:
@@ -180,6 +202,21 @@ class Detector:
 
     def scan_query(self, pairs: Iterable[tuple[str, str]]) -> list[Finding]:
         return self._pairs(pairs, "query")
+
+    def scan_path(self, path: str) -> list[Finding]:
+        """The URL path, percent-decoded as the upstream's router will read it: tokens
+        in a segment (`/hooks/<token>`), `;key=value` parameters, userinfo in a path
+        that holds a URL. Findings say `path`, never the path itself."""
+        text = unquote(path[: self.max_scan_bytes])
+        out: list[Finding] = []
+        if not formats.may_match(text):
+            return out
+        for kind, _, _ in formats.find(text.replace("/", "\n"), strict=True):
+            self._keep(out, "path", kind)
+        for kind, _, _ in formats.find(text, strict=True):
+            if kind == "url_password":
+                self._keep(out, "path", kind)
+        return out
 
     def scan_form(self, body: bytes) -> list[Finding]:
         text = body[: self.max_scan_bytes].decode("utf-8", "replace")
@@ -233,7 +270,11 @@ class Detector:
         data = body[: self.max_scan_bytes]
         if ct == "application/x-www-form-urlencoded":
             return self.scan_form(data)
+        if ct == "multipart/form-data":
+            return self.scan_multipart(content_type, data)
         text = data.decode("utf-8", "replace")
+        if ct.endswith("xml"):
+            return self.scan_xml(text)
         if "json" in ct or (not ct and text.lstrip()[:1] in ("{", "[")):
             if len(data) == len(body):
                 try:
@@ -245,11 +286,51 @@ class Detector:
             return []
         return self.scan_text(text)
 
+    def scan_multipart(self, content_type: str, body: bytes) -> list[Finding]:
+        """Each part judged as a form field under its name (JSON parts walked, binary
+        files skipped), plus one format pass over the whole body: whatever the parser
+        makes of a malformed part, a token in it is still seen."""
+        out: list[Finding] = []
+        parts = multipart_parts(content_type, body)
+        leaves: list[_Leaf] = []
+        for name, ptype, value in parts:
+            pct = ptype.split(";", 1)[0].strip().lower()
+            if pct and "json" in pct:
+                try:
+                    doc = loads_unique(value)
+                except ValueError:
+                    doc = None
+                if isinstance(doc, dict | list):
+                    sub: list[_Leaf] = []
+                    _walk(doc, f"multipart {name}", "", 0, sub)
+                    self._scan_leaves(out, sub, _child_location)
+                    continue
+            if pct and not pct.startswith(_TEXT_TYPES):
+                continue  # a binary file: its bytes are not text anyone reads as a key
+            leaves.append((f"multipart {name}", name, name, value))
+        self._scan_leaves(out, leaves, _first)
+        if not out:
+            for kind, _, _ in formats.find(body.decode("utf-8", "replace"), strict=True):
+                self._keep(out, "body", kind)
+        return out
+
+    def scan_xml(self, text: str) -> list[Finding]:
+        """Element text under the element's name, attributes under theirs (one linear
+        pass, no entity expansion: nothing is resolved), then the text scan for
+        formats and assignments anywhere."""
+        out: list[Finding] = []
+        self._scan_leaves(out, [(f"xml {k}", k, k, v) for k, v in xml_pairs(text)], _first)
+        for kind, _, _ in formats.find(text, strict=True):
+            self._keep(out, "body", kind)
+        return out
+
     def scan_request(self, headers: Mapping[str, str] | Any, query: Iterable[tuple[str, str]],
                      content_type: str = "", body: bytes | None = None,
-                     json_body: Any = None) -> list[Finding]:
+                     json_body: Any = None, path: str = "") -> list[Finding]:
         """Everything a caller sent. Pass `json_body` when a codec already decoded it."""
         out = self.scan_headers(headers) + self.scan_query(query)
+        if path:
+            out += self.scan_path(path)
         if json_body is not None:
             out += self.scan_json(json_body)
         elif body:
@@ -258,35 +339,53 @@ class Detector:
 
 
 def key_value_kind(key: str, value: str) -> str | None:
-    """A literal under a secret-looking key: `Bearer x` judged as a header would be."""
-    scheme = split_auth_scheme(value)
-    if scheme is not None:
+    """A literal under a key: `Bearer x` judged as a header would be, a provider's
+    shape under a key naming it, a strong literal under a secret-looking key."""
+    if is_secret_key(key) and split_auth_scheme(value) is not None:
         return _authorization_kind(value)
-    return formats.key_kind(key, value) if is_strong_literal(value) else None
+    return formats.pair_kind(key, value)
+
+
+def _words_kind(value: str, kind: str) -> str | None:
+    """A header that carries one credential: each whitespace-separated word judged on
+    its own, so a placeholder word (`example`, `xxxx`) or a reference beside a real
+    token does not hide it (issue 21: `Bearer <token> example`)."""
+    for word in value.split():
+        if is_opaque_literal(word.strip("\"',;")):
+            return kind
+    return None
 
 
 def _authorization_kind(value: str) -> str | None:
     value = value.strip()
-    if not value or is_reference(value) or is_placeholder(value):
+    if not value:
         return None
     split = split_auth_scheme(value)
     scheme, token = split if split else ("", value)
-    if is_reference(token) or is_placeholder(token):
-        return None
     if scheme == "basic":
-        try:
-            _user, sep, password = base64.b64decode(token, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return "basic_auth" if is_opaque_literal(token) else None
-        if sep and password and not is_reference(password) and not is_placeholder(password):
-            return "basic_auth"
-        return None
-    found = formats.first(token)
+        return _basic_kind(token)
+    found = formats.first(value)
     if found:
         return found
-    if not is_opaque_literal(token):
-        return None
-    return "bearer_token" if scheme in ("", "bearer", "token", "bot") else "authorization"
+    return _words_kind(token, "bearer_token" if scheme in ("", "bearer", "token", "bot")
+                       else "authorization")
+
+
+def _basic_kind(token: str) -> str | None:
+    """Basic credentials decoded and judged: a known format in the user or password
+    names itself; any other literal password is `basic_auth`."""
+    word = token.split()[0] if token.split() else ""
+    try:
+        text = base64.b64decode(word + "=" * (-len(word) % 4), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return _words_kind(token, "basic_auth")
+    found = formats.first(text)
+    if found:
+        return found
+    _user, sep, password = text.partition(":")
+    if sep and _words_kind(password, "basic_auth"):
+        return "basic_auth"
+    return _words_kind(token[len(word):], "basic_auth")
 
 
 def _cookie_kind(value: str) -> str | None:
@@ -299,6 +398,8 @@ def _cookie_kind(value: str) -> str | None:
         if found:
             return found
         low = name.lower()
+        if "csrf" in low or "xsrf" in low:
+            continue  # csrftoken, XSRF-TOKEN: a CSRF defence, not a session
         if any(w in low for w in _SESSION_COOKIE_WORDS) and is_opaque_literal(val, 16):
             return "session_cookie"
     return None

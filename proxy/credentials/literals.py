@@ -46,7 +46,21 @@ _TOKEN_QUALIFIERS = frozenset({
     "cursor", "idempotency", "request", "max", "min", "num", "total", "input", "output",
     "completion", "prompt", "reasoning", "cached", "csrf", "xsrf", "cancellation", "bos",
     "eos", "pad", "unk", "sep", "cls", "mask", "special", "start", "end", "stop", "change",
-    "sequence", "marker", "offset", "anti", "forgery",
+    "sequence", "marker", "offset", "anti", "forgery", "progress", "skip", "delta",
+    "starting", "wait", "after", "before", "watermark", "authenticity", "verification",
+})
+# Fields the protocols define (MCP, JSON-RPC, HTTP pagination, CSRF defences): never
+# payload secrets by name (issue 29); their values still meet every value detector.
+# Compared with separators and case removed (`next_page_token` = `nextPageToken`).
+PROTOCOL_FIELDS = frozenset({
+    "progresstoken", "cursor", "nextcursor", "prevcursor", "pagetoken", "nextpagetoken",
+    "prevpagetoken", "previouspagetoken", "continuation", "continuationtoken",
+    "nextcontinuationtoken", "resumetoken", "synctoken", "deltatoken", "skiptoken",
+    "nexttoken", "paginationtoken", "startingtoken", "nextlink", "csrf", "xsrf", "csrftoken",
+    "xcsrftoken", "xsrftoken", "xxsrftoken", "csrfmiddlewaretoken", "authenticitytoken",
+    "requestverificationtoken", "antiforgerytoken", "state", "nonce", "requestid",
+    "relatedrequestid", "sessionid", "mcpsessionid", "lasteventid", "idempotencykey",
+    "traceid", "spanid", "traceparent", "etag", "ifmatch", "ifnonematch",
 })
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
@@ -55,6 +69,8 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 def is_secret_key(key: str) -> bool:
     """`client_secret`, `X-Api-Key`, `dbPassword`: yes. `max_tokens`, `token_url`,
     `next_page_token`, `secret_name`, `key`: no. Cached: key names repeat."""
+    if "".join(c for c in key.lower() if c.isalnum()) in PROTOCOL_FIELDS:
+        return False
     words = [w.lower() for w in _WORD.findall(key)]
     if not words or words[-1] in _METADATA:
         return False
@@ -70,14 +86,22 @@ def is_secret_key(key: str) -> bool:
     return False
 
 
-_REFERENCE = re.compile(
-    r"\$\{[^}]*\}|\{\{.*\}\}|\$[A-Z_][A-Z0-9_]*\Z|^(?:env|vault|file|secret|secretref|op|"
-    r"awssm|aws-sm|gcpsm|gcp-sm|azkv|azure-kv|k8s|kubernetes|ssm|sops):\S+\Z"
+_REFERENCE_PREFIX = re.compile(
+    r"(?:env|vault|file|secret|secretref|op|awssm|aws-sm|gcpsm|gcp-sm|azkv|azure-kv|k8s|"
+    r"kubernetes|ssm|sops):\S+\Z"
 )
+# Terraform/HCL references (`var.db_password`, `module.db.password`, `data.x.y[0]`).
+_HCL_REFERENCE = re.compile(
+    r"(?:var|local|module|data|each|self|terraform|path)\.[A-Za-z_][\w\-]*(?:\.[\w\-\[\]\"]+)*\Z"
+)
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
+_CODE_REFERENCES = ("process.env.", "os.environ", "os.getenv(", "System.getenv(", "ENV[",
+                    "ENV.fetch(", "getenv(", "Deno.env.get(", "import.meta.env.",
+                    "Environment.GetEnvironmentVariable(", "secrets.", "vars.")
 _PLACEHOLDER = re.compile(
     r"(?i)(?:<[^>]*>|\[[^\]]*\]|\{[^}]*\}|%[^%]+%|%\(\w+\)s|your[-_ ]?\w*|\w*[-_]here|"
     r"none|null|nil|undefined|true|false|yes|no|on|off|password\d*|secret\d*|token|"
-    r"test\w*|todo|tbd|fixme|n/?a|not[-_ ]?set|unset|empty|default|string|"
+    r"test(?:ing)?[-_]?\d*|todo|tbd|fixme|n/?a|not[-_ ]?set|unset|empty|default|string|"
     r"[:@$?][A-Za-z_]\w*|(?-i:[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)|"  # bind parameters, ENV_VAR_NAMES
     r"[*x.\-_#•0]+)\Z"
 )
@@ -91,9 +115,30 @@ _AUTH_SCHEME = re.compile(r"(?i)(bearer|basic|token|bot|digest|negotiate|ntlm|ap
 
 
 def is_reference(value: str) -> bool:
-    """`${env:X}`, `env:X`, `vault:...`, `{{ .Values.x }}`, `$TOKEN`: the value names a
-    secret kept elsewhere."""
-    return _REFERENCE.search(value) is not None
+    r"""`${env:X}`, `env:X`, `vault:...`, `{{ .Values.x }}`, `$TOKEN`, `$(cat f)`,
+    `` `cmd` ``, `var.db_password`, `process.env.X`: the value names a secret kept
+    elsewhere. Linear in the value: plain `find`s, anchored matches only (a searched
+    `\{\{.*\}\}` was quadratic on a header of braces, issue 21)."""
+    i = value.find("${")
+    if i >= 0 and value.find("}", i + 2) >= 0:
+        return True
+    i = value.find("$(")
+    if i >= 0 and value.find(")", i + 2) >= 0:
+        return True
+    i = value.find("{{")
+    while i >= 0:
+        eol = value.find("\n", i)
+        if value.find("}}", i + 2, eol if eol >= 0 else len(value)) >= 0:
+            return True
+        i = value.find("{{", eol) if eol >= 0 else -1
+    v = value.strip()
+    d = v.rfind("$")
+    if d >= 0 and _ENV_NAME.match(v, d + 1):
+        return True
+    if len(v) > 2 and v[0] == v[-1] == "`":
+        return True
+    return (_REFERENCE_PREFIX.match(v) is not None or _HCL_REFERENCE.match(v) is not None
+            or v.startswith(_CODE_REFERENCES))
 
 
 def is_placeholder(value: str) -> bool:
@@ -111,9 +156,15 @@ def entropy(value: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(value).values()) if n else 0.0
 
 
+_SPACE = re.compile(r"\s")
+_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
 def _classes(value: str) -> int:
-    return (any(c.islower() for c in value) + any(c.isupper() for c in value)
-            + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value))
+    """Lower, upper, digit, other: each told by one C-speed pass."""
+    return ((value != value.upper()) + (value != value.lower())
+            + (_DIGIT.search(value) is not None) + (not value.isalnum()))
 
 
 def is_opaque_literal(value: str, min_len: int = 8) -> bool:
@@ -123,14 +174,16 @@ def is_opaque_literal(value: str, min_len: int = 8) -> bool:
     return len(v) >= min_len and not is_reference(v) and not is_placeholder(v)
 
 
+@lru_cache(maxsize=4096)
 def is_strong_literal(value: str) -> bool:
     """A literal under a secret-looking key that looks like a real secret: 8+ chars, no
     spaces (prose), a letter and two character classes, some entropy; not a UUID, path,
-    plain URL, reference or placeholder. `hunter2x` yes, `changeme`/`mysecret` no."""
+    plain URL, reference or placeholder. `hunter2x` yes, `changeme`/`mysecret` no.
+    Cached: a crafted body repeats one value many times."""
     v = value.strip()
-    if len(v) < 8 or len(v) > 16384 or any(c.isspace() for c in v):
+    if len(v) < 8 or len(v) > 16384 or _SPACE.search(v) is not None:
         return False
-    if not any(c.isalpha() for c in v) or _classes(v) < 2:
+    if _LETTER.search(v) is None or _classes(v) < 2:
         return False
     if _UUID.match(v) or _PATH_OR_URL.match(v):
         return False

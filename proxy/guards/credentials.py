@@ -55,6 +55,9 @@ class CredentialsGuard:
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
         req = call.request
         findings = self._scan_headers(req.headers)
+        if req.path:
+            # SECURITY: a token in a path segment reaches the upstream (and both logs).
+            findings += self.detector.scan_path(req.path)
         if req.query_string:
             findings += self.detector.scan_query(req.query.items())
         if call.json is not None:

@@ -9,6 +9,7 @@ import base64
 import json
 import random
 import string
+import zlib
 from urllib.parse import quote
 
 _R = random.Random(20240601)
@@ -37,8 +38,24 @@ def jwt() -> str:
 
 
 def pem(label: str) -> str:
-    lines = "\n".join(rnd(64, B64) for _ in range(6))
+    """A body that decodes as a key would: DER (a SEQUENCE) or an OpenSSH blob."""
+    head = b"openssh-key-v1\x00" if "OPENSSH" in label else b"\x30\x82\x04\xa4"
+    blob = base64.b64encode(head + bytes(_R.randrange(256) for _ in range(300))).decode()
+    lines = "\n".join(blob[i:i + 64] for i in range(0, len(blob), 64))
     return f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n"
+
+
+_B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def github(prefix: str = "ghp_") -> str:
+    """30 random base62 and their CRC32 in base62, as GitHub issues them."""
+    body = rnd(30)
+    n, tail = zlib.crc32(body.encode()), ""
+    while n:
+        n, r = divmod(n, 62)
+        tail = _B62[r] + tail
+    return prefix + body + tail.rjust(6, "0")
 
 
 def format_fakes() -> list[tuple[str, str]]:
@@ -48,9 +65,9 @@ def format_fakes() -> list[tuple[str, str]]:
         out += [
             ("aws_access_key_id", "AKIA" + rnd(16, string.ascii_uppercase + "234567")),
             ("aws_access_key_id", "ASIA" + rnd(16, string.ascii_uppercase + "234567")),
-            ("github_token", "ghp_" + rnd(36)),
-            ("github_token", "gho_" + rnd(36)),
-            ("github_token", "ghs_" + rnd(36)),
+            ("github_token", github("ghp_")),
+            ("github_token", github("gho_")),
+            ("github_token", github("ghs_")),
             ("github_token", "github_pat_" + rnd(22) + "_" + rnd(59)),
             ("gitlab_token", "glpat-" + rnd(20, URLSAFE)),
             ("slack_token", "xoxb-" + rnd(12, string.digits) + "-" + rnd(13, string.digits)
@@ -63,7 +80,7 @@ def format_fakes() -> list[tuple[str, str]]:
             ("google_api_key", "AIza" + rnd(35, URLSAFE)),
             ("openai_key", "sk-" + mixed(48)),
             ("openai_key", "sk-proj-" + mixed(80)),
-            ("openai_key", "sk-ant-api03-" + mixed(60)),
+            ("anthropic_key", "sk-ant-api03-" + mixed(93)),
             ("vault_token", "hvs." + rnd(24)),
             ("jwt", jwt()),
             ("private_key", pem("RSA PRIVATE KEY")),
@@ -78,7 +95,7 @@ def format_fakes() -> list[tuple[str, str]]:
              f"SharedAccessKeyName=send;SharedAccessKey={rnd(43, B64)}="),
             ("azure_sas_signature", "https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02"
              f"&se=2030-01-01&sp=r&sig={quote(rnd(43, B64) + '=', safe='')}"),
-            ("github_token", f"export GITHUB_TOKEN=ghp_{rnd(36)}"),
+            ("github_token", f"export GITHUB_TOKEN={github()}"),
             ("secret_key_value", f"mysql -u app --password={mixed(14)} -h db"),
         ]
     return out

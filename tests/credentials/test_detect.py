@@ -17,7 +17,7 @@ from proxy.credentials import formats, literals
 from proxy.credentials.detect import Detector, Finding, describe
 from proxy.credentials.formats import FORMATS as FORMAT_SPECS
 from proxy.credentials.formats import Format
-from tests.credentials.fakes import LOOKALIKES, format_fakes, keyed_fakes, rnd
+from tests.credentials.fakes import LOOKALIKES, format_fakes, github, keyed_fakes, rnd
 
 FORMATS = format_fakes()
 KEYED = keyed_fakes()
@@ -122,14 +122,14 @@ def test_header_lookalikes(headers: dict[str, str]) -> None:
 
 
 def test_extra_headers_and_allowlist() -> None:
-    headers = {"X-Partner-Key": rnd(24), "X-Debug-Token": "ghp_" + rnd(36)}
+    headers = {"X-Partner-Key": rnd(24), "X-Debug-Token": github()}
     assert D.scan_headers({"X-Partner-Key": "abc-123-def-456"}) == []
     d = Detector(extra_headers=["x-partner-key"], allow=["header x-debug-token"])
     assert d.scan_headers(headers) == [Finding("header X-Partner-Key", "api_key")]
     d = Detector(allow=["json /samples/*", "query sample"])
     body = {"samples": {"a": {"password": "Tr0ub4dor&3x"}}, "password": "Tr0ub4dor&3x"}
     assert d.scan_json(body) == [Finding("json /password", "secret_key_value")]
-    assert d.scan_query([("sample", "ghp_" + rnd(36))]) == []
+    assert d.scan_query([("sample", github())]) == []
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_extra_headers_and_allowlist() -> None:
         ("application/json", b'{"a": "\xff\xfe broken utf-8", "b": [1, 2'),
         ("application/json", b"not json at all"),
         ("application/json", b""),
-        ("application/octet-stream", b"\x00\x01" + b"ghp_" + rnd(36).encode()),
+        ("application/octet-stream", b"\x00\x01" + github().encode()),
         ("image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256))),
         ("text/plain; charset=latin-1", "caf\xe9 cr\xe8me".encode("latin-1")),
         ("", b"[1, 2, 3]"),
@@ -150,7 +150,7 @@ def test_bad_bodies_do_not_crash(content_type: str, body: bytes) -> None:
 
 
 def test_broken_json_still_scanned_as_text() -> None:
-    token = "ghp_" + rnd(36)
+    token = github()
     body = b'{"note": "' + token.encode() + b'", "x": '
     assert D.scan_body("application/json", body) == [Finding("body", "github_token")]
 
@@ -159,22 +159,22 @@ def test_scan_size_is_bounded() -> None:
     d = Detector(max_scan_bytes=1000)
     late = json.dumps({"pad": "x" * 2000, "password": "Tr0ub4dor&3x"}).encode()
     assert d.scan_body("application/json", late) == []  # beyond the cap: not read
-    early = json.dumps({"note": "ghp_" + rnd(36), "pad": "x" * 2000}).encode()
+    early = json.dumps({"note": github(), "pad": "x" * 2000}).encode()
     assert d.scan_body("application/json", early) == [Finding("body", "github_token")]
 
 
 def test_deep_and_wide_json_is_bounded() -> None:
-    deep: object = "ghp_" + rnd(36)
+    deep: object = github()
     for _ in range(500):
         deep = [deep]
     assert D.scan_json(deep) == []  # beyond MAX_DEPTH: not walked, and no RecursionError
     wide = {f"k{i}": "v" for i in range(50_000)}
-    wide["zz"] = "ghp_" + rnd(36)
+    wide["zz"] = github()
     assert D.scan_json(wide) == [Finding("json /zz", "github_token")]
 
 
 def test_pointer_escaping_and_list_keys() -> None:
-    body = {"a/b": {"m~n": "ghp_" + rnd(36)}, "api_keys": ["short", rnd(32)]}
+    body = {"a/b": {"m~n": github()}, "api_keys": ["short", rnd(32)]}
     assert D.scan_json(body) == [
         Finding("json /a~1b/m~0n", "github_token"),
         Finding("json /api_keys/1", "secret_key_value"),

@@ -8,10 +8,10 @@ import pytest
 
 from proxy.config.schema import Rules
 from proxy.credentials.rules_check import literal_credentials
-from tests.credentials.fakes import rnd
+from tests.credentials.fakes import github, rnd
 
 ADVICE = "use a ${vault:..}/${env:..}/${file:..} reference"
-GH = "ghp_" + rnd(36)
+GH = github()
 
 
 def _http(credentials: dict[str, Any], upstream: str = "http://crm:8080") -> dict[str, Any]:

@@ -5,15 +5,18 @@ to their route, masked in responses; and no secret in any log line, metric or er
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.credentials.fakes import github
 from tests.secrets.test_vault import VAULT_TOKEN, FakeVault
 
-GITHUB = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+GITHUB = github()  # a valid CRC32 tail: a checksum-failing ghp_ is a look-alike
 ENV_SECRET = "env-Secret-9f8e7d6c5b4a"
 FILE_V1, FILE_V2 = "file-Secret-v1-1a2b3c4d5e", "file-Secret-v2-6f7a8b9c0d"
 VAULT_V1 = "vault-Secret-crm-0011223344"
@@ -225,3 +228,125 @@ async def test_flagged_headers_are_never_remembered_as_clean(upstream, write_rul
             px.url + "/api/x", headers={"X-Note": "hello", "X-Api-Key": GITHUB}
         ) as r:
             assert r.status == 403
+
+
+# -- issue 21 (3): checks a suffix turned off; paths, multipart and XML bodies -------------
+STRONG = "Zq8rT5vLm3xNp7wK2c"
+
+
+def _basic(user_pass: str) -> str:
+    return "Basic " + base64.b64encode(user_pass.encode()).decode()
+
+
+def _multipart(fields: list[tuple[str, str, str]]) -> tuple[bytes, str]:
+    """(name, content type or "", value) parts, written by hand as a client would."""
+    boundary = "----cw" + "7d1f0a"
+    out = []
+    for name, ctype, value in fields:
+        head = f'Content-Disposition: form-data; name="{name}"'
+        if ctype:
+            head += f'; filename="{name}.txt"\r\nContent-Type: {ctype}'
+        out.append(f"--{boundary}\r\n{head}\r\n\r\n{value}\r\n")
+    body = "".join(out) + f"--{boundary}--\r\n"
+    return body.encode(), f"multipart/form-data; boundary={boundary}"
+
+
+REFUSED = [
+    ({"headers": {"Authorization": f"Bearer {STRONG} example"}}, "header Authorization"),
+    ({"headers": {"Authorization": f"Bearer {STRONG} ${{env:X}}"}}, "header Authorization"),
+    ({"headers": {"Authorization": f"Bearer {GITHUB} xxxx"}}, "header Authorization"),
+    ({"headers": {"X-Api-Key": f"{STRONG} fake"}}, "header X-Api-Key"),
+    ({"headers": {"Authorization": _basic(f"deploy:{STRONG} example")}}, "header Authorization"),
+    ({"headers": {"Authorization": _basic(f"x:{GITHUB}")}}, "(github_token)"),
+    ({"headers": {"X-Upstream-Auth": _basic(f"svc:{STRONG}")}}, "(basic_auth)"),
+    ({"path": f"/api/hooks/{GITHUB}/run"}, "path (github_token)"),
+    ({"path": "/api/hooks/%67hp_" + GITHUB[4:]}, "path (github_token)"),
+    ({"path": f"/api/login;password={STRONG}"}, "path (secret_key_value)"),
+    ({"multipart": [("title", "", "hi"), ("password", "", STRONG)]}, "multipart password"),
+    ({"multipart": [("notes", "text/plain", f"token is {GITHUB}")]}, "github_token"),
+    ({"multipart": [("cfg", "application/json", json.dumps({"api_key": STRONG}))]},
+     "multipart cfg/api_key"),
+    ({"xml": f"<config><user>ops</user><password>{STRONG}</password></config>"},
+     "xml password"),
+    ({"xml": f'<cred name="ops" secret="{STRONG}"/>'}, "xml secret"),
+    ({"xml": f"<r><note>{GITHUB}</note></r>"}, "github_token"),
+]
+PASSED = [
+    {"headers": {"Authorization": "Bearer ${env:CRM_TOKEN}"}},
+    {"headers": {"Authorization": "Bearer <token> example"}},
+    {"headers": {"Authorization": _basic("user:${env:PW}")}},
+    {"path": "/api/users/42/orders/6f1c2a9e-8f0b-4c1e-9a55-3f2b7d9e0c11"},
+    {"path": "/api/docs/ghp_notes.md"},
+    {"multipart": [("title", "", "hello"), ("file", "image/png", "\x89PNG....")]},
+    {"xml": "<config><password>${env:DB_PASSWORD}</password><name>ops</name></config>"},
+]
+
+
+async def _send(px: Any, case: dict[str, Any]) -> Any:
+    path = case.get("path", "/api/x")
+    if "multipart" in case:
+        body, ctype = _multipart(case["multipart"])
+        return px.session.post(px.url + path, data=body, headers={"Content-Type": ctype})
+    if "xml" in case:
+        return px.session.post(px.url + path, data=case["xml"].encode(),
+                               headers={"Content-Type": "application/xml"})
+    return px.session.post(px.url + path, headers=case.get("headers", {}))
+
+
+@pytest.mark.parametrize(("case", "where"), REFUSED)
+async def test_credentials_behind_suffixes_in_paths_multipart_and_xml_are_refused(
+    upstream, write_rules, start_proxy, case: dict[str, Any], where: str
+):
+    """Each case passed the old code: a placeholder word or reference beside a real
+    token switched the whole header off; paths, multipart and XML were not read."""
+    up, url = upstream
+    px = await start_proxy(write_rules([route(url, "api")]))
+    async with await _send(px, case) as r:
+        text = await r.text()
+        body = json.loads(text)
+        assert (r.status, body["error"]["code"]) == (403, "POLICY_DENY"), case
+        assert where in body["error"]["message"], (where, body)
+        assert STRONG not in text and GITHUB not in text
+    assert up.calls == []
+
+
+async def test_references_and_placeholders_beside_them_still_pass(
+    upstream, write_rules, start_proxy
+):
+    up, url = upstream
+    px = await start_proxy(write_rules([route(url, "api")]))
+    for case in PASSED:
+        async with await _send(px, case) as r:
+            assert r.status == 200, (case, await r.text())
+    assert len(up.calls) == len(PASSED)
+
+
+# -- issue 29 (1): protocol fields are not secrets by name --------------------------------
+async def test_mcp_progress_tokens_pass_and_credentials_in_them_do_not(
+    serve_app, write_rules, start_proxy
+):
+    """The old key rule refused `_meta.progressToken: "progress-1"` as secret_key_value
+    on the production default; a real token in the same field is still refused."""
+    from tests.codecs.mcp_servers import FakeMcp
+
+    up = FakeMcp()
+    url = await serve_app(up.app) + "/mcp"
+    mcp = {"name": "tools", "kind": "mcp", "match": {"path_prefix": "/mcp"}, "upstream": url,
+           "mcp": {"default": "allow"}}
+    px = await start_proxy(write_rules([mcp]))
+    hdrs = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+    def call(token: str, cursor: str) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "get_weather", "arguments": {"city": "Oslo", "pageToken": cursor},
+            "_meta": {"progressToken": token}}}).encode()
+
+    for token in ("progress-1", "abc123def", "upload-progress-42"):
+        async with px.session.post(px.url + "/mcp", data=call(token, "Q1VSU09SOjE3"),
+                                   headers=hdrs) as r:
+            assert r.status == 200, await r.text()
+            assert "error" not in await r.json()
+    async with px.session.post(px.url + "/mcp", data=call(GITHUB, "x"), headers=hdrs) as r:
+        text = await r.text()
+        assert "/params/_meta/progressToken (github_token)" in text and GITHUB not in text
+    assert len(up.calls) == 3
