@@ -232,9 +232,11 @@ class McpPolicyGuard:
         rewritten: dict[int, dict[str, Any]] = {}
         list_ids: list[Any] = []
         for i, msg in enumerate(call.messages):
-            if msg.method is None or msg.id is None:
-                continue  # client responses and notifications pass
-            if msg.method == "tools/list":
+            if msg.method is None:
+                continue  # client responses (to the server's own requests) pass
+            # SECURITY: a notification is judged like a request: a server may act on a
+            # `tools/call` sent without an id (it only owes no answer).
+            if msg.method == "tools/list" and msg.id is not None:
                 list_ids.append(msg.id)
             out = self._judge(msg, call, ctx)
             if isinstance(out, Deny):
