@@ -25,7 +25,7 @@ from proxy.config.schema import SqlSpec
 from proxy.sql.engine import COMPILED, SqlGuard
 from proxy.sql.policy import SqlPolicy
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sql"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "sql" / "data"
 TENANT_TABLES = [
     "lineitem",
     "orders",
@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     suites: dict[str, list[str]] = {}
-    for path in sorted(DATA.glob("*.jsonl")):
+    for path in sorted(DATA.glob("tpc*.jsonl")):
         for line in path.read_text().splitlines():
             q = json.loads(line)
             if not q["id"].endswith("-opt"):

@@ -49,6 +49,11 @@ class ProxyState:
     decision_log: Any = None
     """proxy.observe.decision_log.DecisionLog when the rules turn it on, else None."""
     call_metrics: CallMetrics = field(init=False)
+    draining: bool = False
+    """Set when shutdown starts: every answer from then on says `Connection: close`."""
+    live: set[asyncio.Timeout] = field(default_factory=set)
+    """The deadline timers of calls waiting on an upstream (cut at the end of a drain)."""
+    cut: set[asyncio.Timeout] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.call_metrics = CallMetrics(self.metrics)
@@ -135,7 +140,13 @@ def proxy_server(state: ProxyState) -> web.Server:
     return web.Server(
         make_handler(state),  # type: ignore[arg-type]
         tcp_keepalive=True,
+        # A caller that hangs up cancels its call: the upstream request is dropped and its
+        # concurrency slot freed at once, not held until the route timeout.
+        handler_cancellation=True,
         access_log=None,  # CallWarden writes its own, with the verdict
+        # SECURITY: bodies arrive as sent; proxy/framing.py decodes them, bounded, and
+        # decides the framing the upstream gets (aiohttp would inflate without a cap).
+        auto_decompress=False,
     )
 
 
@@ -241,6 +252,7 @@ class Server:
         """Stop accepting, let in-flight calls finish up to `drain_s`, then close."""
         from proxy.listeners import stop_listeners
 
+        self.state.draining = True
         await stop_listeners(self.state)
         for runner in self.runners:
             for site in list(runner.sites):
@@ -248,6 +260,16 @@ class Server:
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and _inflight(self.state) > 0:
             await asyncio.sleep(0.05)
+        if self.state.live:
+            # Calls still waiting get an answer with a code, not a closed socket.
+            now = asyncio.get_running_loop().time()
+            for timer in list(self.state.live):
+                self.state.cut.add(timer)
+                timer.reschedule(now)
+            for _ in range(20):  # bounded: up to ~1 s for the refusals to be written
+                if _inflight(self.state) <= 0:
+                    break
+                await asyncio.sleep(0.05)
         for runner in self.runners:
             await runner.cleanup()
         await self.state.upstream.close()
@@ -292,6 +314,14 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
     state = build_state(loaded)
     state.rules_path = rules_path
     server = Server(state, listen, admin)
+    # Signals are ours before the first socket accepts: a SIGTERM or SIGHUP sent the moment
+    # the port opens (a probe, a config-reloader sidecar) must not kill the process.
+    stop = asyncio.Event()
+    early_hup = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, early_hup.set)
     try:
         await server.start()
     except OSError as exc:  # a port in use, an address not on this host
@@ -306,14 +336,12 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
         len(state.compiled.routes),
         loaded.digest[:12],
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     from proxy.reload import RulesWatcher
 
     watcher = RulesWatcher(state, rules_path)
-    watcher.start()  # polls the rules path and reloads on SIGHUP
+    watcher.start()  # polls the rules path and takes SIGHUP over
+    if early_hup.is_set():
+        await watcher.reload("SIGHUP")
     await stop.wait()
     await watcher.stop()
     log.info("shutting down: draining in-flight calls (up to %.0fs)", drain_s)

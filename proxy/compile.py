@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.codecs.http import HOP_BY_HOP, HttpCodec
+from proxy.codecs.http import FRAMING, HOP_BY_HOP, HttpCodec
 from proxy.config.load import LoadedRules
 from proxy.config.schema import Identity, Route, Rules
 from proxy.guards.access import AccessGuard
@@ -150,7 +150,7 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         if guard is not None:
             chain.append(guard)
     parts = urlsplit(route.upstream)
-    drop = set(HOP_BY_HOP) | {"host", "x-forwarded-proto", "traceparent", "x-trace-id"}
+    drop = set(HOP_BY_HOP) | FRAMING | {"host", "x-forwarded-proto", "traceparent", "x-trace-id"}
     if not route.forward_control_headers:
         drop |= control_headers(rules.identity)
     drop.add(rules.identity.budget_header.lower())  # re-set with the remaining budget

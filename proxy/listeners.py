@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.config.refs import parse_template
 from proxy.config.schema import Route, Rules
-from proxy.guards.sql_safety import sql_engine
-from proxy.limits.local import RateLimiter, rate_key
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.pgwire.listener import PgListener
@@ -33,34 +30,12 @@ def statement_record(rec: StatementRecord) -> CallRecord:
     code = rec.error_code or (ErrorCode.TOOL_TIMEOUT if rec.outcome == "timeout" else None)
     out.error_code = str(code) if code else ""
     out.reason = rec.reason
-    out.guard = "sql_safety" if rec.outcome == "denied" else ""
+    out.guard = rec.guard
+    out.would_deny = list(rec.would_deny)
     out.rewritten = rec.rewritten
     out.sql_s = rec.inspect_s or None
     out.upstream_s = rec.duration_s
     return out
-
-
-def statement_admission(
-    route_name: str, state: ProxyState
-) -> Callable[[str | None, str | None], tuple[ErrorCode, str] | None]:
-    """The route's rate limit, per statement (read from the rules in force, so a reload
-    applies). Cluster-scoped limiters are async and are not consulted on the wire path."""
-
-    def admit(tenant: str | None, role: str | None) -> tuple[ErrorCode, str] | None:
-        compiled = state.compiled.routes.get(route_name)
-        guard = (
-            next((g for g in compiled.chain if g.name == "ratelimit"), None) if compiled else None
-        )
-        limit = getattr(guard, "limit", None)
-        if limit is None or limit.spec is None or not isinstance(limit.rate, RateLimiter):
-            return None
-        roles = frozenset([role]) if role else frozenset()
-        decision = limit.rate.try_acquire(rate_key(limit.spec, route_name, tenant, None, roles))
-        if decision.allowed:
-            return None
-        return ErrorCode.RATE_LIMITED, "rate limit exceeded for this route"
-
-    return admit
 
 
 def pg_listener(route: Route, state: ProxyState) -> PgListener:
@@ -88,17 +63,14 @@ def pg_listener(route: Route, state: ProxyState) -> PgListener:
     def on_statement(rec: StatementRecord) -> None:
         state.observe(statement_record(rec))
 
-    guard = sql_engine(route.sql, services) if route.sql is not None else None
     return PgListener(
-        route,
-        guard,
+        state.compiled.routes[route.name],
         resolve_credentials,
         state.compiled.rules.environment,
         on_statement,
         resolve_client_password=resolve_client_password
         if pg is not None and pg.client_password is not None
         else None,
-        admit=statement_admission(route.name, state),
     )
 
 
@@ -128,7 +100,9 @@ def refresh_listeners(state: ProxyState, rules: Rules) -> None:
             continue
         if route.listen != listener.route.listen or route.upstream != listener.route.upstream:
             log.warning("rules reload: postgres route %s moved; restart to apply", route.name)
-        listener.replace_guard(sql_engine(route.sql, state.services) if route.sql else None)
+        compiled = state.compiled.routes.get(route.name)
+        if compiled is not None:
+            listener.replace_route(compiled)
     for name in routes.keys() - running:
         log.warning("rules reload: new postgres route %s starts after a restart", name)
 

@@ -8,13 +8,13 @@ import logging
 import random
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import MultiDictProxy
 
-from proxy.codecs.http import read_up_to
-from proxy.guards.base import CallContext
+from proxy.framing import read_body, request_coding, stream_body, too_large
+from proxy.guards.base import CallContext, Guard
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
@@ -76,33 +76,35 @@ def parse_roles(raw: str | None) -> frozenset[str]:
     return roles
 
 
-def too_large(limit: int) -> ProxyError:
-    return ProxyError(
-        ErrorCode.TOOL_BAD_REQUEST, f"request body larger than {limit} bytes", http_status=413
-    )
+CONNECT_REFUSED = (
+    "CONNECT (a tunnel, as clients with HTTPS_PROXY open) is not accepted: CallWarden must "
+    "read every call to judge it. Call tools through the proxy in plain HTTP on loopback "
+    "(http://127.0.0.1:15001/<route prefix>/...) and give the route an https:// upstream; "
+    "the proxy opens the TLS connection. Set HTTP_PROXY, not HTTPS_PROXY, or call the "
+    "route's URL directly."
+)
 
 
-async def read_capped(stream: Any, limit: int) -> bytes:
-    data = await read_up_to(stream, limit)
-    if len(data) > limit:
-        raise too_large(limit)
-    return data
+async def expect_continue(req: web.Request, expect: str) -> None:
+    """Answer `Expect: 100-continue` here (the low-level server does not, and the
+    upstream is never told: the proxy decides when the body is read)."""
+    if expect.strip().lower() != "100-continue":
+        raise ProxyError(
+            ErrorCode.TOOL_BAD_REQUEST, "unsupported Expect header", http_status=417
+        )
+    if req.version >= HttpVersion11 and req.writer is not None:
+        await req.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
-async def capped_stream(stream: Any, limit: int) -> Any:
-    size = 0
-    async for chunk in stream.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        yield chunk
-
-
-async def run_guards(route: CompiledRoute, call: ToolCall, ctx: CallContext) -> ToolCall:
-    """Run the route's chain; returns the (possibly rewritten) call or raises the denial.
-    Audit mode turns a Deny into a recorded would-deny and drops rewrites."""
+async def run_guards(
+    route: CompiledRoute, call: ToolCall, ctx: CallContext, chain: tuple[Guard, ...] | None = None
+) -> ToolCall:
+    """Run the route's chain (every listener's: HTTP, MCP, PostgreSQL wire); returns the
+    (possibly rewritten) call or raises the denial. Audit mode turns a Deny into a
+    recorded would-deny and drops rewrites. `chain`: a part of the route's own chain, in
+    its order (the wire listener judges the caller alone at connection time)."""
     rec = ctx.record
-    for guard in route.chain:
+    for guard in route.chain if chain is None else chain:
         verdict = await guard.check(call, ctx)
         if isinstance(verdict, Allow):
             continue
@@ -143,6 +145,8 @@ class Pipeline:
         call: ToolCall | None = None
         metrics = self.state.metrics
         try:
+            if req.method == "CONNECT":
+                raise ProxyError(ErrorCode.POLICY_DENY, CONNECT_REFUSED)
             path, host, raw_query, found = compiled.table.resolve(
                 req.raw_path, headers.get("Host")
             )
@@ -176,9 +180,18 @@ class Pipeline:
             inflight = self.state.call_metrics.child(metrics.inflight, route.name)
             inflight.inc()
             try:
-                return await self._forward(req, route, ctx, caller, upstream_path, raw_query)
+                resp = await self._forward(req, route, ctx, caller, upstream_path, raw_query)
             finally:
                 inflight.dec()
+            if self.state.draining:
+                resp.force_close()  # Connection: close, so keep-alive callers move on
+            return resp
+        except asyncio.CancelledError:
+            # The caller hung up (aiohttp cancels the handler): nobody to answer; the
+            # finally below still releases what the call held and records it.
+            rec.outcome = "error"
+            rec.warnings.append("caller disconnected")
+            raise
         except Exception as exc:
             if not isinstance(exc, ProxyError):
                 log.error("internal error on route %s: %s", rec.route, exc.__class__.__name__)
@@ -191,7 +204,12 @@ class Pipeline:
                 if req.transport is not None:
                     req.transport.close()
                 return ctx.streaming
-            return self._refuse(err, route, ctx, call, rec)
+            refusal = self._refuse(err, route, ctx, call, rec)
+            if self.state.draining or req.method == "CONNECT":
+                # Draining: Connection: close. CONNECT: what follows its head is tunnel
+                # bytes, not HTTP.
+                refusal.force_close()
+            return refusal
         finally:
             if ctx is not None:
                 for done in ctx.on_done:
@@ -208,20 +226,24 @@ class Pipeline:
         raw_query: str,
     ) -> web.StreamResponse:
         rec = ctx.record
-        # 1. accept: body read only when a guard needs it, with the route's size cap.
+        # 1. accept: body read only when a guard needs it, with the route's size cap; the
+        # framing and coding are decided here (proxy/framing.py) and never copied on.
         body, stream = None, None
         if req.body_exists:
+            headers = req.headers
+            coding = request_coding(req.version, headers)
             cap = route.max_request_bytes
             length = req.content_length
-            if cap is not None and length is not None and length > cap:
+            if coding is None and cap is not None and length is not None and length > cap:
                 raise too_large(cap)
-            if route.codec.wants_body(route, req.method, req.headers):
+            expect = headers.get("Expect")
+            if expect is not None:
+                await expect_continue(req, expect)
+            if route.codec.wants_body(route, req.method, headers):
                 limit = min(cap or route.max_inspect_bytes, route.max_inspect_bytes)
-                body = await read_capped(req.content, limit)
-            elif cap is not None and length is None:
-                stream = capped_stream(req.content, cap)
+                body = await read_body(req.content, coding, limit)
             else:
-                stream = req.content
+                stream = await stream_body(req.content, coding, cap, length)
         query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
         request = Request(req.method, upstream_path, raw_query, query, req.headers, body)
         # 3. decode into a typed call.
@@ -242,8 +264,11 @@ class Pipeline:
         deadline = ctx.deadline
         loop = asyncio.get_running_loop()
         t_up = time.monotonic()
+        live = self.state.live
+        timer: asyncio.Timeout | None = None
         try:
             async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timer:
+                live.add(timer)
                 ctx.scratch["timer"] = timer  # a long-lived GET event stream lifts it
                 out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
@@ -254,6 +279,10 @@ class Pipeline:
                     upstream.release()
         except TimeoutError:
             rec.upstream_s = time.monotonic() - t_up
+            if timer in self.state.cut:
+                raise ProxyError(
+                    ErrorCode.UPSTREAM_UNAVAILABLE, "proxy shutting down: the call was cut"
+                ) from None
             phase = (deadline.phase or "execute") if deadline.budget_bound else "route"
             self.state.metrics.timeouts.labels(route.name, phase).inc()
             raise deadline.expired_error() from None
@@ -268,6 +297,10 @@ class Pipeline:
                 rec.warnings.append("caller disconnected")
                 return ctx.streaming
             raise translate(exc) from None
+        finally:
+            if timer is not None:
+                live.discard(timer)
+                self.state.cut.discard(timer)
         rec.upstream_s = time.monotonic() - t_up
         rec.status = resp.status
         return resp

@@ -338,6 +338,29 @@ async def test_graceful_drain(upstream, write_rules, start_proxy):
             await s.get(px.url + "/api/x")
 
 
+async def test_drain_says_connection_close_and_answers_what_it_cuts(
+    upstream, write_rules, start_proxy
+):
+    """Once draining, every answer says `Connection: close` (keep-alive callers move on
+    instead of holding the drain open), and a call still waiting when the drain time is
+    up is answered with a code rather than a closed socket."""
+    up, url = upstream
+    px = await start_proxy(write_rules([http_route(url)]))
+    hung = asyncio.create_task(px.session.get(px.url + "/api/hold"))
+    slow = asyncio.create_task(px.session.get(px.url + "/api/slow?ms=300"))
+    while len(up.calls) < 2:
+        await asyncio.sleep(0.01)
+    await px.server.stop(drain_s=1)
+    done = await slow
+    assert done.status == 200 and done.headers.get("Connection") == "close"
+    cut = await hung
+    assert cut.status == 502 and cut.headers.get("Connection") == "close"
+    body = await cut.json()
+    assert body["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert "shutting down" in body["error"]["message"]
+    up.release.set()
+
+
 async def test_admin_endpoints(upstream, write_rules, start_proxy):
     _up, url = upstream
     px = await start_proxy(write_rules([http_route(url, access={"roles": ["a"]})]))

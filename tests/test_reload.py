@@ -269,3 +269,40 @@ async def test_limiter_and_breaker_state_survive_a_reload_of_other_routes(
                 {**fragile, "limits": {"breaker": {"failures": 3, "reset_after_s": 600}}}])
     assert await watcher.reload("test")
     assert await codes() == (None, None)
+
+
+async def test_signals_right_after_the_port_opens_do_not_kill(upstream, write_rules):
+    """SIGHUP the moment the proxy port accepts (a config reloader, a probe): the process
+    reloads and serves on; SIGTERM then drains and exits 0. Before the fix the signal
+    handlers came after the listeners and the default action killed the process."""
+    _, url = upstream
+    path = write_rules([route(url, "api", "/api")])
+    proxy_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "run", "--rules", str(path),
+         "--listen", f"127.0.0.1:{proxy_port}", "--admin", f"127.0.0.1:{free_port()}"],
+        env={**os.environ, "CALLWARDEN_RULES_POLL_S": "0"}, stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        for _ in range(4000):  # bounded: ~20 s; tight so the signal lands during start-up
+            try:
+                socket.create_connection(("127.0.0.1", proxy_port), timeout=0.1).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.005)
+        proc.send_signal(signal.SIGHUP)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(f"http://127.0.0.1:{proxy_port}/api/x") as r:
+                        assert r.status == 200
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+        assert proc.poll() is None, "the early SIGHUP killed the process"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()[-2000:]

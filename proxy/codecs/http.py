@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -18,14 +18,16 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.guards.base import CallContext
-from proxy.mcp.sse import SseParser
+from proxy.codecs.content_coding import BodyDecoder, DecodedTooLarge, DecodeError, coding_of
+from proxy.guards.base import CallContext, FilterRefused
+from proxy.mcp.sse import SseEventTooLarge, SseParser
 from proxy.model.call import Caller, HttpCall, Request, ToolCall
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.jsonio import DuplicateKeyError, loads_unique
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
+    from proxy.model.record import CallRecord
     from proxy.upstream.h1 import UpstreamResponse
 
 # RFC 9110 7.6.1 connection-specific fields, plus the de-facto ones proxies also drop.
@@ -42,11 +44,21 @@ HOP_BY_HOP = frozenset(
         "proxy-authenticate",
     }
 )
+FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding", "expect"})
+"""Request headers the proxy decides from the body it sends (proxy/framing.py), never
+copied from the caller (DESIGN invariant 1)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 INSPECTABLE_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/", "+json")
 SMALL_RESPONSE = 65536
 """Responses up to this size (with a Content-Length) are read whole: cheaper than streaming."""
 MAX_FILTERED_RESPONSE = 16 * 1024 * 1024
+"""Most a filter that reads the whole document (row caps, tools/list) gets; a larger
+answer is refused (FilterRefused, too_large), never passed on unfiltered."""
+SMALL_DECODED = 1024 * 1024
+"""A compressed answer complete on arrival is decoded in one piece up to this size."""
+MAX_DECODED_RESPONSE = 256 * 1024 * 1024
+"""Most a compressed answer is decoded to on a filtered route (streamed masking reads any
+length of plain body; this bounds what a small compressed one may inflate to)."""
 SETTLE_S = 0.05
 """Longest wait for the end of an event stream whose answer has arrived."""
 
@@ -202,12 +214,12 @@ class HttpCodec:
         headers = self.headers(route, call, ctx, peer, scheme)
         body = self.outbound_body(call)
         if body is not None:
-            headers.pop("Content-Length", None)
             replayable = True
         elif call.request.body is not None:
             body, replayable = call.request.body, True
         else:
-            body, replayable = stream, stream is None
+            # a framing.BodyStream, or a body that arrived whole while held back (bytes)
+            body, replayable = stream, stream is None or isinstance(stream, bytes)
         qs = call.request.query_string
         if call.extra_query:
             names = {k for k, _ in call.extra_query}
@@ -242,24 +254,75 @@ class HttpCodec:
             if timer is not None:
                 timer.reschedule(None)
         filters = ctx.response_filters
+        if filters:
+            try:
+                return await self._filtered(req, upstream, headers, ctype, filters, ctx)
+            except FilterRefused as err:
+                refused(ctx.record, err)
+                raise
         length = upstream.content_length
-        if filters and "text/event-stream" in ctype:
-            return await self._stream_events(req, upstream, headers, filters, ctx)
-        if (filters and length is not None and length <= MAX_FILTERED_RESPONSE) or (
-            filters and length is None and is_inspectable(ctype)
-        ):
-            data = await read_up_to(upstream.content, MAX_FILTERED_RESPONSE)
-            if len(data) <= MAX_FILTERED_RESPONSE and is_inspectable(ctype):
-                for f in filters:
-                    data = f.body(data, ctype)
-                headers.pop("Content-Length", None)
-                return web.Response(status=upstream.status, headers=headers, body=data)
-            ctx.record.unfiltered = True  # over the cap: streamed as is, and counted
-            return await self._stream(req, upstream, headers, ctx, first=data)
         if length is not None and length <= SMALL_RESPONSE:
             data = await upstream.read()
             return web.Response(status=upstream.status, headers=headers, body=data)
         return await self._stream(req, upstream, headers, ctx)
+
+    async def _filtered(
+        self,
+        req: web.Request,
+        upstream: UpstreamResponse,
+        headers: CIMultiDict[str],
+        ctype: str,
+        filters: list[Any],
+        ctx: CallContext,
+    ) -> web.StreamResponse:
+        """The answer through every filter the route asked for, or refused (FilterRefused):
+        no size, encoding or content type lets it past a filter unread. Filters that
+        stream (masking) work on a body of any length; filters that read the whole
+        document (row caps, tools/list) get it up to MAX_FILTERED_RESPONSE."""
+        for f in filters:
+            mask_headers = getattr(f, "headers", None)
+            if mask_headers is not None:
+                headers = mask_headers(headers)
+        status = upstream.status
+        if req.method == "HEAD" or status in (204, 304):
+            return web.Response(status=status, headers=headers)  # no body to filter
+        body = FilteredBody(upstream, headers, filters)
+        if "text/event-stream" in ctype:
+            return await self._stream_events(req, upstream, headers, filters, ctx, body)
+        whole = [f for f in filters if needs_whole(f, ctype)]
+        if whole:
+            data = await body.read_all(MAX_FILTERED_RESPONSE, whole)
+            for f in filters:
+                data = f.body(data, ctype)
+            headers.pop("Content-Length", None)
+            return web.Response(status=status, headers=headers, body=data)
+        streaming = [f for f in filters if getattr(f, "feed", None) is not None]
+        first, done = await body.first_piece(_standalone_stream(req, headers))
+        if done:  # the whole body had arrived: filtered in one piece, sent in one write
+            for f in filters:
+                first = f.body(first, ctype)
+            headers.pop("Content-Length", None)
+            return web.Response(status=status, headers=headers, body=first)
+        # SECURITY: masking runs on a body of any length as it streams: each filter keeps
+        # back only a tail that could hold the start of a secret still arriving.
+        headers.pop("Content-Length", None)
+        for f in streaming:
+            first = f.feed(first, ctype)
+        resp = await start_stream(req, status, headers, ctx, coalesce=bool(first))
+        if first:
+            await resp.write(first)
+        async for chunk in body.chunks():
+            for f in streaming:
+                chunk = f.feed(chunk, ctype)
+            if chunk:
+                await resp.write(chunk)
+        tail = body.finish()
+        for f in streaming:
+            tail = f.flush() if not tail else f.feed(tail, ctype) + f.flush()
+        if tail:
+            await resp.write(tail)
+        await resp.write_eof()
+        return resp
 
     async def _stream(
         self,
@@ -292,32 +355,39 @@ class HttpCodec:
         headers: CIMultiDict[str],
         filters: list[Any],
         ctx: CallContext,
+        body: FilteredBody,
     ) -> web.StreamResponse:
         headers.pop("Content-Length", None)
-        # SECURITY: an event that never ends is cut at the parser's cap, not buffered.
+        # SECURITY: an event that never ends is cut at the parser's cap, not buffered,
+        # and the answer refused (a filter cannot read half an event).
         parser = SseParser()
-        content = upstream.content
         out = b""
-        if not _standalone_stream(req, headers):
-            first, done = await _first_piece(content, self.answer_in(ctx))
-            if done and all(f.passes(first) for f in filters):
-                # Complete on arrival and nothing to change (the common tools/call answer):
-                # no event parsing at all.
-                return web.Response(status=upstream.status, headers=headers, body=first)
-            out = filter_events(parser.feed(first), filters)
-            if done:  # a short answer stream (an MCP tools/call): already complete
-                events, rest = parser.finish()
-                out += filter_events(events, filters) + rest
-                return web.Response(status=upstream.status, headers=headers, body=out)
-        resp = await start_stream(req, upstream.status, headers, ctx, coalesce=bool(out))
-        if out:
-            await resp.write(out)
-        async for chunk in content.iter_any():
-            out = filter_events(parser.feed(chunk), filters)
+        try:
+            if not _standalone_stream(req, headers):
+                first, done = await body.first_piece(False, self.answer_in(ctx))
+                if done and all(f.passes(first) for f in filters):
+                    # Complete on arrival and nothing to change (the common tools/call
+                    # answer): no event parsing at all.
+                    return web.Response(status=upstream.status, headers=headers, body=first)
+                out = filter_events(parser.feed(first), filters)
+                if done:  # a short answer stream (an MCP tools/call): already complete
+                    events, rest = parser.finish()
+                    out += filter_events(events, filters) + _unfinished(rest, filters)
+                    return web.Response(status=upstream.status, headers=headers, body=out)
+            resp = await start_stream(req, upstream.status, headers, ctx, coalesce=bool(out))
             if out:
                 await resp.write(out)
-        events, rest = parser.finish()
-        await resp.write(filter_events(events, filters) + rest)
+            async for chunk in body.chunks():
+                out = filter_events(parser.feed(chunk), filters)
+                if out:
+                    await resp.write(out)
+            events, rest = parser.feed(body.finish()), b""
+            more, rest = parser.finish()
+            await resp.write(filter_events(events + more, filters) + _unfinished(rest, filters))
+        except SseEventTooLarge:
+            raise FilterRefused(
+                names(filters), "too_large", "an event-stream event is larger than the cap"
+            ) from None
         await resp.write_eof()
         return resp
 
@@ -344,6 +414,160 @@ def filter_events(events: list[Any], filters: list[Any]) -> bytes:
         if data:
             out.append(data)
     return b"".join(out)
+
+
+def _unfinished(rest: bytes, filters: list[Any]) -> bytes:
+    """The bytes of an event the stream never finished: masked like a body (a client
+    may still read them), never passed on as they came."""
+    if not rest:
+        return rest
+    for f in filters:
+        if getattr(f, "feed", None) is not None:
+            rest = f.body(rest, "text/event-stream")
+    return rest
+
+
+def names(filters: list[Any]) -> tuple[str, ...]:
+    """Metric labels of these filters (bounded: the filter kinds there are)."""
+    return tuple(filter_name(f) for f in filters)
+
+
+def filter_name(f: Any) -> str:
+    name = getattr(f, "name", None)
+    if isinstance(name, str):
+        return name
+    return _CLASS_NAMES.get(type(f).__name__, "other")
+
+
+_CLASS_NAMES = {"ToolsListFilter": "tools_list"}
+
+
+def needs_whole(f: Any, content_type: str) -> bool:
+    """The filter must read the whole body of this type (a filter that does not say is
+    held to need it: fail closed)."""
+    whole = getattr(f, "whole", None)
+    return True if whole is None else bool(whole(content_type))
+
+
+def refused(rec: CallRecord, err: FilterRefused) -> None:
+    """Counted by filter and reason, and a warning on the access-log line."""
+    for name in err.filters:
+        rec.filter_refusals.append((name, err.reason))
+    rec.warnings.append(f"response refused: {err.reason} ({', '.join(err.filters)} filter)")
+
+
+class FilteredBody:
+    """The upstream body as the filters read it: decoded when the upstream encoded it
+    (then sent to the caller as identity, Content-Encoding removed), or refused when it
+    cannot be decoded. SECURITY: a compressed answer never passes a filter unread."""
+
+    __slots__ = ("_content", "_decoder", "_filters", "_length", "_pending")
+
+    def __init__(
+        self, upstream: UpstreamResponse, headers: CIMultiDict[str], filters: list[Any]
+    ) -> None:
+        self._content = upstream.content
+        self._length = upstream.content_length
+        self._filters = filters
+        self._decoder: BodyDecoder | None = None
+        self._pending: Iterator[bytes] | None = None
+        raw = headers.get("Content-Encoding")
+        if raw is None:
+            return
+        coding = coding_of(",".join(headers.getall("Content-Encoding")))
+        if coding is None:
+            raise FilterRefused(
+                names(filters), "encoding", "its Content-Encoding cannot be decoded"
+            )
+        headers.popall("Content-Encoding")
+        if coding:
+            headers.pop("Content-Length", None)
+            self._length = None
+            self._decoder = BodyDecoder(coding, MAX_DECODED_RESPONSE)
+
+    def _refuse(self, exc: Exception, whole: list[Any] | None = None) -> FilterRefused:
+        if isinstance(exc, DecodedTooLarge):
+            return FilterRefused(names(whole or self._filters), "too_large", str(exc))
+        return FilterRefused(names(self._filters), "undecodable", str(exc))
+
+    async def read_all(self, cap: int, whole: list[Any]) -> bytes:
+        """The whole (decoded) body, or FilterRefused when it is larger than `cap`.
+        SECURITY: a size limit refuses; it never switches a filter off."""
+        too_large = FilterRefused(names(whole), "too_large", f"answer larger than {cap} bytes")
+        if self._length is not None and self._length > cap:
+            raise too_large
+        decoder = self._decoder
+        if decoder is None:
+            data = await read_up_to(self._content, cap)
+            if len(data) > cap:
+                raise too_large
+            return data
+        parts = []
+        try:
+            async for chunk in self._content.iter_any():
+                parts += decoder.feed(chunk)
+                if decoder.size > cap:
+                    raise too_large
+            parts.append(decoder.finish())
+        except (DecodeError, DecodedTooLarge) as exc:
+            raise self._refuse(exc, whole) from None
+        if decoder.size > cap:
+            raise too_large
+        return b"".join(parts)
+
+    async def first_piece(
+        self, standalone: bool, settle: Callable[[bytes], bool] | None = None
+    ) -> tuple[bytes, bool]:
+        """As `_first_piece`, decoded: a compressed answer complete on arrival and small
+        once decoded is one piece (so a corrupt one is refused before the head goes out);
+        otherwise the rest of its decoding is left for `chunks`."""
+        if standalone:
+            return b"", False
+        raw, done = await _first_piece(self._content, settle)
+        if self._decoder is None:
+            return raw, done
+        pending = self._pending = self._decode(raw)
+        parts: list[bytes] = []
+        size = 0
+        for piece in pending:
+            parts.append(piece)
+            size += len(piece)
+            if size > SMALL_DECODED:
+                return b"".join(parts), False
+        self._pending = None
+        if done:
+            parts.append(self.finish())
+        return b"".join(parts), done
+
+    def _decode(self, raw: bytes) -> Iterator[bytes]:
+        assert self._decoder is not None
+        try:
+            yield from self._decoder.feed(raw)
+        except (DecodeError, DecodedTooLarge) as exc:
+            raise self._refuse(exc) from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._decoder is None:
+            async for chunk in self._content.iter_any():
+                yield chunk
+            return
+        if self._pending is not None:
+            for piece in self._pending:
+                yield piece
+                await asyncio.sleep(0)
+            self._pending = None
+        async for chunk in self._content.iter_any():
+            for piece in self._decode(chunk):
+                yield piece
+                await asyncio.sleep(0)  # a bomb inflating must not hold the loop
+
+    def finish(self) -> bytes:
+        if self._decoder is None:
+            return b""
+        try:
+            return self._decoder.finish()
+        except (DecodeError, DecodedTooLarge) as exc:
+            raise self._refuse(exc) from None
 
 
 class _CoalescedStream(web.StreamResponse):

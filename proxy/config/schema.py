@@ -240,6 +240,12 @@ class SqlTenant(Model):
     tables: list[str]
 
 
+class SqlFunctions(Model):
+    allow: tuple[str, ...] = ()
+    """Functions (also table functions, `schema.name` for qualified calls) a read-only or
+    tenant route may call beyond the dialect's typed and known-pure built-ins."""
+
+
 class SqlSpec(Model):
     dialect: str = "postgres"
     location: SqlLocation = SqlLocation(json="/query")  # type: ignore[call-arg]
@@ -252,6 +258,7 @@ class SqlSpec(Model):
     max_rows: PositiveInt | None = None
     on_excess: Literal["deny", "truncate"] = "deny"
     tenant: SqlTenant | None = None
+    functions: SqlFunctions | None = None
     argument: str | None = None
     """MCP tools: the argument holding the SQL."""
 
@@ -269,6 +276,12 @@ class SqlSpec(Model):
 
 class GraphTenant(Model):
     parameter: str
+    """The query parameter (Cypher `$name`) or Gremlin binding the proxy pins to the
+    caller's tenant."""
+    property: str | None = None
+    """The node/vertex property holding the tenant; absent = the parameter's name. Every
+    node pattern (Cypher) and every element a traversal reaches (Gremlin) must be filtered
+    by `property = parameter` with AND semantics, or the statement is refused."""
 
 
 class GraphSpec(Model):
@@ -278,6 +291,11 @@ class GraphSpec(Model):
     max_rows: PositiveInt | None = None
     tenant: GraphTenant | None = None
     blocked_procedures: list[str] = []
+    allowed_procedures: list[str] = []
+    """Globs (case-insensitive, `*` spans dots) of procedures and functions a read-only or
+    tenant route may call beyond the built-in read-only ones (db.labels, date.*, ...).
+    Unknown procedures and functions are refused there: the guard cannot tell what they
+    write or read. `blocked_procedures` wins. Tenant routes refuse CALL of any procedure."""
 
     @model_validator(mode="after")
     def _api(self) -> GraphSpec:

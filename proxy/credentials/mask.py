@@ -195,12 +195,16 @@ class StreamMasker:
 
     def _cut(self) -> bytes:
         """Send all but a tail that could hold the start of a secret still arriving; never
-        cut through a value already found (hold it whole instead)."""
+        cut through a value already found (hold it whole instead).
+        SECURITY (linear time): the buffer is searched only once it holds at least a
+        hold's worth past the tail, so each character is searched a bounded number of
+        times however small the chunks an upstream sends."""
         buf = self._buf
         cut = len(buf) - self._hold
-        if cut <= 0:
+        if cut < self._hold and len(buf) <= MAX_HOLD:
             return b""
-        for s, e in self._masker.spans(buf):
+        spans = self._masker.spans(buf)
+        for s, e in spans:
             if s < cut < e:
                 cut = s
                 break
@@ -209,7 +213,20 @@ class StreamMasker:
                 return b""
             cut = len(buf)  # one giant value: mask what there is rather than buffer more
         self._buf = buf[cut:]
-        return self._emit(buf[:cut])
+        return self._emit_spans(buf[:cut], [(s, e) for s, e in spans if e <= cut])
+
+    def _emit_spans(self, text: str, spans: list[tuple[int, int]]) -> bytes:
+        """`text` with `spans` (found in a text it begins) masked: not searched again."""
+        if not spans:
+            return text.encode("utf-8", "surrogateescape")
+        parts: list[str] = []
+        pos = 0
+        for s, e in spans:
+            parts += (text[pos:s], REDACTED)
+            pos = e
+        parts.append(text[pos:])
+        self.count += len(spans)
+        return "".join(parts).encode("utf-8", "surrogateescape")
 
     def flush(self) -> bytes:
         rest = self._buf + self._decoder.decode(b"", final=True)

@@ -20,6 +20,7 @@ from proxy.graph.cypher_lex import (
     depths,
     tokenize,
 )
+from proxy.graph.cypher_scope import scope_problem
 from proxy.graph.policy import GraphDecision, GraphPolicy, pin_tenant
 from proxy.model.errors import ErrorCode
 
@@ -113,8 +114,17 @@ def _qualified_name(tokens: list[Token], i: int) -> tuple[str, int]:
     return ".".join(parts), j
 
 
+# Words that may stand before '(' without being a function call.
+PAREN_KEYWORDS = frozenset(
+    """MATCH MERGE CREATE WHERE AND OR XOR NOT IN WITH RETURN UNWIND DISTINCT BY SKIP LIMIT
+    OFFSET WHEN THEN ELSE CASE DELETE DETACH NODETACH SET REMOVE FOREACH FOR ON CALL YIELD
+    IS CONTAINS STARTS ENDS AS OPTIONAL EXPLAIN PROFILE USE UNION SHORTEST ELEMENTS
+    REPEATABLE DIFFERENT""".split()  # noqa: SIM905 (a word list reads better)
+)
+
+
 def _blocked_reason(tokens: list[Token], keywords: list[int], policy: GraphPolicy) -> str:
-    """The first refused clause or procedure, or ''."""
+    """The first refused clause, procedure or function, or ''."""
     if policy.read_only:
         for i in keywords:
             word = tokens[i].upper
@@ -130,12 +140,18 @@ def _blocked_reason(tokens: list[Token], keywords: list[int], policy: GraphPolic
         if tok.kind not in _NAME or (i > 0 and tokens[i - 1].text == "."):
             continue  # not a name, or the middle of a.b.c
         after_call = i > 0 and tokens[i - 1].upper == "CALL" and (i - 1) in keyword_set
-        if not after_call and (i + 1 >= len(tokens) or tokens[i + 1].text != "."):
-            continue  # a plain name: neither a procedure nor a namespaced function
         name, j = _qualified_name(tokens, i)
         invoked = j < len(tokens) and tokens[j].text == "("
-        if (after_call or (invoked and "." in name)) and policy.procedure_blocked(name):
-            return f"procedure {name} is not allowed on this route"
+        if after_call:
+            why = policy.procedure_refusal(name)
+        elif invoked and not (
+            i in keyword_set and tok.kind == WORD and tok.upper in PAREN_KEYWORDS
+        ):
+            why = policy.function_refusal(name)
+        else:
+            continue
+        if why:
+            return why
     return ""
 
 
@@ -177,6 +193,9 @@ def judge_cypher(
             return _deny(
                 ErrorCode.TENANT_MISMATCH, f"statement must use the ${name} parameter", text, params
             )
+        problem = scope_problem(tokens, depth, keywords, policy)
+        if problem:
+            return _deny(ErrorCode.TENANT_MISMATCH, problem, text, params)
         code, why, params, changed = pin_tenant(params, name, tenant)
         if code is not None:
             return _deny(code, why, text, params)

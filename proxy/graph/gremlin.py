@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from proxy.graph.gremlin_scope import script_problem
+from proxy.graph.gremlin_tree import GremlinShapeError, parse
 from proxy.graph.policy import GraphDecision, GraphPolicy, pin_tenant
 from proxy.model.errors import ErrorCode
 
@@ -204,6 +206,16 @@ def judge_gremlin(
     problem, terminal_dot = _chain_problem(tokens)
     if problem:
         return deny(ErrorCode.SQL_BLOCKED, problem)
+    try:
+        # SECURITY: arguments parse too: `__.'drop'()` or `(x as Y)` are not plain steps.
+        tree = parse(tokens)
+    except GremlinShapeError as exc:
+        return deny(ErrorCode.SQL_BLOCKED, f"not understood: {exc}")
+    names = set(params) | ({policy.tenant_parameter} if policy.tenant_parameter else set())
+    if policy.strict:
+        problem = script_problem(tree, names, None, None)
+        if problem:
+            return deny(ErrorCode.SQL_BLOCKED, problem)
 
     rewritten = False
     if policy.tenant_parameter is not None:
@@ -214,6 +226,9 @@ def judge_gremlin(
         )
         if not used:
             return deny(ErrorCode.TENANT_MISMATCH, f"script must use the '{name}' binding")
+        problem = script_problem(tree, names, policy.scope_property, name)
+        if problem:
+            return deny(ErrorCode.TENANT_MISMATCH, problem)
         code, why, params, changed = pin_tenant(params, name, tenant)
         if code is not None:
             return deny(code, why)

@@ -80,6 +80,54 @@ def _compile_globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
 
 _BUILTIN_RE = _compile_globs(BUILTIN_BLOCKED_PROCEDURES)
 
+# SECURITY: read-only routes call only these procedures (plus the route's
+# `allowed_procedures`): an unknown procedure may write, load files or run Cypher from a
+# string. Each of these reads schema or an index and writes nothing.
+BUILTIN_READ_PROCEDURES: tuple[str, ...] = (
+    "db.labels",
+    "db.relationshiptypes",
+    "db.propertykeys",
+    "db.schema.nodetypeproperties",
+    "db.schema.reltypeproperties",
+    "db.schema.visualization",
+    "db.info",
+    "db.ping",
+    "db.index.fulltext.querynodes",
+    "db.index.fulltext.queryrelationships",
+    "db.index.fulltext.listavailableanalyzers",
+    "db.index.vector.querynodes",
+    "db.index.vector.queryrelationships",
+)
+# Namespaced functions of Cypher itself: pure computations over their arguments.
+BUILTIN_NAMESPACED_FUNCTIONS: tuple[str, ...] = (
+    "date.*",
+    "datetime.*",
+    "localdatetime.*",
+    "localtime.*",
+    "time.*",
+    "duration.*",
+    "point.*",
+    "vector.similarity.*",
+)
+# Cypher's own functions without a namespace (lower-cased). Anything else called as
+# `name(...)` is a user-defined function: refused on read-only and tenant routes.
+BUILTIN_FUNCTIONS = frozenset(
+    """abs acos all any asin atan atan2 avg ceil char_length character_length coalesce
+    collect cos cosh cot coth count date datetime degrees duration e elementid endnode
+    exists exp floor haversin head id isempty isnan keys labels last left length
+    localdatetime localtime log log10 lower ltrim max min nodes none normalize nullif
+    percentilecont percentiledisc pi point properties radians rand randomuuid range
+    reduce relationships replace reverse right round rtrim btrim sign sin single sinh
+    size split sqrt startnode stdev stdevp substring sum tail tan tanh time timestamp
+    toboolean tobooleanlist tobooleanornull tofloat tofloatlist tofloatornull tointeger
+    tointegerlist tointegerornull tolower tostring tostringlist tostringornull toupper
+    trim type upper valuetype""".split()  # noqa: SIM905 (a word list reads better)
+)
+# Path searches reach nodes no pattern constrains: never on tenant routes.
+PATH_FUNCTIONS = frozenset({"shortestpath", "allshortestpaths"})
+_READ_PROC_RE = _compile_globs(BUILTIN_READ_PROCEDURES)
+_NS_FUNC_RE = _compile_globs(BUILTIN_NAMESPACED_FUNCTIONS)
+
 
 @dataclass(frozen=True, slots=True)
 class GraphPolicy:
@@ -90,10 +138,28 @@ class GraphPolicy:
     tenant_parameter: str | None = None
     blocked_procedures: tuple[str, ...] = ()
     """From the rules; checked on every route. Read-only routes add the built-in list."""
+    allowed_procedures: tuple[str, ...] = ()
+    """From the rules: procedures/functions read-only and tenant routes may call."""
+    tenant_property: str | None = None
+    """The tenant property; None = the tenant parameter's name."""
     _rules_re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _allow_re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_rules_re", _compile_globs(self.blocked_procedures))
+        object.__setattr__(self, "_allow_re", _compile_globs(self.allowed_procedures))
+
+    @property
+    def strict(self) -> bool:
+        """Read-only or tenant-scoped: unknown procedures and functions are refused."""
+        return self.read_only or self.tenant_parameter is not None
+
+    @property
+    def scope_property(self) -> str | None:
+        """The property every node/vertex must be filtered on (None: no tenant scoping)."""
+        if self.tenant_parameter is None:
+            return None
+        return self.tenant_property or self.tenant_parameter
 
     @classmethod
     def from_spec(cls, spec: GraphSpec) -> GraphPolicy:
@@ -103,7 +169,9 @@ class GraphPolicy:
             read_only=spec.read_only,
             max_rows=spec.max_rows,
             tenant_parameter=spec.tenant.parameter if spec.tenant else None,
+            tenant_property=spec.tenant.property if spec.tenant else None,
             blocked_procedures=tuple(spec.blocked_procedures),
+            allowed_procedures=tuple(spec.allowed_procedures),
         )
 
     def procedure_blocked(self, name: str) -> bool:
@@ -112,6 +180,40 @@ class GraphPolicy:
         if self._rules_re is not None and self._rules_re.match(low):
             return True
         return self.read_only and _BUILTIN_RE is not None and bool(_BUILTIN_RE.match(low))
+
+    def _allowed_by_rules(self, low: str) -> bool:
+        return self._allow_re is not None and bool(self._allow_re.match(low))
+
+    def procedure_refusal(self, name: str) -> str:
+        """Why `CALL name` is refused on this route, or ''."""
+        if self.procedure_blocked(name):
+            return f"procedure {name} is not allowed on this route"
+        if not self.strict:
+            return ""
+        low = name.lower()
+        if self.tenant_parameter is not None:
+            # SECURITY: a procedure's rows (nodes included) come from no constrained pattern.
+            return f"procedure {name} is not allowed on a tenant route"
+        if self._allowed_by_rules(low) or (_READ_PROC_RE is not None and _READ_PROC_RE.match(low)):
+            return ""
+        return f"procedure {name} is not known to be read-only (graph.allowed_procedures)"
+
+    def function_refusal(self, name: str) -> str:
+        """Why calling function `name(...)` is refused on this route, or ''."""
+        if "." in name and self.procedure_blocked(name):
+            return f"function {name} is not allowed on this route"
+        if not self.strict:
+            return ""
+        low = name.lower()
+        if self.tenant_parameter is not None and low in PATH_FUNCTIONS:
+            return f"{name} is not allowed on a tenant route (it reaches unconstrained nodes)"
+        if self._allowed_by_rules(low):
+            return ""
+        if "." not in low and low in BUILTIN_FUNCTIONS | PATH_FUNCTIONS:
+            return ""
+        if "." in low and _NS_FUNC_RE is not None and _NS_FUNC_RE.match(low):
+            return ""
+        return f"function {name} is not known (graph.allowed_procedures)"
 
 
 @dataclass(frozen=True, slots=True)

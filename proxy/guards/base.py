@@ -8,15 +8,33 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.model.call import ToolCall
 from proxy.model.deadline import Deadline
+from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Verdict
 
 if TYPE_CHECKING:
     from proxy.mcp.sse import SseEvent
+    from proxy.sql.engine import SqlDecision
+
+
+@dataclass(frozen=True, slots=True)
+class SqlJudgement:
+    """The SQL engine's decision on one exact text for one tenant."""
+
+    sql: str
+    tenant: str | None
+    decision: SqlDecision
 
 
 class ResponseFilter(Protocol):
-    """Changes what the upstream answered before the caller sees it."""
+    """Changes what the upstream answered before the caller sees it.
+
+    Optional members the codec looks for: `name` (metric label); `whole(content_type)`,
+    True when the filter must read the whole body of that type (the codec then holds it,
+    up to a cap, or refuses the answer; a filter without `whole` is held to need it);
+    `headers(h) -> h`; `feed(chunk, content_type) -> bytes` and `flush() -> bytes`, for a
+    filter that works on a body of any length as it streams. A filter that cannot read
+    what it must raises FilterRefused."""
 
     def body(self, data: bytes, content_type: str) -> bytes:
         """Whole buffered body (JSON or text)."""
@@ -34,6 +52,23 @@ class ResponseFilter(Protocol):
         ...
 
 
+class FilterRefused(ProxyError):
+    """A response filter the route asked for cannot run on this answer (unreadable,
+    undecodable, too large to hold): the answer is refused, never passed on unread.
+    The codec counts it by filter and reason (callwarden_filter_refusals_total)."""
+
+    __slots__ = ("filters", "reason")
+
+    def __init__(self, filters: tuple[str, ...], reason: str, message: str) -> None:
+        super().__init__(
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            f"the upstream's answer was refused: {message} ({', '.join(filters)} filter)",
+        )
+        self.filters = filters
+        self.reason = reason
+        """encoding, undecodable, too_large, unreadable."""
+
+
 @dataclass(slots=True)
 class CallContext:
     """Per-call scratch that guards may add to (never shared between calls)."""
@@ -44,8 +79,12 @@ class CallContext:
     response_filters: list[ResponseFilter] = field(default_factory=list)
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers for the caller's response (e.g. RateLimit-*), success or refusal."""
+    sql: SqlJudgement | None = None
+    """Written by the first SQL guard that judges the call (sql_safety, tenant_scope) and
+    read by the next, so a statement is parsed once. A decision, never a verdict: each
+    guard draws its own verdict from it (a guard in audit mode changes no other's)."""
     scratch: dict[str, Any] = field(default_factory=dict)
-    """Results one guard computes for a later one (e.g. the SQL decision)."""
+    """Values one stage computes for a later one (trace flags, the upstream timer)."""
     on_done: list[Any] = field(default_factory=list)
     """Callables run when the call ends (release a concurrency slot, ...)."""
     streaming: Any = None

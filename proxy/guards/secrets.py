@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from multidict import CIMultiDict
+
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.refs import Template, parse_template
 from proxy.config.schema import Route, Rules
-from proxy.credentials.mask import masker_for
+from proxy.credentials.mask import StreamMasker, masker_for
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall, evolve
 from proxy.model.errors import ProxyError
@@ -17,20 +19,74 @@ from proxy.model.record import CallRecord
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.secrets.store import RouteSecrets
 
+_TEXT_TYPES = ("json", "text/", "xml", "javascript", "x-www-form-urlencoded", "yaml")
+
+
+def textual(content_type: str) -> bool:
+    """Token formats are searched only in text: in an image or archive a chance match
+    would corrupt the bytes. Exact injected values are searched in every body."""
+    ct = content_type.lower()
+    return not ct or any(t in ct for t in _TEXT_TYPES)
+
 
 class MaskFilter:
     """Replaces this route's injected secret values and known token formats in the
-    response with [REDACTED]; exact values first, so no false positives there."""
+    response (headers and body, any content type, whole or streamed) with [REDACTED];
+    exact values first, so no false positives there."""
 
-    __slots__ = ("_masker", "_record")
+    __slots__ = ("_exact", "_masker", "_record", "_stream")
+    name = "mask"
 
     def __init__(self, values: frozenset[str], record: CallRecord) -> None:
         self._masker = masker_for(values)
+        self._exact = masker_for(values, False)
         self._record = record
+        self._stream: StreamMasker | None = None
+
+    def whole(self, content_type: str) -> bool:
+        return False  # masks a stream of any length as it goes
 
     def body(self, data: bytes, content_type: str) -> bytes:
-        out, n = self._masker.mask_bytes(data)
+        masker = self._masker if textual(content_type) else self._exact
+        out, n = masker.mask_bytes(data)
         self._record.masked += n
+        return out
+
+    def feed(self, chunk: bytes, content_type: str) -> bytes:
+        """One piece of a streamed body; what may be sent now (a tail that could hold
+        the start of a secret is kept back)."""
+        if self._stream is None:
+            self._stream = StreamMasker(
+                self._masker if textual(content_type) else self._exact
+            )
+        return self._stream.feed(chunk)
+
+    def flush(self) -> bytes:
+        """The end of a streamed body: the tail kept back, masked."""
+        sm, self._stream = self._stream, None
+        if sm is None:
+            return b""
+        out = sm.flush()
+        self._record.masked += sm.count
+        return out
+
+    def headers(self, headers: CIMultiDict[str]) -> CIMultiDict[str]:
+        """Response headers with the injected values masked; a header whose *name* holds
+        one is dropped. SECURITY: an upstream that echoes a request header back (a debug
+        header, a redirect URL) would otherwise hand the caller the injected secret. Only
+        exact values: a token format in the upstream's own Set-Cookie or session id is
+        the upstream's to give, and masking it would break the session."""
+        masker = self._exact
+        if masker.clean("\n".join(f"{k}: {v}" for k, v in headers.items())):
+            return headers
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in headers.items():
+            if not masker.clean(name):
+                self._record.masked += 1
+                continue
+            masked, n = masker.mask_text(value)
+            self._record.masked += n
+            out.add(name, masked)
         return out
 
     def event(self, data: bytes, parsed: object = None) -> bytes | None:

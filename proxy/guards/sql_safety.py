@@ -9,24 +9,28 @@ from dataclasses import dataclass
 
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules, SqlSpec
-from proxy.guards.base import CallContext
+from proxy.guards.base import CallContext, SqlJudgement
 from proxy.model.call import SqlCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
 from proxy.sql.engine import SqlDecision, SqlGuard
 from proxy.sql.policy import SqlPolicy
 
-DECISION = "sql_decision"
-"""ctx.scratch key: the SqlDecision for tenant_scope."""
+SQL_KINDS = frozenset({"sql", "postgres"})
+"""Route kinds whose calls carry SQL (postgres: statements seen by the wire listener)."""
 
 
 def sql_decision(guard: SqlGuard, call: SqlCall, ctx: CallContext) -> SqlDecision:
-    decision = ctx.scratch.get(DECISION)
-    if decision is None:
-        t0 = time.perf_counter()
-        decision = guard.judge(call.sql, call.caller.tenant)
-        ctx.record.sql_s = time.perf_counter() - t0
-        ctx.scratch[DECISION] = decision
+    """The engine's decision on this call's text, judged once per call: a later guard
+    reuses it only for the very text and tenant it was made for."""
+    memo = ctx.sql
+    tenant = call.caller.tenant
+    if memo is not None and memo.sql == call.sql and memo.tenant == tenant:
+        return memo.decision
+    t0 = time.perf_counter()
+    decision = guard.judge(call.sql, tenant)
+    ctx.record.sql_s = time.perf_counter() - t0
+    ctx.sql = SqlJudgement(call.sql, tenant, decision)
     return decision
 
 
@@ -52,7 +56,7 @@ def sql_engine(spec: SqlSpec, services: Services) -> SqlGuard:
 
 
 def build(route: Route, rules: Rules, services: Services) -> SqlSafetyGuard | None:
-    if route.kind != "sql" or route.sql is None:
+    if route.kind not in SQL_KINDS or route.sql is None:
         return None
     return SqlSafetyGuard(sql_engine(route.sql, services))
 

@@ -1,6 +1,9 @@
 """Tenant scope for SQL calls: applies the rewrite the SQL decision carries (a tenant
 predicate on every tenant-scoped table, the outer LIMIT of the row cap) to a statement
-already known to be safe, and refuses writes that would cross tenants."""
+already known to be safe, and refuses writes that would cross tenants.
+
+It draws its verdict from the decision alone, never from another guard's: a statement it
+could not scope is refused here even when sql_safety only audits (issue 22 item 5)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from proxy.codecs.sql import RowCapFilter, with_sql
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules
 from proxy.guards.base import CallContext
-from proxy.guards.sql_safety import sql_decision, sql_engine
+from proxy.guards.sql_safety import SQL_KINDS, sql_decision, sql_engine
 from proxy.model.call import SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
@@ -21,7 +24,8 @@ from proxy.sql.location import Where, where
 @dataclass(frozen=True, slots=True)
 class TenantScopeGuard:
     engine: SqlGuard
-    where: Where
+    where: Where | None
+    """Where the SQL sits in an HTTP request; None on the wire (the text is the call)."""
     row_cap: RowCapFilter | None  # stateless: one serves every call of the route
     name: str = "tenant_scope"
 
@@ -30,7 +34,12 @@ class TenantScopeGuard:
             return ALLOW
         decision = sql_decision(self.engine, call, ctx)
         if decision.code is ErrorCode.SQL_BLOCKED:
-            return ALLOW  # only reached in audit mode of sql_safety: nothing to scope
+            if self.engine.policy.tenant_column is None:
+                return ALLOW  # nothing to scope; sql_safety's verdict stands alone
+            # SECURITY: the engine made no rewrite for a blocked statement. Whatever
+            # sql_safety's mode, a tenant route never forwards a statement unscoped.
+            return Deny(ErrorCode.TENANT_MISMATCH,
+                        f"statement cannot be scoped to the tenant ({decision.reason})")
         if decision.code is not None:
             return Deny(decision.code, decision.reason)
         if self.row_cap is not None:
@@ -38,14 +47,20 @@ class TenantScopeGuard:
         kind, idempotent = decision.statement_kind, decision.read_only
         if not decision.rewritten:
             return Rewrite(evolve(call, statement_kind=kind, idempotent=idempotent))
-        call = with_sql(self.where, call, decision.sql, statement_kind=kind, idempotent=idempotent)
+        if self.where is None:
+            call = evolve(call, sql=decision.sql, statement_kind=kind, idempotent=idempotent)
+        else:
+            call = with_sql(self.where, call, decision.sql, statement_kind=kind,
+                            idempotent=idempotent)
         return Rewrite(call, "tenant predicate / row cap")
 
 
 def build(route: Route, rules: Rules, services: Services) -> TenantScopeGuard | None:
-    if route.kind != "sql" or route.sql is None:
+    if route.kind not in SQL_KINDS or route.sql is None:
         return None
     spec = route.sql
+    if route.kind == "postgres":  # rows stream straight back: only the rewrite's LIMIT
+        return TenantScopeGuard(sql_engine(spec, services), None, None)
     cap = RowCapFilter(spec.max_rows, spec.on_excess) if spec.max_rows is not None else None
     return TenantScopeGuard(sql_engine(spec, services), where(spec.location), cap)
 

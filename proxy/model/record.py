@@ -42,7 +42,7 @@ class CallRecord:
     """Time in the SQL guard (parse, judge, rewrite)."""
     masked: int = 0
     """Secrets masked in the response."""
-    unfiltered: bool = False
-    """The response was over the filter cap and streamed without response filters."""
+    filter_refusals: list[tuple[str, str]] = field(default_factory=list)
+    """(filter, reason): a response filter could not run, so the answer was refused."""
     decision_input: dict | None = None
     """What the decision log records for replay (masked, capped); None when off."""

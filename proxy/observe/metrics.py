@@ -162,10 +162,12 @@ class Metrics:
             ["route"],
             registry=r,
         )
-        self.mask_skipped = Counter(
-            p + "mask_skipped",
-            "Responses streamed unmasked because they exceeded the cap.",
-            ["route"],
+        self.filter_refusals = Counter(
+            p + "filter_refusals",
+            "Upstream answers refused because a response filter the route asked for could "
+            "not run on them (filter: mask, row_cap, tools_list; reason: encoding, "
+            "undecodable, too_large, unreadable).",
+            ["route", "filter", "reason"],
             registry=r,
         )
         self.mcp_tool_calls = Counter(

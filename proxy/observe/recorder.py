@@ -76,8 +76,8 @@ class CallMetrics:
             child(m.credential_findings, route, finding, action).inc()
         if rec.masked:
             child(m.secrets_masked, route).inc(rec.masked)
-        if rec.unfiltered:
-            child(m.mask_skipped, route).inc()
+        for name, reason in rec.filter_refusals:
+            child(m.filter_refusals, route, name, reason).inc()
         if rec.outcome == "denied":
             child(m.denials, route, rec.guard or "routing", rec.error_code).inc()
         for guard, code, _ in rec.would_deny:

@@ -14,14 +14,23 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 
-from proxy.config.schema import PostgresSpec, Route
+from proxy.compile import CompiledRoute
+from proxy.config.schema import PostgresSpec
 from proxy.model.errors import ErrorCode
 from proxy.pgwire import messages as m
 from proxy.pgwire.auth import MECHANISM, AuthError, ScramKeys, ScramServer, scram_keys
+from proxy.pgwire.chain import judge_caller, wire_caller
 from proxy.pgwire.record import StatementRecord
 from proxy.pgwire.session import RouteContext, Session
-from proxy.pgwire.startup import ClientStartup, has_plaintext_password, is_replication, read_startup
-from proxy.pgwire.statements import Judge, refusal
+from proxy.pgwire.settings import reported_refusal, upstream_settings
+from proxy.pgwire.startup import (
+    ClientStartup,
+    has_plaintext_password,
+    is_replication,
+    read_startup,
+    startup_refusal,
+)
+from proxy.pgwire.statements import refusal
 from proxy.pgwire.upstream import UpstreamError, connect
 
 log = logging.getLogger("callwarden.pgwire")
@@ -36,9 +45,11 @@ DEFAULT_MAX_MESSAGE = 64 << 20
 class Refused(Exception):
     """End the connection start-up with a FATAL ErrorResponse."""
 
-    def __init__(self, code: ErrorCode, reason: str, sqlstate: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, reason: str, sqlstate: str | None = None,
+                 recorded: bool = False) -> None:
         super().__init__(reason)
         self.code, self.reason, self.sqlstate = code, reason, sqlstate
+        self.recorded = recorded
 
 
 def _split(hostport: str) -> tuple[str, int]:
@@ -49,15 +60,14 @@ def _split(hostport: str) -> tuple[str, int]:
 class PgListener:
     def __init__(
         self,
-        route: Route,
-        guard: Judge | None,
+        compiled: CompiledRoute,
         resolve_credentials: Credentials,
         environment: str = "production",
         on_statement: Callable[[StatementRecord], None] | None = None,
         *,
         resolve_client_password: Secret | None = None,
-        admit: Callable[[str | None, str | None], tuple[ErrorCode, str] | None] | None = None,
     ) -> None:
+        route = compiled.spec
         assert route.kind == "postgres" and route.listen is not None
         self.route = route
         self.pg = route.postgres or PostgresSpec()
@@ -68,7 +78,8 @@ class PgListener:
         host, port = _split(route.upstream)
         self.ctx = RouteContext(
             route=route.name,
-            guard=guard,
+            compiled=compiled,
+            environment=environment,
             read_only=bool(route.sql and route.sql.read_only),
             timeout_s=route.limits.timeout_ms / 1000,
             upstream_host=host,
@@ -76,7 +87,6 @@ class PgListener:
             max_message=route.limits.max_request_bytes or DEFAULT_MAX_MESSAGE,
             max_inspect=route.limits.max_inspect_bytes,
             on_statement=on_statement,
-            admit=admit,
         )
         self._server: asyncio.Server | None = None
         self._sessions: dict[int, tuple[m.CancelKey, Session]] = {}
@@ -92,10 +102,10 @@ class PgListener:
     def connections(self) -> int:
         return len(self._handlers)
 
-    def replace_guard(self, guard: Judge | None) -> None:
-        """Hot reload of the route's SQL policy: new connections get the new guard, open
+    def replace_route(self, compiled: CompiledRoute) -> None:
+        """Hot reload of the route's guard chain: new connections get the new one, open
         ones keep theirs (their prepared statements were judged by it)."""
-        self.ctx = dataclasses.replace(self.ctx, guard=guard)
+        self.ctx = dataclasses.replace(self.ctx, compiled=compiled)
 
     async def start(self) -> None:
         host, port = _split(self.route.listen or "127.0.0.1:0")
@@ -143,18 +153,35 @@ class PgListener:
             # Counted from here on; a cancel request is not a connection.
             self._handlers.add(task)
             client = self._admit(startup)
+            ctx = self.ctx  # one snapshot for the whole session
+            peer = writer.get_extra_info("peername")
+            caller = wire_caller(client.tenant, client.role, peer[0] if peer else "")
+            who = await judge_caller(ctx.compiled, caller, ctx.environment)
+            self._record_connect(client, who.code, who.reason, who.guard, who.would_deny)
+            if who.code is not None:
+                raise Refused(who.code, who.reason, recorded=True)
             await self._client_login(reader, writer)
             writer.write(m.authentication(m.AUTH_OK))
             user, password = await self._credentials()
-            params = dict(client.upstream_params)
+            # SECURITY: the settings that decide how the server reads a statement's bytes
+            # (and read-only mode) are the proxy's, whatever the client asked for.
+            forced = upstream_settings(self.ctx.read_only)
+            params = {k: v for k, v in client.upstream_params.items()
+                      if k.lower() not in forced}
+            params.update(forced)
             params["database"] = self._database(client, user)
             try:
                 up = await connect(self.ctx.upstream_host, self.ctx.upstream_port,
                                    self.pg.sslmode, params, user, password, HANDSHAKE_S)
             except UpstreamError as exc:
                 raise Refused(exc.code, exc.message, exc.sqlstate) from None
+            for status in up.greeting:
+                if status[:1] == b"S" and (bad := reported_refusal(status[5:],
+                                                                    self.ctx.read_only)):
+                    up.writer.close()
+                    raise Refused(ErrorCode.UPSTREAM_UNAVAILABLE, bad, "08006")
         key = self._new_key()
-        session = Session(self.ctx, reader, writer, up, client.tenant, client.role)
+        session = Session(ctx, reader, writer, up, client.tenant, client.role, caller)
         writer.write(b"".join(up.greeting) + m.backend_key_data(key) + m.ready_for_query(up.status))
         self._sessions[key.pid] = (key, session)
         try:
@@ -169,7 +196,11 @@ class PgListener:
             length = int.from_bytes(head, "big", signed=True)
             if length < 8 or length > m.MAX_STARTUP:
                 raise m.ProtocolError("bad startup packet length")
-            packet = m.parse_startup_packet(await reader.readexactly(length - 4))
+            try:
+                packet = m.parse_startup_packet(await reader.readexactly(length - 4))
+            except m.NotUtf8:
+                raise Refused(ErrorCode.TOOL_BAD_REQUEST,
+                              "startup parameters are not valid UTF-8", "22021") from None
             if isinstance(packet, m.SpecialRequest):
                 writer.write(b"N")  # plain on loopback: no TLS/GSS towards the client
                 continue
@@ -192,16 +223,14 @@ class PgListener:
         if has_plaintext_password(startup.params) and self.environment == "production":
             raise Refused(ErrorCode.POLICY_DENY,
                           "plaintext credential in the startup packet (use client_auth)")
+        unsafe = startup_refusal(startup.params, self.ctx.read_only)
+        if unsafe is not None:
+            raise Refused(ErrorCode.POLICY_DENY, unsafe, "22023")
         tenant_spec = self.route.tenant
-        client = read_startup(startup.params, tenant_spec.startup_parameter if tenant_spec
-                              else None)
-        if tenant_spec is not None and tenant_spec.required and client.tenant is None:
-            where = tenant_spec.startup_parameter or "options"
-            raise Refused(ErrorCode.AUTH_FAILED, f"missing tenant (startup parameter {where})")
-        roles = self.route.access.roles
-        if roles is not None and "*" not in roles and client.role not in roles:
-            raise Refused(ErrorCode.PERMISSION_DENIED, "role not allowed on this route")
-        return client
+        # Who the caller is (tenant, role) is judged by the route's own identity and
+        # access guards, in their modes (_serve).
+        return read_startup(startup.params, tenant_spec.startup_parameter if tenant_spec
+                            else None)
 
     def _database(self, client: ClientStartup, user: str) -> str:
         tenant_param = self.route.tenant.startup_parameter if self.route.tenant else None
@@ -261,9 +290,20 @@ class PgListener:
             await entry[1].cancel_upstream()
 
     def _record_refusal(self, r: Refused) -> None:
-        if self.ctx.on_statement is None:
+        if self.ctx.on_statement is None or r.recorded:
             return
         rec = StatementRecord(self.route.name, None, None, "connect", None, "denied", r.code,
                               r.reason, False, 0.0, 0.0)
+        with contextlib.suppress(Exception):
+            self.ctx.on_statement(rec)
+
+    def _record_connect(self, client: ClientStartup, code: ErrorCode | None, reason: str,
+                        guard: str, would_deny: tuple[tuple[str, str, str], ...]) -> None:
+        """A connection the caller guards refused, or let through in audit mode."""
+        if self.ctx.on_statement is None or (code is None and not would_deny):
+            return
+        rec = StatementRecord(self.route.name, client.tenant, client.role, "connect", None,
+                              "denied" if code else "allowed", code, reason, False, 0.0, 0.0,
+                              guard, would_deny)
         with contextlib.suppress(Exception):
             self.ctx.on_statement(rec)

@@ -27,6 +27,11 @@ class ProtocolError(Exception):
     """The peer broke the protocol; the connection cannot continue."""
 
 
+class NotUtf8(ProtocolError):
+    """A text field that is not valid UTF-8: a statement is refused, a startup packet ends
+    the connection."""
+
+
 # --- startup phase (untyped packets: int32 length, int32 code, body) ---------------------
 
 
@@ -68,7 +73,7 @@ def parse_startup_packet(packet: bytes) -> StartupPacket:
     parts = packet[4:].split(b"\0")
     if len(parts) < 2 or parts[-1] != b"" or parts[-2] != b"" or len(parts) % 2:
         raise ProtocolError("malformed startup parameters")
-    words = [p.decode("utf-8", "replace") for p in parts[:-2]]
+    words = [_text(p) for p in parts[:-2]]
     return Startup(code, dict(zip(words[::2], words[1::2], strict=True)))
 
 
@@ -114,12 +119,22 @@ def frame_length(buf: bytes | bytearray, start: int) -> int:
     return 1 + _I32.unpack_from(buf, start + 1)[0]
 
 
+def _text(raw: bytes) -> str:
+    # SECURITY: strict UTF-8, so that the text judged encodes back to exactly the bytes
+    # received (no replacement characters, no surrogates): what is forwarded is what was
+    # judged, and the upstream session's client_encoding is UTF8 (settings.py).
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotUtf8("text is not valid UTF-8") from None
+
+
 def cstr(body: bytes, pos: int = 0) -> tuple[str, int]:
     """Read a NUL-terminated string; return it and the position after the NUL."""
     end = body.find(b"\0", pos)
     if end < 0:
         raise ProtocolError("unterminated string")
-    return body[pos:end].decode("utf-8", "replace"), end + 1
+    return _text(body[pos:end]), end + 1
 
 
 def parse_query(body: bytes) -> str:
@@ -230,6 +245,10 @@ def parse_fields(body: bytes) -> dict[str, str]:
     pos = 0
     while pos < len(body) and body[pos] != 0:
         key = chr(body[pos])
-        value, pos = cstr(body, pos + 1)
-        out[key] = value
+        end = body.find(b"\0", pos + 1)
+        if end < 0:
+            raise ProtocolError("unterminated string")
+        # The server's words, only shown: a stray byte must not drop the message.
+        out[key] = body[pos + 1 : end].decode("utf-8", "replace")
+        pos = end + 1
     return out

@@ -26,3 +26,7 @@ class StatementRecord:
     """Time spent in the SQL guard."""
     duration_s: float
     """From forwarding to the server's ReadyForQuery; 0 for refusals."""
+    guard: str = ""
+    """The guard that refused (empty: the wire's own checks, or allowed)."""
+    would_deny: tuple[tuple[str, str, str], ...] = ()
+    """(guard, code, reason) of guards in audit mode that would have refused."""

@@ -19,12 +19,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from proxy.compile import CompiledRoute
+from proxy.model.call import Caller
 from proxy.model.errors import ErrorCode
 from proxy.pgwire import messages as m
+from proxy.pgwire.chain import Judged, judge_statement
 from proxy.pgwire.record import StatementRecord
-from proxy.pgwire.statements import Judge, Outcome, judge_sql, refusal
+from proxy.pgwire.settings import reported_refusal
+from proxy.pgwire.statements import Outcome, refusal, wire_checks
 from proxy.pgwire.upstream import UpstreamSession, send_cancel
 
+NOT_UTF8 = "22021"
+"""character_not_in_repertoire, as PostgreSQL answers invalid UTF-8."""
 CHUNK = 65536
 STREAM_OVER = 256 * 1024
 """Upstream DataRow/CopyData frames larger than this are streamed, not buffered."""
@@ -34,12 +40,19 @@ _COPY = frozenset(b"dcf")
 _STREAMABLE = frozenset(b"Dd")
 
 
+class SessionEnded(Exception):
+    """The proxy ends the session (the client was told why)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RouteContext:
     """Per-route constants, built once by the listener and shared by its sessions."""
 
     route: str
-    guard: Judge | None
+    compiled: CompiledRoute
+    """The route as compiled (its guard chain and modes); a session keeps the one it
+    started with (its prepared statements were judged by it)."""
+    environment: str
     read_only: bool
     timeout_s: float
     upstream_host: str
@@ -47,8 +60,6 @@ class RouteContext:
     max_message: int
     max_inspect: int
     on_statement: Callable[[StatementRecord], None] | None = None
-    admit: Callable[[str | None, str | None], tuple[ErrorCode, str] | None] | None = None
-    """Rate limit / breaker seam: (tenant, role) -> (code, reason) to refuse, or None."""
 
 
 @dataclass(slots=True)
@@ -58,6 +69,7 @@ class _Open:
     message: str
     outcome: Outcome
     inspect_s: float
+    on_done: tuple[Callable[[], None], ...] = ()
 
 
 @dataclass(slots=True)
@@ -68,6 +80,7 @@ class Session:
     up: UpstreamSession
     tenant: str | None
     role: str | None
+    caller: Caller
     _sent: int = 0
     _seen: int = 0
     _unsynced: int = 0
@@ -94,6 +107,9 @@ class Session:
             if self._timer is not None:
                 self._timer.cancel()
             self.up.writer.close()
+            for o in self._open:
+                for done in o.on_done:
+                    done()
 
     async def cancel_upstream(self) -> None:
         """Forward a client's CancelRequest with the upstream's real key."""
@@ -109,7 +125,7 @@ class Session:
             out = bytearray()
             run, done = -1, 0
             for start, end in m.iter_frames(buf, 0, self.ctx.max_message):
-                rep = self._from_client(buf, start, end)
+                rep = await self._from_client(buf, start, end)
                 if rep is None:
                     run = start if run < 0 else run
                 else:
@@ -126,7 +142,7 @@ class Session:
                 self._arm()
                 await self.up.writer.drain()
 
-    def _from_client(self, buf: bytearray, start: int, end: int) -> bytes | None:
+    async def _from_client(self, buf: bytearray, start: int, end: int) -> bytes | None:
         """None = forward the frame as is; bytes = send these instead (maybe nothing)."""
         tag = buf[start]
         if self._discarding:
@@ -142,11 +158,18 @@ class Session:
             self._sent += 1
             self._unsynced = 0
             return None
-        if tag == ord("Q"):
-            return self._statement(m.parse_query(bytes(buf[start + 5 : end])), None, end - start)
-        if tag == ord("P"):
-            msg = m.parse_parse(bytes(buf[start + 5 : end]))
-            return self._statement(msg.sql, msg, end - start)
+        if tag == ord("Q") or tag == ord("P"):
+            simple = tag == ord("Q")
+            body = bytes(buf[start + 5 : end])
+            try:
+                parse = None if simple else m.parse_parse(body)
+                sql = m.parse_query(body) if parse is None else parse.sql
+            except m.NotUtf8:
+                reason = "statement text is not valid UTF-8"
+                return self._refuse(Outcome(ErrorCode.TOOL_BAD_REQUEST, reason,
+                                            sqlstate=NOT_UTF8), "query" if simple else "parse",
+                                    simple)
+            return await self._statement(sql, parse, end - start)
         if tag == ord("F"):
             if self.ctx.read_only:
                 reason = "function calls are not allowed on a read-only route"
@@ -161,16 +184,20 @@ class Session:
             return None
         raise m.ProtocolError(f"unexpected frontend message {chr(tag)!r}")
 
-    def _statement(self, sql: str, parse: m.ParseMsg | None, size: int) -> bytes | None:
+    async def _statement(self, sql: str, parse: m.ParseMsg | None, size: int) -> bytes | None:
         kind = "query" if parse is None else "parse"
         simple = parse is None
         if size > self.ctx.max_inspect:
             reason = f"statement larger than {self.ctx.max_inspect} bytes"
             return self._refuse(Outcome(ErrorCode.TOOL_BAD_REQUEST, reason), kind, simple)
-        if self.ctx.admit is not None and (denied := self.ctx.admit(self.tenant, self.role)):
-            return self._refuse(Outcome(denied[0], denied[1]), kind, simple)
         t0 = time.perf_counter()
-        outcome = judge_sql(self.ctx.guard, sql, self.tenant, self.ctx.read_only)
+        pre = wire_checks(sql, self.ctx.read_only)
+        if pre is not None:
+            judged = Judged(pre)
+        else:
+            judged = await judge_statement(self.ctx.compiled, self.caller, sql,
+                                           self.ctx.environment, kind)
+        outcome = judged.outcome
         inspect_s = time.perf_counter() - t0
         if outcome.code is not None:
             return self._refuse(outcome, kind, simple, inspect_s)
@@ -181,7 +208,8 @@ class Session:
         else:
             self._unsynced += 1
             sync_no = self._sent + 1
-        self._open.append(_Open(sync_no, time.perf_counter(), kind, outcome, inspect_s))
+        self._open.append(_Open(sync_no, time.perf_counter(), kind, outcome, inspect_s,
+                                judged.on_done))
         if not outcome.rewritten:
             return None
         if parse is None:
@@ -232,7 +260,7 @@ class Session:
             run, done = -1, 0
             for start, end in m.iter_frames(buf, 0, MAX_UPSTREAM_FRAME):
                 tag = buf[start]
-                if tag == ord("Z") or tag == ord("E"):
+                if tag == ord("Z") or tag == ord("E") or tag == ord("S"):
                     if run >= 0:
                         out += buf[run:start]
                         run = -1
@@ -253,6 +281,14 @@ class Session:
             await self.cwriter.drain()
 
     def _from_upstream(self, tag: int, body: bytes) -> bytes:
+        if tag == ord("S"):
+            bad = reported_refusal(body, self.ctx.read_only)
+            if bad is not None:
+                # SECURITY: a setting the proxy owns changed unseen; nothing more is judged
+                # or answered on this session.
+                self.cwriter.write(refusal(ErrorCode.SQL_BLOCKED, bad, "08006", "FATAL"))
+                raise SessionEnded(bad)
+            return m.frame(b"S", body)
         if tag == ord("E"):
             self._segment_error = True
             if self._cancel_sent and m.parse_fields(body).get("C") == "57014":
@@ -279,6 +315,8 @@ class Session:
             else:
                 outcome, code = ("error" if self._segment_error else "allowed"), None
             self._record(o.message, o.outcome, outcome, code, o.inspect_s, now - o.started)
+            for done in o.on_done:
+                done()
         self._segment_error = self._timed_out = self._cancel_sent = False
         if self._timer is not None:
             self._timer.cancel()
@@ -307,6 +345,6 @@ class Session:
             return
         rec = StatementRecord(self.ctx.route, self.tenant, self.role, message, o.statement_kind,
                               outcome, code, o.reason if code else "", o.rewritten, inspect_s,
-                              duration_s)
+                              duration_s, o.guard if code else "", o.would_deny)
         with contextlib.suppress(Exception):  # observers must not break the connection
             self.ctx.on_statement(rec)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.pgwire.settings import startup_value_refusal
+
 PREFIX = "callwarden."
 _FALSE = frozenset({"false", "off", "no", "0"})
 _SECRET_KEYS = frozenset({"password", "passfile", "sslpassword"})
@@ -83,6 +85,46 @@ def _settings(options: str) -> list[tuple[str, str]]:
             out.append((name.replace("-", "_"), value))
         i += 1
     return out
+
+
+def strict_settings(options: str) -> list[tuple[str, str]] | None:
+    """Every token of `options` read as a setting (`-c name=value`, `-cname=value`,
+    `--name=value`); None when anything else is there. The server reads `options` with
+    getopt, where `-ec name=value` or `-D dir` also mean something: only this one shape is
+    judged, so only this one shape is accepted."""
+    tokens = split_options(options)
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "-c":
+            if i + 1 >= len(tokens):
+                return None
+            setting: str | None = tokens[i + 1]
+            i += 1
+        else:
+            setting = _setting(tok)
+        if setting is None or "=" not in setting:
+            return None
+        name, _, value = setting.partition("=")
+        out.append((name.replace("-", "_"), value))
+        i += 1
+    return out
+
+
+def startup_refusal(params: dict[str, str], read_only: bool) -> str | None:
+    """Why the proxy will not open a session with these parameters, or None. Every
+    parameter that is not a login key is a server setting, as is every `-c` in options."""
+    settings = strict_settings(params.get("options", ""))
+    if settings is None:
+        return "startup options other than -c name=value are not accepted"
+    named = [(k, v) for k, v in params.items()
+             if k not in _LOGIN_KEYS and not k.startswith("_pq_.")]
+    for name, value in [*settings, *named]:
+        reason = startup_value_refusal(name, value, read_only)
+        if reason is not None:
+            return reason
+    return None
 
 
 def strip_proxy_options(options: str) -> str:

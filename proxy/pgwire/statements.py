@@ -1,18 +1,17 @@
-"""Deciding one statement seen on the wire: pure functions over the route's guard.
-
-The SQL guard (proxy.sql.engine.SqlGuard) does the real work; this module adds what only
-the wire protocol knows about (COPY and function calls on read-only routes, empty queries)
-and turns a refusal into the ErrorResponse the client will see.
+"""Deciding one statement seen on the wire: what only the wire protocol knows about (COPY
+on read-only routes, empty queries, the session settings the proxy owns, driver
+housekeeping), as pure functions, and the ErrorResponse a refusal becomes. The rest is
+the route's guard chain, the same one HTTP calls run (session.py runs it).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from proxy.model.errors import ERROR_TABLE, ErrorCode
 from proxy.pgwire import messages as m
+from proxy.pgwire.settings import statement_refusal
 
 SYNTAX_ERROR = "42601"
 _ID = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"\x00]+")'
@@ -35,12 +34,6 @@ _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.S)
 _WORD = re.compile(r"[A-Za-z_]+")
 
 
-class Judge(Protocol):
-    """What the listener needs from proxy.sql.engine.SqlGuard."""
-
-    def judge(self, sql: str, tenant: str | None) -> Any: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     code: ErrorCode | None
@@ -52,6 +45,10 @@ class Outcome:
     statement_kind: str | None = None
     sqlstate: str | None = None
     """SQLSTATE for a refusal; None = the error table's."""
+    guard: str = ""
+    """The guard that refused (empty: the wire's own checks, or allowed)."""
+    would_deny: tuple[tuple[str, str, str], ...] = ()
+    """(guard, code, reason) of guards in audit mode that would have refused."""
 
 
 def first_keyword(sql: str) -> str:
@@ -74,31 +71,34 @@ def is_housekeeping(sql: str) -> bool:
     return _HOUSEKEEPING.fullmatch(sql) is not None
 
 
-def _sqlstate(decision: Any) -> str | None:
-    """42601 for SQL the guard could not parse; the table's SQLSTATE otherwise."""
-    kind = getattr(decision, "statement_kind", None)
-    reason = str(getattr(decision, "reason", "")).lower()
-    if kind == "unparseable" or "parse" in reason or "tokeniz" in reason:
-        return SYNTAX_ERROR
-    return None
-
-
-def judge_sql(guard: Judge | None, sql: str, tenant: str | None, read_only: bool) -> Outcome:
-    """Never raises: a guard failure is an INTERNAL_ERROR refusal (fail closed)."""
+def wire_checks(sql: str, read_only: bool) -> Outcome | None:
+    """What only the wire protocol knows about, before the route's guard chain: empty
+    queries, COPY on read-only routes, the session settings the proxy owns, and driver
+    housekeeping. An Outcome decides the statement; None = the guard chain decides."""
     if is_empty(sql):
         return Outcome(None, sql=sql)
     if read_only and first_keyword(sql) == "copy":
         return Outcome(ErrorCode.SQL_BLOCKED, "COPY is not allowed on a read-only route", sql,
                        statement_kind="copy")
-    if guard is None or is_housekeeping(sql):
-        return Outcome(None, sql=sql, statement_kind=None if guard is None else "session")
-    try:
-        d = guard.judge(sql, tenant)
-    except Exception:  # the guard promises not to raise; if it does, refuse
-        return Outcome(ErrorCode.INTERNAL_ERROR, "the SQL guard failed", sql)
-    if d.code is not None:
-        return Outcome(d.code, d.reason, sql, False, d.statement_kind, _sqlstate(d))
-    return Outcome(None, d.reason, d.sql, bool(d.rewritten), d.statement_kind)
+    # SECURITY: before housekeeping, which lets BEGIN ... READ WRITE through otherwise;
+    # and outside the guard chain, so no guard mode turns it off.
+    owned = statement_refusal(sql, read_only)
+    if owned is not None:
+        return Outcome(ErrorCode.SQL_BLOCKED, owned[0], sql, statement_kind="session",
+                       sqlstate=SYNTAX_ERROR if owned[1] else None)
+    if is_housekeeping(sql):
+        return Outcome(None, sql=sql, statement_kind="session")
+    return None
+
+
+def sqlstate_of(code: ErrorCode, reason: str, statement_kind: str | None) -> str | None:
+    """42601 for SQL the guard could not parse; the table's SQLSTATE otherwise."""
+    if code is not ErrorCode.SQL_BLOCKED:
+        return None
+    low = reason.lower()
+    if statement_kind == "unparseable" or "parse" in low or "tokeniz" in low:
+        return SYNTAX_ERROR
+    return None
 
 
 def refusal(code: ErrorCode, reason: str, sqlstate: str | None = None,

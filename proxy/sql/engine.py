@@ -38,7 +38,7 @@ from proxy.sql.plan import (
 )
 from proxy.sql.policy import SqlPolicy
 from proxy.sql.rewrite import Context, plan
-from proxy.sql.safety import judge
+from proxy.sql.safety import QUERY_ROOTS, judge
 from proxy.sql.tenant import column_sql, quote_tenant
 
 COMPILED: bool = bool(getattr(sqlglot_tokens, "SQLGLOTC_INSTALLED", False))
@@ -48,10 +48,6 @@ COMPILED: bool = bool(getattr(sqlglot_tokens, "SQLGLOTC_INSTALLED", False))
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 _NO_LIMIT_DIALECTS = frozenset({"tsql", "oracle", "teradata", "fabric"})
-_EXPLAIN_STARTS = frozenset({
-    TokenType.SELECT, TokenType.WITH, TokenType.VALUES, TokenType.INSERT, TokenType.UPDATE,
-    TokenType.DELETE, TokenType.MERGE, TokenType.TABLE, TokenType.FROM,
-})
 BLOCKED = ErrorCode.SQL_BLOCKED
 
 K = TypeVar("K")
@@ -549,42 +545,84 @@ class SqlGuard:
         return plan(sql, tokens, root, j, self._ctx)
 
     def _explain(self, sql: str, tokens: list[Token]) -> Plan:
-        """Plain EXPLAIN is a read; EXPLAIN ANALYZE executes, so it is refused."""
-        if len(tokens) == 2 and tokens[1].token_type is TokenType.STRING:
-            # sqlglot packed the rest into one string: tokenize it in place (same offsets).
+        """EXPLAIN's target is judged and rewritten as a statement of its own. SECURITY:
+        where sqlglot packed the rest of the text into one string, the whole rest is
+        tokenized again in place, so a second statement behind it is seen (and refused);
+        EXPLAIN ANALYZE runs its target, so anything but a read is a write (and a
+        read-only route refuses it whole)."""
+        toks = tokens
+        if len(tokens) > 1 and tokens[1].token_type is TokenType.STRING \
+                and tokens[0].token_type is TokenType.COMMAND:
             cut = tokens[0].end + 1
             try:
-                tokens = [tokens[0], *self._tokenizer.tokenize(" " * cut + sql[cut:])]
+                toks = [tokens[0], *self._tokenizer.tokenize(" " * cut + sql[cut:])]
             except TokenError:
                 return blocked(BLOCKED, "SQL could not be tokenized", "explain")
-            hazard = comment_hazard(sql, tokens)
+            hazard = comment_hazard(sql, toks)
             if hazard is not None:
                 return blocked(BLOCKED, hazard, "explain")
-        i = 1
-        if i < len(tokens) and tokens[i].token_type is TokenType.L_PAREN:
-            depth = 0
-            for i in range(1, len(tokens)):
-                depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(
-                    tokens[i].token_type, 0)
-                if depth == 0:
-                    break
-            i += 1
-        while i < len(tokens) and tokens[i].token_type not in _EXPLAIN_STARTS:
-            i += 1
-        if any(t.text.upper() in ("ANALYZE", "ANALYSE") for t in tokens[1:i]):
-            return blocked(BLOCKED, "EXPLAIN ANALYZE executes the statement", "explain")
-        inner = tokens[i:]
-        if not inner:
+        i, analyze = _explain_options(toks)
+        if i is None:
+            return blocked(BLOCKED, "EXPLAIN option not understood", "explain")
+        if i >= len(toks) or toks[i].token_type is TokenType.SEMICOLON:
             return blocked(BLOCKED, "EXPLAIN without a statement", "explain")
-        root = self._parse_one(sql, inner)
+        root = self._parse_one(sql, toks[i:])
         if isinstance(root, Plan):
-            return root
+            return dataclasses.replace(root, kind="explain", reusable=False)
         j = judge(root, sql, self.policy)
         if j.reason is not None:
-            return blocked(BLOCKED, j.reason, "explain")
-        ctx = dataclasses.replace(
-            self._ctx, policy=dataclasses.replace(self.policy, tenant_column=None, max_rows=None))
-        checked = plan(sql, tokens, root, j, ctx)  # allowed_tables still applies
+            return blocked(BLOCKED, j.reason, "explain", reusable=False)
+        reads = j.read_only
+        if analyze and self.policy.read_only:
+            # Runs the statement: its cost and timing are not a read-only route's to spend.
+            return blocked(BLOCKED, "EXPLAIN ANALYZE executes the statement", "explain",
+                           reusable=False)
+        if self.policy.tenant_column and not isinstance(root, QUERY_ROOTS):
+            return blocked(BLOCKED, "EXPLAIN of a write is not supported on a tenant route",
+                           "explain", reusable=False)
+        ctx = dataclasses.replace(self._ctx, policy=dataclasses.replace(self.policy,
+                                                                          max_rows=None))
+        checked = plan(sql, toks, root, j, ctx)  # tenant filters, allowed_tables
         if checked.code is not None:
-            return dataclasses.replace(checked, kind="explain")
-        return Plan(None, "", "explain", True)
+            return dataclasses.replace(checked, kind="explain", reusable=False)
+        template = checked.template
+        if template is not None:  # AST mode renders the target alone
+            template = (sql[: toks[i].start] + (template[0] or ""), *template[1:])
+        elif checked.edits:
+            template = apply_edits(sql, toks, checked.edits)
+        # The plan's token positions are those of `toks`: valid for this text only.
+        return Plan(None, "", "explain", reads or not analyze, template=template,
+                    reusable=False)
+
+
+_EXPLAIN_WORDS = frozenset({
+    "ANALYZE", "ANALYSE", "VERBOSE", "QUERY", "PLAN", "FORMAT", "=", "TEXT", "JSON", "TREE",
+    "TRADITIONAL", "EXTENDED", "PARTITIONS", "XML", "YAML", "GRAPHVIZ",
+})
+
+
+def _explain_options(tokens: list[Token]) -> tuple[int | None, bool]:
+    """(index of the statement EXPLAIN applies to or None when an option is not
+    understood, whether it runs it). Options in parentheses are skipped whole; an
+    ANALYZE anywhere among them counts (even `ANALYZE false`: fail closed)."""
+    i, analyze = 1, False
+    while i < len(tokens):
+        tok = tokens[i]
+        word = tok.text.upper()
+        if tok.token_type is TokenType.L_PAREN and i == 1:
+            depth = 0
+            for k in range(i, len(tokens)):
+                kind = tokens[k].token_type
+                depth += (kind is TokenType.L_PAREN) - (kind is TokenType.R_PAREN)
+                analyze |= tokens[k].text.upper() in ("ANALYZE", "ANALYSE")
+                if depth == 0:
+                    break
+            else:
+                return None, analyze
+            i = k + 1
+            continue
+        if word not in _EXPLAIN_WORDS or tok.token_type is TokenType.STRING:
+            return i, analyze
+        analyze |= word in ("ANALYZE", "ANALYSE")
+        i += 1
+    return i, analyze

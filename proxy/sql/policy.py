@@ -6,35 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from proxy.config.schema import SqlSpec
-
-# Functions with side effects, file/network/program access or that stall the server.
-# A trailing `*` matches a prefix. Names are compared lower-case (fail closed: a quoted
-# "PG_SLEEP" is blocked too). Applied to every dialect: a name that does not exist in
-# the route's dialect costs nothing, and per-dialect gaps are how bypasses start.
-COMMON_BLOCKED: frozenset[str] = frozenset(
-    {
-        # PostgreSQL
-        "pg_sleep*", "pg_read_*", "pg_ls_*", "pg_stat_file", "pg_file_*", "lo_*",
-        "dblink*", "set_config", "nextval", "setval", "pg_terminate_backend",
-        "pg_cancel_backend", "pg_advisory*", "pg_try_advisory*", "pg_reload_conf",
-        "pg_rotate_logfile", "pg_promote", "pg_switch_wal", "pg_create_*", "pg_drop_*",
-        "pg_replication_*", "pg_logical_*", "pg_notify", "pg_stat_reset*", "pg_backup_*",
-        "pg_start_backup", "pg_stop_backup", "pg_wal_replay_*", "pg_import_system_collations",
-        "query_to_xml*", "table_to_xml*", "cursor_to_xml*", "schema_to_xml*",
-        "database_to_xml*", "query_to_xmlschema", "table_to_xmlschema",
-        # ... and those that run SQL given as a string (it would escape the tenant filter)
-        "crosstab*", "ts_stat", "ts_rewrite",
-        # MySQL / MariaDB
-        "sleep", "benchmark", "load_file", "get_lock", "release_lock", "release_all_locks",
-        "master_pos_wait", "source_pos_wait", "sys_exec", "sys_eval",
-        # SQL Server
-        "xp_*", "sp_*", "openrowset", "opendatasource", "openquery",
-        # ClickHouse / DuckDB / Snowflake / BigQuery: I/O table functions and side effects
-        "sleepeachrow", "url", "file", "s3", "s3cluster", "remote", "remotesecure",
-        "executable", "hdfs", "jdbc", "odbc", "read_*", "glob", "parquet_scan",
-        "sniff_csv", "getenv", "system$*", "external_query",
-    }
-)
+from proxy.sql.functions import Rules, rules_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +23,20 @@ class SqlPolicy:
     tenant_column: str | None
     tenant_tables: frozenset[str]
     max_rows: int | None
+    allowed_functions: frozenset[str] = frozenset()
+    """`sql.functions.allow`, lower-case."""
     _prefixes: tuple[str, ...] = field(init=False, compare=False, hash=False, repr=False)
+    rules: Rules = field(init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         prefixes = tuple(p[:-1] for p in self.blocked_functions if p.endswith("*"))
         object.__setattr__(self, "_prefixes", prefixes)
+        object.__setattr__(self, "rules", rules_for(self.dialect))
+
+    @property
+    def strict_functions(self) -> bool:
+        """Read-only and tenant routes allowlist functions; the others deny a list."""
+        return self.read_only or self.tenant_column is not None
 
     @classmethod
     def from_spec(cls, spec: SqlSpec) -> SqlPolicy:
@@ -65,7 +46,7 @@ class SqlPolicy:
             read_only=spec.read_only,
             block_ddl=spec.block_ddl,
             block_dcl=spec.block_dcl,
-            blocked_functions=COMMON_BLOCKED | {f.lower() for f in spec.blocked_functions},
+            blocked_functions=frozenset(f.lower() for f in spec.blocked_functions),
             allowed_tables=(
                 None
                 if spec.allowed_tables is None
@@ -74,11 +55,24 @@ class SqlPolicy:
             tenant_column=tenant.column if tenant else None,
             tenant_tables=frozenset(t.lower() for t in tenant.tables) if tenant else frozenset(),
             max_rows=spec.max_rows,
+            allowed_functions=frozenset(
+                f.lower() for f in (spec.functions.allow if spec.functions else ())),
         )
 
     def function_blocked(self, name: str) -> bool:
+        """Refused on every guarded route: the dialect's list and the route's own, unless
+        the route allows the name."""
         name = name.lower()
-        return name in self.blocked_functions or name.startswith(self._prefixes)
+        if name in self.allowed_functions:
+            return False
+        return (name in self.blocked_functions or name.startswith(self._prefixes)
+                or self.rules.is_denied(name))
+
+    def function_known(self, name: str) -> bool:
+        """May a read-only or tenant route call this untyped function?"""
+        name = name.lower()
+        rules = self.rules
+        return name in self.allowed_functions or name in rules.pure or name in rules.sources
 
 
 def table_matches(names: frozenset[str], db: str, name: str) -> bool:

@@ -10,20 +10,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlglot import exp
+from sqlglot import exp, parse_one
 from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from proxy.model.errors import ErrorCode
 from proxy.sql.digest import PARAM_TYPES
+from proxy.sql.functions import is_catalog
 from proxy.sql.plan import AFTER, BEFORE, REPLACE, TENANT, Edit, Plan, blocked
 from proxy.sql.policy import SqlPolicy, table_matches
 from proxy.sql.safety import QUERY_ROOTS, WRITES, Judgement
 from proxy.sql.tenant import dml_target, is_tenant_table, real_tables
 
 _TABLE_KEYS = frozenset({"this", "db", "catalog", "alias"})
+_INNER = ("only", "sample")
+"""Table clauses that move into the filtered derived table (AST mode)."""
+_WRAPPABLE = _TABLE_KEYS | set(_INNER)
 _TRAILERS = ("locks", "format", "settings", "options", "into")
 MISMATCH = ErrorCode.TENANT_MISMATCH
+_AFTER_FROM_ITEM = frozenset(
+    getattr(TokenType, name) for name in (
+        "SEMICOLON", "COMMA", "R_PAREN", "WHERE", "GROUP_BY", "ORDER_BY", "LIMIT", "HAVING",
+        "WINDOW", "QUALIFY", "UNION", "EXCEPT", "INTERSECT", "JOIN", "INNER", "LEFT", "RIGHT",
+        "FULL", "CROSS", "NATURAL", "OUTER", "ON", "USING", "FETCH", "OFFSET", "FOR",
+        "SEMI", "ANTI", "ASOF", "POSITIONAL", "STRAIGHT_JOIN")
+    if hasattr(TokenType, name))
+"""Tokens that can follow a FROM item: a TABLESAMPLE clause ends before one."""
 
 
 class Refusal(Exception):
@@ -70,6 +83,16 @@ def _plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx
         for t in tables:
             if not table_matches(pol.allowed_tables, t.text("db"), t.name):
                 raise Refusal(ErrorCode.SQL_BLOCKED, f"table {t.name} is not in allowed_tables")
+    if pol.tenant_column:
+        for t in tables:
+            # SECURITY: catalogs and statistics hold every tenant's values (pg_stats
+            # histograms, duckdb_* views); only those allowed_tables names pass.
+            parts = tuple(p.lower() for p in (t.text("catalog"), t.text("db"), t.name) if p)
+            if is_catalog(pol.rules, parts) and not (
+                    pol.allowed_tables is not None
+                    and table_matches(pol.allowed_tables, t.text("db"), t.name)):
+                raise Refusal(ErrorCode.SQL_BLOCKED,
+                              f"catalog relation {t.name} is not allowed on a tenant route")
 
     wraps: list[exp.Table] = []
     checks: list[int] = []
@@ -84,7 +107,7 @@ def _plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx
                 continue
             target = dml_target(t)
             if target is None:
-                if any(v for k, v in t.args.items() if k not in _TABLE_KEYS):
+                if any(v for k, v in t.args.items() if k not in _WRAPPABLE):
                     raise Refusal(ErrorCode.SQL_BLOCKED, "unsupported syntax on a tenant table")
                 wraps.append(t)
             elif isinstance(target, exp.Insert):
@@ -101,7 +124,7 @@ def _plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx
     edits: list[Edit] = []
     ast_mode = dml is not None
     for t in wraps:
-        edit = _wrap_edits(sql, tokens, by_start, t, ctx)
+        edit = _wrap_edits(sql, tokens, by_start, t, ctx, pinned)
         if edit is None:
             ast_mode = True
         else:
@@ -176,9 +199,11 @@ def _sets_column(upd: exp.Update, column: str) -> bool:
 
 
 def _wrap_edits(
-    sql: str, tokens: list[Token], by_start: dict[int, int], t: exp.Table, ctx: Context
+    sql: str, tokens: list[Token], by_start: dict[int, int], t: exp.Table, ctx: Context,
+    pinned: list[int],
 ) -> list[Edit] | None:
-    """Token edits turning `t` into a filtered derived table, or None (use AST mode)."""
+    """Token edits turning `t` into a filtered derived table, or None (use AST mode).
+    ONLY and a TABLESAMPLE clause go inside with the table, in the caller's own words."""
     parts = [t.args.get(k) for k in ("catalog", "db", "this") if t.args.get(k) is not None]
     if not all(isinstance(p, exp.Identifier) for p in parts):
         return None
@@ -188,11 +213,52 @@ def _wrap_edits(
         last = None
     if first is None or last is None:
         return None
-    close: tuple[str | None, ...] = (f" WHERE {ctx.column} = ", TENANT, ")")
+    if t.args.get("only"):
+        if not first or tokens[first - 1].text.upper() != "ONLY":
+            return None
+        first -= 1
+    edits: list[Edit] = []
+    inner = ""
+    sample = t.args.get("sample")
+    if sample is not None:
+        span = _sample_span(sql, tokens, last, sample, ctx)
+        if span is None:
+            return None
+        inner = " " + sql[tokens[span[0]].start : tokens[span[1]].end + 1]
+        for i in range(span[0], span[1] + 1):
+            edits.append(Edit(i, REPLACE, ("",)))
+            if tokens[i].token_type in PARAM_TYPES:
+                pinned.append(i)  # moved as text: the plan holds these values
+    close: tuple[str | None, ...] = (f"{inner} WHERE {ctx.column} = ", TENANT, ")")
     if t.args.get("alias") is None:
         tok = tokens[last]
         close += (f" AS {sql[tok.start : tok.end + 1]}",)
-    return [Edit(first, BEFORE, ("(SELECT * FROM ",)), Edit(last, AFTER, close)]
+    edits += [Edit(first, BEFORE, ("(SELECT * FROM ",)), Edit(last, AFTER, close)]
+    if first and tokens[first - 1].token_type is TokenType.TABLE:
+        # `TABLE t` takes a name only: it becomes the SELECT it stands for.
+        edits.insert(0, Edit(first - 1, REPLACE, ("SELECT * FROM",)))
+    return edits
+
+
+def _sample_span(sql: str, tokens: list[Token], last: int, sample: exp.Expression,
+                 ctx: Context) -> tuple[int, int] | None:
+    """The tokens of `t`'s TABLESAMPLE clause: the shortest run from the TABLESAMPLE
+    keyword after the name that sqlglot reads back as the very same sample."""
+    start = next((i for i in range(last + 1, min(len(tokens), last + 8))
+                  if tokens[i].token_type is TokenType.TABLE_SAMPLE), None)
+    if start is None:
+        return None
+    for end in range(start + 1, min(len(tokens), start + 24)):
+        text = sql[tokens[start].start : tokens[end].end + 1]
+        try:
+            probe = parse_one(f"SELECT * FROM _cw {text}", dialect=ctx.dialect)
+        except (ParseError, TokenError):
+            continue
+        table = probe.find(exp.Table)
+        if table is not None and table.args.get("sample") == sample and (
+                end + 1 == len(tokens) or tokens[end + 1].token_type in _AFTER_FROM_ITEM):
+            return start, end
+    return None
 
 
 def _regenerate(
@@ -202,8 +268,9 @@ def _regenerate(
     """AST mode: rewrite the tree and render it, the tenant marker becoming a slot."""
     col = exp.to_identifier(ctx.policy.tenant_column or "")
     for t in wraps:
-        inner = exp.Table(**{k: t.args[k].copy() for k in ("this", "db", "catalog")
-                             if t.args.get(k) is not None})
+        inner = exp.Table(**{k: v.copy() if isinstance(v, exp.Expression) else v
+                             for k in ("this", "db", "catalog", *_INNER)
+                             if (v := t.args.get(k)) is not None})
         sub = exp.select("*").from_(inner).where(exp.EQ(this=exp.column(col.copy()),
                                                       expression=ctx.marker.copy()))
         alias = t.args.get("alias") or exp.TableAlias(this=t.this.copy())

@@ -2,7 +2,8 @@
 literals and odd spacing cannot hide or fake a statement).
 
 Fail closed: the root statement type must be on an allow-list; anything sqlglot does
-not model (its `Command` fallback) is refused while any safety flag is on.
+not model (its `Command` fallback) is refused while any safety flag is on. Functions on
+read-only and tenant routes are allowlisted per dialect (proxy/sql/functions.py).
 """
 
 from __future__ import annotations
@@ -48,10 +49,66 @@ def statement_kind(root: exp.Expression) -> str:
     return _KINDS.get(type(root), root.key)
 
 
+_UNTYPED = (exp.Anonymous, exp.AnonymousAggFunc)
+
+
 def _function_names(node: exp.Func) -> list[str]:
-    if isinstance(node, exp.Anonymous):
-        return [node.name]
-    return [node.key, *node.sql_names()]
+    if isinstance(node, _UNTYPED):
+        return [node.name.lower()]
+    return [node.key, *(n.lower() for n in node.sql_names())]
+
+
+def _qualifier(node: exp.Expression) -> list[str] | None:
+    """`a.b` in `a.b.f()`, as names; None for anything but plain names."""
+    if isinstance(node, (exp.Identifier, exp.Var)):
+        return [node.name.lower()]
+    if isinstance(node, exp.Column):
+        return [p.name.lower() for p in node.parts]
+    if isinstance(node, exp.Dot):
+        left, right = _qualifier(node.this), _qualifier(node.expression)
+        return None if left is None or right is None else left + right
+    return None
+
+
+def function_reason(node: exp.Func, policy: SqlPolicy) -> str | None:
+    """Why this call is refused, or None. SECURITY: on read-only and tenant routes only
+    typed functions (not on the dialect's list) and known pure built-ins pass; a
+    schema-qualified call may resolve to any user function, so it passes only when the
+    route allows its full name."""
+    names = _function_names(node)
+    parent = node.parent
+    if isinstance(parent, exp.Dot) and node.arg_key == "expression":
+        qual = _qualifier(parent.this)
+        full = ".".join([*(qual or ["?"]), names[0]])
+        if full in policy.allowed_functions:
+            return None
+        if policy.strict_functions:
+            return f"function {full} is not allowed (allow it in sql.functions.allow)"
+    for name in names:
+        if policy.function_blocked(name):
+            return f"function {name} is blocked"
+    if policy.strict_functions and isinstance(node, _UNTYPED) \
+            and not policy.function_known(names[0]) \
+            and node.find_ancestor(exp.Hint) is None:  # optimizer hints are not calls
+        return f"function {names[0]} is not allowed (allow it in sql.functions.allow)"
+    return None
+
+
+def _table_reason(table: exp.Table, sql: str, policy: SqlPolicy) -> str | None:
+    if _from_string(table, sql):
+        return "string literals as table names (file reads) are not allowed"
+    source = table.this
+    if policy.tenant_column is None or isinstance(source, exp.Identifier):
+        return None
+    # SECURITY: a table function in FROM escapes the tenant filter if it can read a
+    # table (DuckDB query_table, query); only those that build rows from their
+    # arguments pass on a tenant route, or those the route allows by name.
+    if isinstance(source, exp.Func):
+        names = _function_names(source)
+        if any(n in policy.rules.sources or n in policy.allowed_functions for n in names):
+            return None
+        return f"table function {names[0]} is not allowed on a tenant route"
+    return "this FROM item is not allowed on a tenant route"
 
 
 def judge(root: exp.Expression, sql: str, policy: SqlPolicy) -> Judgement:
@@ -67,15 +124,11 @@ def judge(root: exp.Expression, sql: str, policy: SqlPolicy) -> Judgement:
             if not isinstance(node, _WATCHED):
                 continue
             if isinstance(node, exp.Func):
-                if isinstance(node, exp.Anonymous):
+                if isinstance(node, _UNTYPED):
                     may_write = True  # unknown function: may have side effects
-                for name in _function_names(node):
-                    if policy.function_blocked(name):
-                        reason = f"function {name.lower()} is blocked"
-                        break
+                reason = function_reason(node, policy)
             elif isinstance(node, exp.Table):
-                if _from_string(node, sql):
-                    reason = "string literals as table names (file reads) are not allowed"
+                reason = _table_reason(node, sql, policy)
             elif node is root:
                 continue
             elif isinstance(node, _WRITES_COPY):

@@ -90,6 +90,13 @@ class Breaker:
             return BreakerDecision(True, state, probe=True)
         return BreakerDecision(False, state, min(1.0, self.spec.reset_after_s))
 
+    def abandon(self, probe: bool) -> None:
+        """An admitted call ended without saying anything about the backend (the caller's
+        own budget ran out, or the caller went away): no outcome, but a probe's slot is
+        handed back so the next caller can probe at once."""
+        if probe and self.state is State.HALF_OPEN and self._probes_out > self._probes_ok:
+            self._probes_out -= 1
+
     def record(self, outcome: Outcome) -> None:
         """Report how an admitted call ended."""
         now = self._now()

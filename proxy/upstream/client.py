@@ -11,6 +11,7 @@ import aiohttp
 
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.upstream.h1 import (
+    BodyLengthError,
     H1Pool,
     UpstreamClosedError,
     UpstreamConnectError,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 def translate(exc: BaseException) -> ProxyError:
     """aiohttp/OS errors -> error codes; messages name the failure, not the request."""
+    if isinstance(exc, BodyLengthError):
+        return ProxyError(ErrorCode.TOOL_BAD_REQUEST, "request body does not match its length")
     if isinstance(exc, UpstreamConnectError | ConnectionRefusedError):
         return ProxyError(ErrorCode.UPSTREAM_UNAVAILABLE, "upstream connection failed")
     if isinstance(exc, UpstreamClosedError):
@@ -76,10 +79,14 @@ class Upstream:
             try:
                 resp = await self._attempt(out)
             except asyncio.CancelledError:
-                # The pipeline's deadline cancels the attempt: that is the backend timing
-                # out, and the breaker must hear of it (a client going away is not).
-                if res is not None and ctx.deadline.remaining() <= 0:
-                    res.record_outcome(ctx, "timeout", time.monotonic() - t0)
+                # The pipeline's deadline cancels the attempt. The route's own timeout is
+                # the backend timing out, and the breaker must hear of it; the caller's
+                # budget running out first, or the caller going away, is not.
+                if res is not None:
+                    if ctx.deadline.remaining() <= 0 and not ctx.deadline.budget_bound:
+                        res.record_outcome(ctx, "timeout", time.monotonic() - t0)
+                    else:
+                        res.abandon(ctx)
                 raise
             except TimeoutError:
                 if res is not None:

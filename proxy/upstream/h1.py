@@ -15,7 +15,8 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +33,16 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _TARGET_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
 
 
+@dataclass(frozen=True, slots=True)
+class BodyStream:
+    """A request body streamed upstream with the proxy's framing: exactly `length`
+    bytes, or chunked when None. The framing is decided before the first byte
+    (proxy/framing.py); the sender checks the body against it."""
+
+    chunks: AsyncIterator[bytes]
+    length: int | None
+
+
 class UpstreamConnectError(ConnectionError):
     """Connecting failed (refused, unreachable, DNS, TLS handshake)."""
 
@@ -42,6 +53,11 @@ class UpstreamClosedError(ConnectionError):
 
 class UpstreamProtocolError(ConnectionError):
     """The upstream sent something that is not an HTTP/1.1 response."""
+
+
+class BodyLengthError(ConnectionError):
+    """The request body did not match the framing the proxy sent for it (the
+    connection is then ended, never reused)."""
 
 
 class _Connection(BaseProtocol):
@@ -285,24 +301,27 @@ class H1Pool:
         return UpstreamResponse(message, payload, conn, self)
 
     async def _send_stream(
-        self, conn: _Connection, method: str, target: str, headers: Any, body: Any
+        self, conn: _Connection, method: str, target: str, headers: Any, body: BodyStream
     ) -> None:
-        """Chunked unless the caller declared a length (then the body is exactly that
-        long: aiohttp's server enforces it on the way in)."""
-        declared = headers.get("Content-Length")
-        length = int(declared) if declared is not None and declared.isdigit() else None
+        """Exactly `body.length` bytes, or chunked when it is None: the framing is the
+        proxy's (proxy/framing.py), never a header's. SECURITY: a body that disagrees with
+        its framing ends the connection unfinished, so no later request can complete it."""
+        length = body.length
         transport = conn.transport
         assert transport is not None
         head = serialize_head(method, target, headers, length, length is None, conn.host)
         transport.write(head)
-        chunks = body.iter_any() if hasattr(body, "iter_any") else body
-        async for chunk in chunks:
+        sent = 0
+        async for chunk in body.chunks:
             if conn.answered():
                 break
             if not chunk:
                 continue
+            sent += len(chunk)
             if length is None:
                 transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            elif sent > length:
+                raise BodyLengthError("request body longer than its framing")
             else:
                 transport.write(chunk)
             try:
@@ -316,6 +335,8 @@ class H1Pool:
             conn.should_close = True
         elif length is None:
             transport.write(b"0\r\n\r\n")
+        elif sent != length:
+            raise BodyLengthError("request body shorter than its framing")
 
     async def _acquire(self, origin: str, fresh: bool = False) -> tuple[_Connection, bool]:
         while True:

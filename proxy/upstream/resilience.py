@@ -67,6 +67,8 @@ class Policy:
 class _CallState:
     policy: Policy
     breaker: Breaker | None
+    probe: bool = False
+    """The breaker admitted the current attempt as a half-open probe."""
 
 
 class RouteResilience:
@@ -145,6 +147,7 @@ class RouteResilience:
             state = ctx.scratch[CALL_STATE] = _CallState(policy, breaker)
         if state.breaker is not None:
             decision = state.breaker.before_call()
+            state.probe = decision.probe
             if not decision.allowed:
                 raise ProxyError(
                     ErrorCode.CIRCUIT_OPEN,
@@ -163,6 +166,14 @@ class RouteResilience:
             state.policy.latency.observe(seconds)
         if state.breaker is not None:
             state.breaker.record(outcome)
+
+    def abandon(self, ctx: CallContext) -> None:
+        """The attempt was cut by the caller (its budget, or it hung up): the backend is
+        not to blame, so the breaker hears no outcome (one caller's short budget must not
+        open the circuit for every caller) and a probe's slot is freed."""
+        state: _CallState | None = ctx.scratch.get(CALL_STATE)
+        if state is not None and state.breaker is not None:
+            state.breaker.abandon(state.probe)
 
     def retry_delay(
         self,

@@ -86,7 +86,11 @@ TX_CASES = [
 async def test_neo4j_tx(neo4j, write_rules, start_proxy, body, headers, status, code, sent):
     server, url = neo4j
     route = graph_route(
-        "graph", url, api="neo4j-tx", max_rows=100, tenant={"parameter": "tenant_id"}
+        "graph",
+        url,
+        api="neo4j-tx",
+        max_rows=100,
+        tenant={"parameter": "tenant_id", "property": "tenant"},
     )
     px = await start_proxy(write_rules([route]))
     got, doc = await send(px, "/graph/db/neo4j/tx/commit", body, headers)
@@ -176,7 +180,7 @@ async def test_gremlin(gremlin, write_rules, start_proxy, script, status, code, 
         language="gremlin",
         api="gremlin-http",
         max_rows=50,
-        tenant={"parameter": "tenant"},
+        tenant={"parameter": "tenant", "property": "tenant"},
     )
     px = await start_proxy(write_rules([route]))
     got, doc = await send(

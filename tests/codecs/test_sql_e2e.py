@@ -112,11 +112,12 @@ async def test_query_param_location_and_audit(sql_backend, write_rules, start_pr
     route = sql_route(sql_backend, location={"query_param": "q"})
     route["guard_modes"] = {"sql_safety": "audit"}
     px = await start_proxy(write_rules([route]))
-    # audit: a blocked statement is counted as would-deny and sent unchanged
+    # audit: a blocked statement is counted as would-deny; the tenant guard, which
+    # enforces, cannot scope it and refuses it (never sent unscoped)
     async with px.session.post(
         px.url + "/db/query?q=x", json={"query": "SELECT 1"}, headers={"X-Tenant-ID": "a"}
     ) as r:
-        assert r.status in (200, 400)
+        assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (403, "TENANT_MISMATCH")
     assert (
         px.metric(
             "callwarden_audit_would_deny_total",

@@ -138,9 +138,6 @@ ALLOWED: list[str] = [
     "CALL db.labels() YIELD label RETURN label",
     "CALL db.labels",
     "CALL db.schema.visualization()",
-    "CALL apoc.meta.schema() YIELD value RETURN value",
-    "CALL gds.pageRank.stream('g') YIELD nodeId, score RETURN nodeId, score",
-    "RETURN apoc.text.join(['a', 'b'], ',') AS s",
     "MATCH (n) RETURN n UNION MATCH (m) RETURN m AS n",
     "SHOW INDEXES",
     "SHOW CONSTRAINTS",
@@ -154,6 +151,10 @@ ALLOWED: list[str] = [
     "MATCH (n) RETURN n // trailing comment with ; and DELETE",
     "MATCH (n) WHERE n.name = $name RETURN n",
     "MATCH (n) RETURN n.`weird``name`",
+    "CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType",
+    "CALL db.index.fulltext.queryNodes('names', 'bob') YIELD node RETURN node",
+    "RETURN date.truncate('month', date()) AS d, point.distance(point({x: 0, y: 0}), $p)",
+    "MATCH (n) RETURN toLower(n.name), size(n.tags), coalesce(n.x, 0), elementId(n)",
 ]
 
 
@@ -215,7 +216,7 @@ def test_rules_blocked_procedures_on_read_route() -> None:
 
 # --- tenant parameter --------------------------------------------------------------
 
-TENANT = GraphPolicy.from_spec(GraphSpec(tenant={"parameter": "tenant_id"}))
+TENANT = GraphPolicy.from_spec(GraphSpec(tenant={"parameter": "tenant_id", "property": "tenant"}))
 
 
 def test_tenant_parameter_set_when_absent() -> None:
@@ -225,13 +226,13 @@ def test_tenant_parameter_set_when_absent() -> None:
 
 
 def test_tenant_parameter_same_value_kept() -> None:
-    q = "MATCH (n) WHERE n.t = $tenant_id RETURN n"
+    q = "MATCH (n) WHERE n.tenant = $tenant_id RETURN n"
     d = judge_cypher(q, TENANT, parameters={"tenant_id": "acme", "x": 1}, tenant="acme")
     assert d.code is None and not d.rewritten and d.parameters == {"tenant_id": "acme", "x": 1}
 
 
 def test_tenant_parameter_other_value_refused() -> None:
-    q = "MATCH (n) WHERE n.t = $tenant_id RETURN n"
+    q = "MATCH (n) WHERE n.tenant = $tenant_id RETURN n"
     d = judge_cypher(q, TENANT, parameters={"tenant_id": "evil"}, tenant="acme")
     assert d.code is ErrorCode.TENANT_MISMATCH
 
@@ -240,9 +241,9 @@ def test_tenant_parameter_other_value_refused() -> None:
     "query",
     [
         "MATCH (n) RETURN n",
-        "MATCH (n) WHERE n.t = '$tenant_id' RETURN n",  # inside a string
+        "MATCH (n) WHERE n.tenant = '$tenant_id' RETURN n",  # inside a string
         "MATCH (n) // $tenant_id\nRETURN n",  # inside a comment
-        "MATCH (n) WHERE n.t = $tenant RETURN n",  # another parameter
+        "MATCH (n) WHERE n.tenant = $tenant RETURN n",  # another parameter
     ],
 )
 def test_statement_must_reference_tenant_parameter(query: str) -> None:
@@ -251,12 +252,12 @@ def test_statement_must_reference_tenant_parameter(query: str) -> None:
 
 
 def test_backtick_parameter_counts() -> None:
-    d = judge_cypher("MATCH (n {t: $`tenant_id`}) RETURN n", TENANT, tenant="acme")
+    d = judge_cypher("MATCH (n {tenant: $`tenant_id`}) RETURN n", TENANT, tenant="acme")
     assert d.code is None
 
 
 def test_tenant_missing_caller_tenant() -> None:
-    d = judge_cypher("MATCH (n {t: $tenant_id}) RETURN n", TENANT, tenant=None)
+    d = judge_cypher("MATCH (n {tenant: $tenant_id}) RETURN n", TENANT, tenant=None)
     assert d.code is ErrorCode.AUTH_FAILED
 
 
@@ -319,10 +320,10 @@ def test_limit_rewrite(query: str, params: dict, expected: str) -> None:
 
 
 def test_tenant_and_limit_together() -> None:
-    p = GraphPolicy(max_rows=10, tenant_parameter="tenant_id")
-    d = judge_cypher("MATCH (n {t: $tenant_id}) RETURN n", p, tenant="t1")
+    p = GraphPolicy(max_rows=10, tenant_parameter="tenant_id", tenant_property="tenant")
+    d = judge_cypher("MATCH (n {tenant: $tenant_id}) RETURN n", p, tenant="t1")
     assert (d.statement, d.parameters) == (
-        "MATCH (n {t: $tenant_id}) RETURN n LIMIT 10",
+        "MATCH (n {tenant: $tenant_id}) RETURN n LIMIT 10",
         {"tenant_id": "t1"},
     )
 
@@ -331,3 +332,43 @@ def test_from_spec() -> None:
     spec = GraphSpec(max_rows=5, tenant={"parameter": "tid"}, read_only=False)
     p = GraphPolicy.from_spec(spec)
     assert (p.max_rows, p.tenant_parameter, p.read_only, p.language) == (5, "tid", False, "cypher")
+
+
+# --- unknown procedures and functions on read-only routes (issue 22 item 7) -------------
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("CALL apoc.meta.schema() YIELD value RETURN value", "apoc.meta.schema"),
+        ("CALL gds.pageRank.stream('g') YIELD nodeId RETURN nodeId", "gds.pageRank.stream"),
+        ("CALL custom.cleanup()", "custom.cleanup"),
+        ("CALL `custom.cleanup`()", "custom.cleanup"),
+        ("CALL Custom . Cleanup()", "Custom.Cleanup"),
+        ("RETURN apoc.text.join(['a', 'b'], ',') AS s", "apoc.text.join"),
+        ("RETURN custom.wipe() AS x", "custom.wipe"),
+        ("MATCH (n) RETURN myUdf(n) AS x", "myUdf"),
+        ("MATCH (n) RETURN `myUdf`(n) AS x", "myUdf"),
+        ("RETURN apoc.map.fromNodes('Customer', 'name') AS m", "apoc.map.fromNodes"),
+    ],
+)
+def test_unknown_procedures_and_functions_refused_on_read_only(query: str, name: str) -> None:
+    d = judge_cypher(query, RO)
+    assert d.code is ErrorCode.SQL_BLOCKED, query
+    assert name in d.reason
+
+
+def test_allowed_procedures_by_name() -> None:
+    p = GraphPolicy.from_spec(
+        GraphSpec(allowed_procedures=["apoc.meta.schema", "apoc.text.*", "gds.*.stream"])
+    )
+    for q in (
+        "CALL apoc.meta.schema() YIELD value RETURN value",
+        "RETURN apoc.text.join(['a', 'b'], ',') AS s",
+        "CALL gds.pageRank.stream('g') YIELD nodeId RETURN nodeId",
+    ):
+        assert judge_cypher(q, p).code is None, q
+    # the built-in blocklist wins over an allow glob
+    wide = GraphPolicy.from_spec(GraphSpec(allowed_procedures=["apoc.*"]))
+    assert judge_cypher("CALL apoc.cypher.run('MATCH (n) DELETE n', {})", wide).code is not None
+    assert judge_cypher("CALL apoc.meta.schema()", wide).code is None

@@ -119,15 +119,19 @@ def test_write_route_allows_steps_not_code() -> None:
 
 
 def test_tenant_binding() -> None:
-    p = GraphPolicy(language="gremlin", api="gremlin-http", tenant_parameter="tid")
+    p = GraphPolicy(
+        language="gremlin", api="gremlin-http", tenant_parameter="tid", tenant_property="tenant"
+    )
     ok = judge_gremlin("g.V().has('tenant', tid)", p, tenant="acme")
     assert ok.code is None and ok.parameters == {"tid": "acme"} and ok.rewritten
     same = judge_gremlin("g.V().has('tenant', tid)", p, bindings={"tid": "acme"}, tenant="acme")
     assert same.code is None and not same.rewritten
     other = judge_gremlin("g.V().has('tenant', tid)", p, bindings={"tid": "x"}, tenant="acme")
     assert other.code is ErrorCode.TENANT_MISMATCH
-    for script in ("g.V()", "g.V().has('tenant', 'tid')", "g.V().values('x').tid()"):
+    for script in ("g.V()", "g.V().has('tenant', 'tid')"):
         assert judge_gremlin(script, p, tenant="acme").code is ErrorCode.TENANT_MISMATCH
+    # `tid` used as a step name is no read step: refused before the tenant check
+    assert judge_gremlin("g.V().values('x').tid()", p, tenant="acme").code is not None
 
 
 @pytest.mark.parametrize(
@@ -145,6 +149,7 @@ def test_tenant_binding() -> None:
     ],
 )
 def test_row_cap(script: str, expected: str) -> None:
-    p = GraphPolicy(language="gremlin", api="gremlin-http", max_rows=50)
+    # a writable route: `__.out().toList()` is no read step, the cap placement is tested
+    p = GraphPolicy(language="gremlin", api="gremlin-http", max_rows=50, read_only=False)
     d = judge_gremlin(script, p)
     assert d.code is None and d.statement == expected and d.rewritten

@@ -190,3 +190,30 @@ async def test_reload_keeps_state_of_unchanged_limits(
     # Same spec: the spent bucket carries over. Changed spec: a fresh limiter.
     async with px.session.get(px.url + "/api/x") as r:
         assert r.status == after
+
+
+async def test_a_caller_that_hangs_up_frees_its_slot_at_once(upstream, write_rules, start_proxy):
+    """Four callers hang up while their calls wait on the upstream: their slots come back
+    at once (before: held until the 30 s route timeout, every new call got 429)."""
+    up, url = upstream
+    px = await start_proxy(write_rules([route(url, max_inflight=4, timeout_ms=30000)]))
+    sessions = [aiohttp.ClientSession() for _ in range(4)]
+    tasks = [asyncio.create_task(s.get(px.url + "/api/hold")) for s in sessions]
+    for _ in range(200):  # bounded: ~10 s
+        if up.held >= 4:
+            break
+        await asyncio.sleep(0.05)
+    assert up.held == 4
+    async with px.session.get(px.url + "/api/x") as r:
+        assert r.status == 429  # full while they wait
+    for t in tasks:
+        t.cancel()
+    for s in sessions:
+        await s.close()  # the hang-up
+    for _ in range(40):  # bounded: ~2 s, far below the route timeout
+        async with px.session.get(px.url + "/api/x") as r:
+            if r.status == 200:
+                break
+        await asyncio.sleep(0.05)
+    assert r.status == 200
+    up.release.set()

@@ -5,77 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
 
-from proxy.config.schema import Route, SqlSpec
 from proxy.model.errors import ErrorCode
-from proxy.pgwire import PgListener, StatementRecord
+from proxy.pgwire import StatementRecord
 from proxy.pgwire import messages as m
-from tests.pgwire.pgkit import PASSWORDS, PgCluster, RawClient, make_guard
+from tests.pgwire.conftest import Start, proxy_dsn
+from tests.pgwire.pgkit import PASSWORDS, PgCluster, RawClient, compiled_route
 
 ORDERS = "SELECT id, tenant_id, amount FROM orders ORDER BY id"
 SLOW = "SELECT count(*) FROM generate_series(1, 2000000000)"
-Start = Callable[..., Awaitable[PgListener]]
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-@pytest.fixture
-async def start(pg_cluster: PgCluster) -> AsyncIterator[Start]:
-    """await start(user=..., records=[...], **route overrides) -> a started PgListener."""
-    listeners: list[PgListener] = []
-
-    async def start_one(user: str = "app", password: str | None = None,
-                        records: list[StatementRecord] | None = None,
-                        environment: str = "production", client_password: str | None = None,
-                        **over: Any) -> PgListener:
-        spec = _merge({
-            "name": "wh", "kind": "postgres", "listen": "127.0.0.1:0",
-            "upstream": f"127.0.0.1:{pg_cluster.port}",
-            "postgres": {"client_auth": "trust", "sslmode": "disable", "database": "shop"},
-            "sql": {"dialect": "postgres", "read_only": True},
-        }, over)
-        sql = spec.pop("sql", None)
-        route = Route.model_validate(spec)
-        if sql is not None:  # schema.py (lead) rejects `sql` on postgres routes for now
-            route = route.model_copy(update={"sql": SqlSpec.model_validate(sql)})
-
-        async def credentials() -> tuple[str, str]:
-            return user, password if password is not None else PASSWORDS[user]
-
-        async def client_secret() -> str:
-            assert client_password is not None
-            return client_password
-
-        listener = PgListener(
-            route, make_guard(route.sql) if route.sql else None,  # type: ignore[arg-type]
-            credentials, environment, records.append if records is not None else None,
-            resolve_client_password=client_secret if client_password else None,
-        )
-        await listener.start()
-        listeners.append(listener)
-        return listener
-
-    yield start_one
-    for listener in listeners:
-        await listener.close()
-
-
-def proxy_dsn(listener: PgListener, **extra: str) -> str:
-    parts = {"host": "127.0.0.1", "port": str(listener.port), "dbname": "shop",
-             "user": "agent", "sslmode": "disable", **extra}
-    return " ".join(f"{k}={v}" for k, v in parts.items())
 
 
 async def psql(dsn: str, *commands: str, env: dict[str, str] | None = None,
@@ -441,10 +385,12 @@ async def test_asyncpg_pool_and_scram_client_login(start: Start) -> None:
                               password="wrong", database="shop", ssl=False)
 
 
-async def test_replace_guard_applies_to_new_connections(start: Start) -> None:
+async def test_replace_route_applies_to_new_connections(start: Start) -> None:
     listener = await start()
     async with await psycopg.AsyncConnection.connect(proxy_dsn(listener)) as old:
-        listener.replace_guard(make_guard(SqlSpec(read_only=True, blocked_functions=["abs"])))
+        spec = listener.route.model_dump(exclude_none=True)
+        spec["sql"] = {"dialect": "postgres", "read_only": True, "blocked_functions": ["abs"]}
+        listener.replace_route(compiled_route(spec))
         assert await (await old.execute("SELECT abs(-1)")).fetchone() == (1,)
         async with await psycopg.AsyncConnection.connect(proxy_dsn(listener)) as new:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="abs"):

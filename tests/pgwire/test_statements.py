@@ -2,14 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.config.schema import SqlSpec
 from proxy.model.errors import ErrorCode
 from proxy.pgwire import messages as m
-from proxy.pgwire.statements import first_keyword, is_empty, is_housekeeping, judge_sql, refusal
-from proxy.sql.engine import SqlGuard
-from proxy.sql.policy import SqlPolicy
-
-GUARD = SqlGuard(SqlPolicy.from_spec(SqlSpec(read_only=True)))
+from proxy.pgwire.statements import first_keyword, is_empty, is_housekeeping, refusal, wire_checks
 
 
 @pytest.mark.parametrize(
@@ -45,28 +40,24 @@ def test_is_housekeeping(sql: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("sql", "read_only", "code", "sqlstate"),
+    ("sql", "read_only", "decided", "code", "sqlstate"),
     [
-        ("SELECT 1", True, None, None),
-        ("", True, None, None),
-        ("BEGIN", True, None, None),
-        ("DELETE FROM t", True, ErrorCode.SQL_BLOCKED, None),
-        ("COPY t TO STDOUT", True, ErrorCode.SQL_BLOCKED, None),
-        ("SELEC 1 FRM", True, ErrorCode.SQL_BLOCKED, "42601"),
+        ("SELECT 1", True, False, None, None),  # the guard chain decides
+        ("", True, True, None, None),
+        ("BEGIN", True, True, None, None),
+        ("BEGIN READ WRITE", True, True, ErrorCode.SQL_BLOCKED, None),
+        ("BEGIN READ WRITE", False, True, None, None),
+        ("COPY t TO STDOUT", True, True, ErrorCode.SQL_BLOCKED, None),
+        ("SET NAMES 'SJIS'", False, True, ErrorCode.SQL_BLOCKED, None),
+        ("SELEC 1 FRM", True, True, ErrorCode.SQL_BLOCKED, "42601"),
     ],
 )
-def test_judge_sql(sql: str, read_only: bool, code: ErrorCode | None,
-                   sqlstate: str | None) -> None:
-    got = judge_sql(GUARD, sql, None, read_only)
-    assert (got.code, got.sqlstate) == (code, sqlstate)
-
-
-def test_judge_sql_fails_closed_when_guard_raises() -> None:
-    class Broken:
-        def judge(self, sql: str, tenant: str | None) -> object:
-            raise RuntimeError("boom")
-
-    assert judge_sql(Broken(), "SELECT 1", None, True).code is ErrorCode.INTERNAL_ERROR
+def test_wire_checks(sql: str, read_only: bool, decided: bool, code: ErrorCode | None,
+                     sqlstate: str | None) -> None:
+    got = wire_checks(sql, read_only)
+    assert (got is not None) is decided
+    if got is not None:
+        assert (got.code, got.sqlstate) == (code, sqlstate)
 
 
 def test_refusal_message_and_sqlstate() -> None:

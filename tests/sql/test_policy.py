@@ -13,8 +13,11 @@ def test_from_spec_is_hashable_and_extends_builtins() -> None:
                    allowed_tables=["Orders"], tenant={"column": "tid", "tables": ["A.B"]})
     p = SqlPolicy.from_spec(spec)
     assert hash(p) == hash(SqlPolicy.from_spec(spec))
-    assert p.function_blocked("MY_UDF") and p.function_blocked("pg_sleep")
-    assert p.function_blocked("dblink_exec") and not p.function_blocked("sum")
+    assert p.function_blocked("MY_UDF") and p.function_blocked("sleep")
+    assert not p.function_blocked("pg_sleep")  # no list crosses dialects
+    pg = SqlPolicy.from_spec(SqlSpec(dialect="postgres"))
+    assert pg.function_blocked("dblink_exec") and not pg.function_blocked("sum")
+    assert not pg.function_blocked("sleep")
     assert p.allowed_tables == {"orders"} and p.tenant_tables == {"a.b"} and p.max_rows == 7
 
 

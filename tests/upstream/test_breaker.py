@@ -88,6 +88,19 @@ def test_lost_probe_does_not_wedge_half_open() -> None:
     assert b.before_call().probe
 
 
+def test_abandoned_probe_frees_its_slot_at_once() -> None:
+    clock = Clock()
+    b, _ = make(clock, failures=1, reset_after_s=5)
+    b.record("5xx")
+    clock.t += 5
+    assert b.before_call().probe  # cut by its caller's budget: says nothing
+    b.abandon(probe=True)
+    assert b.state is State.HALF_OPEN
+    assert b.before_call().probe  # the next caller probes without waiting
+    b.abandon(probe=False)  # a non-probe call hands back nothing
+    assert not b.before_call().allowed
+
+
 @pytest.mark.parametrize(
     ("failure_on", "outcome", "counts"),
     [

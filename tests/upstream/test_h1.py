@@ -11,6 +11,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.upstream.h1 import (
+    BodyLengthError,
+    BodyStream,
     H1Pool,
     UpstreamClosedError,
     UpstreamConnectError,
@@ -136,7 +138,7 @@ async def test_chunked_upload_and_download(serve_app, pool: H1Pool) -> None:
         for i in range(5):
             yield bytes([65 + i]) * 2000
 
-    resp = await pool.request("POST", base + "/", CIMultiDict(), body())
+    resp = await pool.request("POST", base + "/", CIMultiDict(), BodyStream(body(), None))
     assert resp.headers["Transfer-Encoding"] == "chunked"
     assert await resp.read() == b"".join(bytes([65 + i]) * 2000 for i in range(5))
     resp.release()
@@ -306,8 +308,44 @@ async def test_an_answer_before_the_upload_ends_is_the_answer(raw_server, pool: 
             yield b"x" * 65536
             await asyncio.sleep(0)
 
-    resp = await pool.request("POST", base + "/", CIMultiDict(), body())
+    resp = await pool.request("POST", base + "/", CIMultiDict(), BodyStream(body(), None))
     assert resp.status == 413 and await resp.read() == b"big"
     resp.release()
     assert sent < 400
     assert not any(pool._idle.values())  # that socket carries nothing more
+
+
+@pytest.mark.parametrize("sizes", [[3000, 3000], [1000]], ids=["longer", "shorter"])
+async def test_a_body_that_disagrees_with_its_framing_ends_the_connection(
+    raw_server, pool: H1Pool, sizes: list[int]
+) -> None:
+    """Declared 2000 bytes: neither more (the excess would be read as a next request)
+    nor fewer (a next pooled request would complete the body) ever leaves on a socket
+    that carries anything after it."""
+    received: list[bytes] = []
+
+    async def h(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read())  # everything until the proxy closes
+        writer.close()
+
+    base = await raw_server(h)
+
+    async def body() -> AsyncIterator[bytes]:
+        for n in sizes:
+            yield b"b" * n
+
+    with pytest.raises(BodyLengthError):
+        await pool.request("POST", base + "/", CIMultiDict(), BodyStream(body(), 2000))
+    await asyncio.sleep(0.05)
+    head, _, sent = received[0].partition(b"\r\n\r\n")
+    assert b"Content-Length: 2000" in head
+    assert len(sent) <= 2000 and sent == b"b" * len(sent)
+    assert pool._open == 0 and not any(pool._idle.values())
+
+
+async def test_caller_framing_headers_never_reach_the_head() -> None:
+    headers = CIMultiDict(
+        {"Content-Length": "5", "Transfer-Encoding": "chunked", "X-Keep": "1"}
+    )
+    head = serialize_head("POST", "/", headers, None, chunked=True)
+    assert head.count(b"Transfer-Encoding") == 1 and b"Content-Length" not in head

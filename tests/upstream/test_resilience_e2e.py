@@ -85,6 +85,21 @@ async def test_callers_own_4xx_never_opens_the_breaker(upstream, write_rules, st
     assert px.metric("callwarden_breaker_state", route="api") == 0
 
 
+async def test_callers_short_budget_never_opens_the_breaker(upstream, write_rules, start_proxy):
+    """A timeout the caller's own budget causes says nothing about the backend: ten calls
+    with a 50 ms budget against a healthy 300 ms upstream leave the breaker closed for
+    the next caller, who has time to wait."""
+    _up, url = upstream
+    px = await start_proxy(
+        write_rules([route(url, timeout_ms=5000, breaker={"failures": 3, "reset_after_s": 30})])
+    )
+    for _ in range(10):
+        got = await get(px, "/api/slow?ms=300", **{"X-Request-Budget-Ms": "50"})
+        assert got == (504, "EXECUTE_TIMEOUT")
+    assert px.metric("callwarden_breaker_state", route="api") == 0
+    assert await get(px, "/api/slow?ms=300") == (200, None)
+
+
 async def test_half_open_probe_failure_reopens_success_closes(upstream, write_rules, start_proxy):
     up, url = upstream
     px = await start_proxy(
