@@ -22,8 +22,8 @@ from typing import Annotated, Any
 import mcp.types as types
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp.types import (
     AudioContent,
     CallToolResult,
@@ -43,11 +43,19 @@ PNG = base64.b64encode(
     )
 ).decode()
 WAV = base64.b64encode(
-    b"RIFF" + (36 + 2).to_bytes(4, "little") + b"WAVEfmt "
-    + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little")
-    + (8000).to_bytes(4, "little") + (16000).to_bytes(4, "little")
-    + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
-    + b"data" + (2).to_bytes(4, "little") + b"\x00\x00"
+    b"RIFF"
+    + (36 + 2).to_bytes(4, "little")
+    + b"WAVEfmt "
+    + (16).to_bytes(4, "little")
+    + (1).to_bytes(2, "little")
+    + (1).to_bytes(2, "little")
+    + (8000).to_bytes(4, "little")
+    + (16000).to_bytes(4, "little")
+    + (2).to_bytes(2, "little")
+    + (16).to_bytes(2, "little")
+    + b"data"
+    + (2).to_bytes(4, "little")
+    + b"\x00\x00"
 ).decode()
 
 SCENARIO_TOOLS = (
@@ -167,9 +175,7 @@ def build_server() -> MCPServer:
     @server.tool(description="Asks the client's LLM.")
     async def test_sampling(prompt: str, ctx: Context) -> str:
         result = await ctx.session.create_message(
-            messages=[
-                SamplingMessage(role="user", content=TextContent(type="text", text=prompt))
-            ],
+            messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
             max_tokens=100,
         )
         content = result.content
@@ -211,7 +217,9 @@ def build_server() -> MCPServer:
             message="Please review and update the form fields with defaults",
             requested_schema=schema,
         )
-        return f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+        return (
+            f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+        )
 
     @server.tool(description="Elicitation with the five enum forms.")
     async def test_elicitation_sep1330_enums(ctx: Context) -> str:
@@ -251,7 +259,9 @@ def build_server() -> MCPServer:
         result = await ctx.session.elicit_form(
             message="Please pick from the enum fields", requested_schema=schema
         )
-        return f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+        return (
+            f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
+        )
 
     server.add_tool(
         _schema_tool,
@@ -313,7 +323,7 @@ def build_server() -> MCPServer:
         return [UserMessage(f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'")]
 
     @server.prompt(description="A prompt embedding a resource")
-    def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:  # noqa: N803
+    def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:
         return [
             UserMessage(_embedded(resourceUri, "Embedded resource content for testing.")),
             UserMessage("Please process the embedded resource above."),
@@ -392,9 +402,7 @@ def _input_required_tools(server: MCPServer) -> None:
         got = ctx.input_responses or {}
         if "capital_question" not in got:
             return types.InputRequiredResult(
-                input_requests={
-                    "capital_question": _sample("What is the capital of France?", 100)
-                }
+                input_requests={"capital_question": _sample("What is the capital of France?", 100)}
             )
         text = getattr(getattr(got["capital_question"], "content", None), "text", "?")
         return CallToolResult(content=[TextContent(type="text", text=f"LLM said: {text}")])
@@ -422,9 +430,7 @@ def _input_required_tools(server: MCPServer) -> None:
             "client_roots": types.ListRootsRequest(),
         }
         if not set(wanted) <= set(got) or ctx.request_state != "multiple-inputs":
-            return types.InputRequiredResult(
-                input_requests=wanted, request_state="multiple-inputs"
-            )
+            return types.InputRequiredResult(input_requests=wanted, request_state="multiple-inputs")
         return CallToolResult(content=[TextContent(type="text", text="All inputs received")])
 
     @server.tool(description="Asks in two rounds, carrying state.")
@@ -437,9 +443,7 @@ def _input_required_tools(server: MCPServer) -> None:
             return CallToolResult(content=[TextContent(type="text", text="Both steps done")])
         if state == "round-1" and "step1" in got:
             ask = _ask_name("Step 2: What is your favorite color?", "color")
-            return types.InputRequiredResult(
-                input_requests={"step2": ask}, request_state="round-2"
-            )
+            return types.InputRequiredResult(input_requests={"step2": ask}, request_state="round-2")
         return types.InputRequiredResult(
             input_requests={"step1": _ask_name("Step 1: What is your name?")},
             request_state="round-1",
