@@ -252,7 +252,8 @@ class HttpCodec:
         headers["X-Trace-ID"] = call.caller.trace_id
         for name, value in ctx.response_headers:
             headers[name] = value
-        ctype = upstream.headers.get("Content-Type", "")
+        # Media types are case-insensitive (RFC 9110 8.3.1): `Text/Event-Stream` is a stream.
+        ctype = upstream.headers.get("Content-Type", "").lower()
         if req.method == "GET" and "text/event-stream" in ctype:
             # A standalone event stream (MCP's GET stream) lives as long as the session:
             # the call deadline bounded its opening, not its life.

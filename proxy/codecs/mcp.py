@@ -26,7 +26,7 @@ from proxy.guards.base import CallContext
 from proxy.guards.mcp_policy import DENIALS, McpRuntime, runtime_for
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
 from proxy.model.call import Caller, McpCall, Request, ToolCall, evolve
-from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.errors import TRANSPORT_CODES, ErrorCode, ProxyError
 
 if TYPE_CHECKING:
     from proxy.compile import CompiledRoute
@@ -38,6 +38,16 @@ READ_METHODS = frozenset(
 NOT_SENT = ProxyError(
     ErrorCode.TOOL_BAD_REQUEST, "not sent: another element of the batch was refused"
 )
+
+
+class HeaderRefusal(ProxyError):
+    """A refusal found before the call exists (decode), carrying the request id to answer."""
+
+    __slots__ = ("request_id",)
+
+    def __init__(self, code: ErrorCode, message: str, *, request_id: Any = None) -> None:
+        super().__init__(code, message)
+        self.request_id = request_id
 
 
 class McpCodec(HttpCodec):
@@ -75,8 +85,12 @@ class McpCodec(HttpCodec):
         for name in ROUTING_HEADERS:
             # SECURITY: first-copy and last-copy readers would disagree on a duplicate.
             if len(headers.getall(name, ())) > 1:
-                raise ProxyError(ErrorCode.TOOL_BAD_REQUEST, f"{name} header sent twice")
-        check_routing_headers(headers, messages)
+                raise ProxyError(ErrorCode.HEADER_MISMATCH, f"{name} header sent twice")
+        try:
+            check_routing_headers(headers, messages)
+        except ProxyError as exc:
+            one = messages[0].id if not batch and messages[0].method else None
+            raise HeaderRefusal(exc.code, exc.message, request_id=one) from None
         tool = None
         idempotent = True
         for m in messages:
@@ -151,9 +165,18 @@ class McpCodec(HttpCodec):
             if isinstance(call, McpCall)
             else []
         )
+        if isinstance(err, HeaderRefusal):
+            body = error_response(err.request_id, err, route, trace_id)
+            return _response(err.http_status, body, err, trace_id, headers, ctx)
         if not requests or err.http_status == 413:
             # Transport problem (no JSON-RPC request to answer): HTTP status, JSON-RPC body.
             body = error_response(None, err, route, trace_id)
+            return _response(err.http_status, body, err, trace_id, headers, ctx)
+        if err.code in TRANSPORT_CODES:
+            # The exchange itself is refused (SEP-2243: HTTP 400 with -32020): its HTTP
+            # status, answering the request when there is exactly one.
+            rid = requests[0][1].id if not call.batch and len(requests) == 1 else None
+            body = error_response(rid, err, route, trace_id)
             return _response(err.http_status, body, err, trace_id, headers, ctx)
         if not call.batch:
             body = error_response(requests[0][1].id, err, route, trace_id)

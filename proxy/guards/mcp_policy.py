@@ -15,7 +15,7 @@ from typing import Any
 
 from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import McpSpec, Route, Rules
-from proxy.guards.base import CallContext
+from proxy.guards.base import CallContext, FilterRefused
 from proxy.guards.sql_safety import sql_engine
 from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseEvent, SseParser
@@ -84,34 +84,41 @@ def _may_list(data: bytes) -> bool:
     return b'"tools"' in data or b"\\u" in data
 
 
+def _unreadable(what: str) -> FilterRefused:
+    return FilterRefused(("tools_list",), "unreadable", what)
+
+
 @dataclass(frozen=True, slots=True)
 class ToolsListFilter:
     """Response filter for a POST that carried tools/list: keeps only the caller's tools
-    (integrity filter first, then policy), everything else byte for byte."""
+    (integrity filter first, then policy), everything else byte for byte.
+
+    SECURITY: it fails closed. Every message of the answer that carries a tools list is
+    filtered, whatever its id (a server answering `"1"` to request 1, or listing tools in
+    a notification before the answer, is read as a client would read it), and an answer
+    that may hold a "tools" key but cannot be read as JSON (or as one event) is refused
+    (FilterRefused), whatever content type it claims."""
 
     runtime: McpRuntime
     roles: frozenset[str]
-    ids: frozenset[Any]
 
     def body(self, data: bytes, content_type: str) -> bytes:
-        if "json" not in content_type.lower():
-            return data
+        if not _may_list(data):
+            return data  # no tools key in any spelling: nothing a client could list
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            text = None
-        if text is not None:
-            hit = self._remembered(text)
-            if hit is not None:
-                return data if hit is _UNCHANGED else hit.encode()
+            raise _unreadable("a tools/list answer that is not UTF-8") from None
+        hit = self._remembered(text)
+        if hit is not None:
+            return data if hit is _UNCHANGED else hit.encode()
         try:
             doc = loads(data)
         except ValueError:
-            return data
+            raise _unreadable("a tools/list answer that is not one JSON document") from None
         out = self._doc(doc, data)
         new = None if out is None else dumps(out, data)
-        if text is not None:
-            self._remember(text, doc, None if new is None else new.decode())
+        self._remember(text, doc, None if new is None else new.decode())
         return data if new is None else new
 
     def passes(self, data: bytes) -> bool:
@@ -128,18 +135,18 @@ class ToolsListFilter:
             tail, rest = parser.finish()
             events += tail
             if len(events) != 1 or rest:
-                return data
+                raise _unreadable("an event of a tools/list answer that is not one event")
             ev = events[0]
         if ev.data is None:
-            return data
-        text = ev.data or ""
+            return data  # no data field: a client reads nothing from it
+        text = ev.data
         hit = self._remembered(text)
         if hit is not None:
             return data if hit is _UNCHANGED else ev.with_data(hit).raw
         try:
             doc = loads(text)
         except ValueError:
-            return data
+            raise _unreadable("an event of a tools/list answer that is not JSON") from None
         out = self._doc(doc, text)
         new = None if out is None else dumps(out, text).decode()
         self._remember(text, doc, new)
@@ -149,7 +156,8 @@ class ToolsListFilter:
         """The answer for a text seen before but for its id (servers answer every
         tools/list with the same bytes): the filtered text, _UNCHANGED, or None (work it
         out). Only a text that opens with exactly `{"jsonrpc":"2.0","id":<id>,` where <id>
-        is a plain number or name qualifies, so the rest decides everything else."""
+        is a plain number or name qualifies, so the rest decides everything else (the
+        filter does not depend on the id)."""
         if self.runtime.integrity is not None:
             return None  # the integrity filter's answer depends on its state, not the text
         m = _LIST_HEAD.match(text)
@@ -158,8 +166,8 @@ class ToolsListFilter:
         filtered = self.runtime.lists.get((self.roles, text[m.end() :]), _MISSING)
         if filtered is _MISSING:
             return None
-        if _id_of(m.group(1)) not in self.ids or filtered is None:
-            return _UNCHANGED  # what the full path does for these too (no repeated key)
+        if filtered is None:
+            return _UNCHANGED  # what the full path does for it too (no repeated key)
         return m.group(0) + filtered
 
     def _remember(self, text: str, doc: Any, new: str | None) -> None:
@@ -169,7 +177,7 @@ class ToolsListFilter:
         m = _LIST_HEAD.match(text)
         if m is None or not isinstance(doc, dict) or list(doc)[:2] != ["jsonrpc", "id"]:
             return
-        if doc["id"] != _id_of(m.group(1)) or doc["id"] not in self.ids:
+        if doc["id"] != _id_of(m.group(1)):
             return
         if repeats_a_key(text, doc):
             return  # a text read differently by different parsers: never taken as seen
@@ -196,24 +204,32 @@ class ToolsListFilter:
         return doc if out is None and repeats_a_key(text, doc) else out
 
     def _message(self, msg: Any) -> dict[str, Any] | None:
-        if not isinstance(msg, dict) or not _is_id(msg.get("id")) or msg["id"] not in self.ids:
+        """The message with only the caller's tools, or None when unchanged. A response's
+        `result.tools` and a notification's `params.tools` are both lists a client may
+        show; anything else is not a tools list."""
+        if not isinstance(msg, dict):
             return None
-        result = msg.get("result")
-        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        if "method" in msg:
+            if "id" in msg:
+                return None  # a request to the client (sampling's tools are its own)
+            key = "params"
+        else:
+            key = "result"
+        body = msg.get(key)
+        if not isinstance(body, dict) or not isinstance(body.get("tools"), list):
             return None
-        tools = result["tools"]
-        self.runtime.learn(tools)
+        tools = body["tools"]
+        if key == "result":
+            self.runtime.learn(tools)
         changed = False
         if self.runtime.integrity is not None:
             kept = self.runtime.integrity.filter_tools(tools)
             if kept is not tools and kept != tools:
-                msg, changed = {**msg, "result": {**result, "tools": kept}}, True
-        filtered = self.runtime.policy.filter_list_response(msg, self.roles)
-        return filtered if filtered is not None else (msg if changed else None)
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+                body, changed = {**body, "tools": kept}, True
+        filtered = self.runtime.policy.visible_tools(body, self.roles)
+        if filtered is not body or changed:
+            return {**msg, key: filtered}
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +248,11 @@ class McpPolicyGuard:
         rewritten: dict[int, dict[str, Any]] = {}
         list_ids: list[Any] = []
         for i, msg in enumerate(call.messages):
-            if msg.method is None or msg.id is None:
-                continue  # client responses and notifications pass
-            if msg.method == "tools/list":
+            if msg.method is None:
+                continue  # client responses (to the server's own requests) pass
+            # SECURITY: a notification is judged like a request: a server may act on a
+            # `tools/call` sent without an id (it only owes no answer).
+            if msg.method == "tools/list" and msg.id is not None:
                 list_ids.append(msg.id)
             out = self._judge(msg, call, ctx)
             if isinstance(out, Deny):
@@ -250,7 +268,7 @@ class McpPolicyGuard:
             return first
         if list_ids and not self.audit:
             ctx.response_filters.append(
-                ToolsListFilter(self.runtime, call.caller.roles, frozenset(list_ids))
+                ToolsListFilter(self.runtime, call.caller.roles)
             )
         if not rewritten:
             return ALLOW

@@ -12,10 +12,12 @@ proxy.model.errors.ERROR_TABLE):
     -32009 CIRCUIT_OPEN          -32010 TOOL_TIMEOUT         -32011 PLAN_TIMEOUT
     -32012 EXECUTE_TIMEOUT       -32013 COMPOSE_TIMEOUT      -32014 UPSTREAM_UNAVAILABLE
     -32015 DATA_NOT_FOUND        -32016 MAX_ROWS_EXCEEDED    -32017 PLAN_INVALID
+    -32018 HOST_NOT_ALLOWED      -32019 ORIGIN_NOT_ALLOWED
+    -32020 HEADER_MISMATCH       (MCP's own HeaderMismatch, SEP-2243; HTTP 400)
 
-The -320xx codes sit in JSON-RPC's implementation-defined server range, below the span
-MCP 2026-07-28 reserves for itself (-32020..-32099; -32002 retired; -32001 is the SDK's
-client-side timeout); clients should read `data.error_code`, which is stable.
+The other -320xx codes sit in JSON-RPC's implementation-defined server range, below the
+span MCP 2026-07-28 reserves for itself (-32020..-32099; -32002 retired; -32001 is the
+SDK's client-side timeout); clients should read `data.error_code`, which is stable.
 """
 
 from __future__ import annotations
@@ -41,10 +43,18 @@ NAME_BEARING: dict[str, str] = {
     "resources/read": "uri",
 }
 ROUTING_HEADERS = ("mcp-method", "mcp-name", "mcp-protocol-version")
+HEADERS_REQUIRED_FROM = "2026-07-28"
+"""The first revision whose POSTs MUST carry `Mcp-Method` (and `Mcp-Name` for the methods
+in NAME_BEARING): SEP-2243. Later dates require them too (revisions are ISO dates)."""
+_OWS = " \t"
 
 
 def _bad(message: str) -> ProxyError:
     return ProxyError(ErrorCode.TOOL_BAD_REQUEST, message)
+
+
+def _mismatch(message: str) -> ProxyError:
+    return ProxyError(ErrorCode.HEADER_MISMATCH, message)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -190,28 +200,47 @@ def duplicated_routing_header(raw_headers: Iterable[tuple[str, str]]) -> str | N
     return None
 
 
+def headers_required(version: str | None) -> bool:
+    """A protocol version (the `MCP-Protocol-Version` header) whose requests must carry
+    the standard headers. Only a well-formed date qualifies; anything else is the server's
+    to refuse (older sessions send none of these headers)."""
+    if version is None:
+        return False
+    v = version.strip(_OWS)
+    return len(v) == 10 and v[4] == v[7] == "-" and v.replace("-", "").isdigit() and (
+        v >= HEADERS_REQUIRED_FROM
+    )
+
+
 def check_routing_headers(headers: Mapping[str, str], messages: tuple[JsonRpcMessage, ...]) -> None:
-    """Refuse (TOOL_BAD_REQUEST) a request whose `Mcp-Method` / `Mcp-Name` headers disagree
-    with its body: policy is judged on the body, and a header must not steer the server
-    to something else. `headers` must be case-insensitive (aiohttp's CIMultiDictProxy)."""
+    """Refuse (HEADER_MISMATCH: HTTP 400, JSON-RPC -32020) a request whose `Mcp-Method` /
+    `Mcp-Name` headers disagree with its body, or, on a revision that requires them
+    (SEP-2243), lack them: policy is judged on the body, and a header must not steer the
+    server to something else. Values are compared without surrounding whitespace (RFC 9110
+    5.5) and case-sensitively. `headers` must be case-insensitive (CIMultiDictProxy)."""
     method_header = headers.get("Mcp-Method")
     name_header = headers.get("Mcp-Name")
+    required = headers_required(headers.get("Mcp-Protocol-Version"))
     if method_header is None and name_header is None:
+        if required and any(m.method is not None for m in messages):
+            raise _mismatch("Mcp-Method header missing (required from protocol 2026-07-28)")
         return
     if len(messages) != 1 or messages[0].method is None:
-        raise _bad("Mcp-Method/Mcp-Name headers need a single request or notification")
+        raise _mismatch("Mcp-Method/Mcp-Name headers need a single request or notification")
     msg = messages[0]
-    if method_header is not None and method_header != msg.method:
-        raise _bad("Mcp-Method header does not match the body's method")
+    if method_header is None:
+        raise _mismatch("Mcp-Name header without Mcp-Method")
+    if method_header.strip(_OWS) != msg.method:
+        raise _mismatch("Mcp-Method header does not match the body's method")
     key = NAME_BEARING.get(msg.method or "")
     if key is None:
         if name_header is not None:
-            raise _bad("Mcp-Name header on a method that names nothing")
+            raise _mismatch("Mcp-Name header on a method that names nothing")
         return
     body_value = msg.params.get(key) if isinstance(msg.params, dict) else None
     if name_header is None:
-        if method_header is not None and body_value is not None:
-            raise _bad("Mcp-Name header missing")
+        if body_value is not None:
+            raise _mismatch("Mcp-Name header missing")
         return
-    if decode_header_value(name_header) != body_value:
-        raise _bad(f"Mcp-Name header does not match the body's {key}")
+    if decode_header_value(name_header.strip(_OWS)) != body_value:
+        raise _mismatch(f"Mcp-Name header does not match the body's {key}")

@@ -30,6 +30,9 @@ class ErrorCode(StrEnum):
     PLAN_TIMEOUT = "PLAN_TIMEOUT"
     EXECUTE_TIMEOUT = "EXECUTE_TIMEOUT"
     COMPOSE_TIMEOUT = "COMPOSE_TIMEOUT"
+    HEADER_MISMATCH = "HEADER_MISMATCH"
+    HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
+    ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +44,9 @@ class ErrorSpec:
 
 
 # JSON-RPC: the spec's own codes where they fit (-32600 invalid request, -32602 invalid
-# params, -32603 internal), else -32003..-32017 in the server range: MCP reserves
-# -32020..-32099 (and retired -32002; the SDK's client timeout is -32001).
+# params, -32603 internal, and MCP's -32020 HeaderMismatch, SEP-2243), else
+# -32003..-32019 in the server range: MCP reserves -32020..-32099 for its own meanings
+# (and retired -32002; the SDK's client timeout is -32001).
 ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.POLICY_DENY: ErrorSpec(403, -32003, "42501", False),
     ErrorCode.PERMISSION_DENIED: ErrorSpec(403, -32004, "42501", False),
@@ -62,7 +66,19 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.TOOL_BAD_REQUEST: ErrorSpec(400, -32600, "08P01", False),
     ErrorCode.INVALID_PARAMS: ErrorSpec(422, -32602, "22023", False),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, -32603, "XX000", False),
+    # MCP 2026-07-28 (SEP-2243): an Mcp-Method / Mcp-Name header missing or disagreeing
+    # with the body is HTTP 400 with MCP's own HeaderMismatch code.
+    ErrorCode.HEADER_MISMATCH: ErrorSpec(400, -32020, "08P01", False),
+    # DNS rebinding (MCP transport spec): a Host that does not name the proxy is a request
+    # meant for another server (421 Misdirected Request); a browser Origin not listed is 403.
+    ErrorCode.HOST_NOT_ALLOWED: ErrorSpec(421, -32018, "08004", False),
+    ErrorCode.ORIGIN_NOT_ALLOWED: ErrorSpec(403, -32019, "08004", False),
 }
+TRANSPORT_CODES = frozenset(
+    {ErrorCode.HEADER_MISMATCH, ErrorCode.HOST_NOT_ALLOWED, ErrorCode.ORIGIN_NOT_ALLOWED}
+)
+"""Refusals of the HTTP exchange itself: MCP routes answer them with their HTTP status
+(and a JSON-RPC error body), not with HTTP 200."""
 
 PHASE_TIMEOUTS: dict[str, ErrorCode] = {
     "plan": ErrorCode.PLAN_TIMEOUT,

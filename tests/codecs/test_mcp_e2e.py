@@ -250,9 +250,20 @@ async def test_header_smuggling_and_transport_errors(fake, write_rules, start_pr
     up, url = fake
     px = await start_proxy(write_rules([mcp_route(url, limits={"max_inspect_bytes": 4096})]))
     body = call("add", {"a": 1, "b": 2})
+    v2026 = {"MCP-Protocol-Version": "2026-07-28"}
+    # SEP-2243: a missing or disagreeing standard header is HTTP 400 with -32020.
+    for headers in (
+        {"Mcp-Method": "tools/call", "Mcp-Name": "delete_user"},
+        {"Mcp-Method": "tools/list"},
+        {**v2026},
+        {**v2026, "Mcp-Method": "tools/call"},
+        {**v2026, "Mcp-Method": "TOOLS/CALL", "Mcp-Name": "add"},
+    ):
+        got, resp_headers, doc = await post(px, body, **headers)
+        assert got == 400, headers
+        assert resp_headers["X-CallWarden-Error-Code"] == "HEADER_MISMATCH"
+        assert doc["id"] == 1 and doc["error"]["code"] == -32020
     cases: list[tuple[Any, dict[str, str], int]] = [
-        (body, {"Mcp-Method": "tools/call", "Mcp-Name": "delete_user"}, 400),
-        (body, {"Mcp-Method": "tools/list"}, 400),
         (b'{"jsonrpc": "2.0", "id": 1, "method": ', {}, 400),
         (b"[]", {}, 400),
         (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"x"}', {}, 400),
@@ -271,8 +282,12 @@ async def test_header_smuggling_and_transport_errors(fake, write_rules, start_pr
     async with px.session.post(px.url + "/mcp", data=json.dumps(body), headers=hdrs) as r:
         assert r.status == 400
     assert up.calls == []
-    # matching headers pass
+    # matching headers pass (surrounding whitespace is not part of a field value)
     status, _, doc = await post(px, body, **{"Mcp-Method": "tools/call", "Mcp-Name": "add"})
+    assert status == 200 and doc["result"]["echo"]["name"] == "add"
+    status, _, doc = await post(
+        px, body, **{**v2026, "Mcp-Method": "tools/call", "Mcp-Name": "  add "}
+    )
     assert status == 200 and doc["result"]["echo"]["name"] == "add"
 
 

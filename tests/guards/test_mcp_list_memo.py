@@ -52,7 +52,7 @@ CALLS = st.lists(
         st.one_of(st.integers(0, 5), st.sampled_from(["a", "b-1", "x:y"])),
         st.sampled_from([frozenset(), frozenset({"analyst"}), frozenset({"admin", "x"})]),
         st.sampled_from(["plain", "spaced", "repeated", "id-twice", "empty"]),
-        st.booleans(),  # the request's id is the one answered
+        st.booleans(),  # the answer's id is the request's (the filter reads every id)
         st.booleans(),  # SSE or a JSON body
     ),
     max_size=25,
@@ -64,10 +64,9 @@ CALLS = st.lists(
 def test_remembered_answers_equal_fresh_ones(calls: list[tuple]) -> None:
     shared = runtime_for(SPEC)
     for msg_id, roles, shape, asked, sse in calls:
-        ids = frozenset({msg_id if asked else "not-this"})
-        text = _text(msg_id, shape)
-        fresh = ToolsListFilter(runtime_for(SPEC), roles, ids)
-        memo = ToolsListFilter(shared, roles, ids)
+        text = _text(msg_id if asked else "not-this", shape)
+        fresh = ToolsListFilter(runtime_for(SPEC), roles)
+        memo = ToolsListFilter(shared, roles)
         if sse:
             assert memo.event(_sse(text)) == fresh.event(_sse(text))
         else:
@@ -78,11 +77,11 @@ def test_remembered_answers_equal_fresh_ones(calls: list[tuple]) -> None:
 def test_a_repeat_is_remembered_and_hides_what_it_must() -> None:
     rt = runtime_for(SPEC)
     for i in range(3):
-        out = ToolsListFilter(rt, frozenset(), frozenset({i})).event(_sse(_text(i, "plain")))
+        out = ToolsListFilter(rt, frozenset()).event(_sse(_text(i, "plain")))
         doc = json.loads(out.decode().split("data: ", 1)[1])
         assert doc["id"] == i and [t["name"] for t in doc["result"]["tools"]] == ["get_weather"]
         assert doc["result"]["nextCursor"] == "p2"
     assert len(rt.lists) == 1  # one text, three ids: worked out once
-    ToolsListFilter(rt, frozenset(), frozenset({9})).event(_sse(_text(9, "repeated")))
-    ToolsListFilter(rt, frozenset(), frozenset({9})).event(_sse(_text(9, "id-twice")))
+    ToolsListFilter(rt, frozenset()).event(_sse(_text(9, "repeated")))
+    ToolsListFilter(rt, frozenset()).event(_sse(_text(9, "id-twice")))
     assert len(rt.lists) == 1  # texts parsers read differently are never remembered

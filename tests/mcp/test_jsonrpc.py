@@ -164,7 +164,35 @@ def test_routing_headers(headers: dict[str, str], body: bytes, ok: bool) -> None
     else:
         with pytest.raises(ProxyError) as info:
             check_routing_headers(_h(**headers), messages)
-        assert info.value.code is ErrorCode.TOOL_BAD_REQUEST
+        assert info.value.code is ErrorCode.HEADER_MISMATCH
+        assert info.value.http_status == 400 and info.value.spec.jsonrpc_code == -32020
+
+
+V2026 = {"MCP_Protocol_Version": "2026-07-28"}
+LIST = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+NOTE = b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{}}'
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "ok"),
+    [
+        # SEP-2243: from 2026-07-28 the standard headers are required, not just checked.
+        (V2026, LIST, False),
+        (V2026, NOTE, False),
+        ({**V2026, "Mcp_Method": "tools/list"}, LIST, True),
+        ({**V2026, "Mcp_Method": "tools/call"}, CALL, False),  # Mcp-Name missing
+        ({**V2026, "Mcp_Method": "tools/call", "Mcp_Name": "add"}, CALL, True),
+        ({**V2026, "Mcp_Method": " tools/call\t", "Mcp_Name": "  add  "}, CALL, True),
+        ({**V2026, "Mcp_Method": "TOOLS/CALL", "Mcp_Name": "add"}, CALL, False),
+        ({"MCP_Protocol_Version": "2099-01-01"}, LIST, False),  # later revisions too
+        ({"MCP_Protocol_Version": "2025-11-25"}, LIST, True),
+        ({"MCP_Protocol_Version": "garbage"}, LIST, True),  # the server's to refuse
+        (V2026, b'{"jsonrpc":"2.0","id":1,"result":{}}', True),  # a response names nothing
+        ({**V2026, "Mcp_Method": "tools/list"}, b"[" + LIST + b"," + LIST + b"]", False),
+    ],
+)
+def test_standard_headers_required(headers: dict[str, str], body: bytes, ok: bool) -> None:
+    test_routing_headers(headers, body, ok)
 
 
 def test_header_value_decoding() -> None:
@@ -193,14 +221,18 @@ def test_docstring_documents_every_code() -> None:
     assert documented == {c.value: s.jsonrpc_code for c, s in ERROR_TABLE.items()}
 
 
-# MCP 2026-07-28 spec-reserved codes (mcp_types.jsonrpc) a CallWarden refusal must not reuse.
+# MCP 2026-07-28 spec-reserved codes (mcp_types.jsonrpc) a CallWarden refusal must not reuse
+# for another meaning: -32020 (HeaderMismatch) is used for exactly that one.
 MCP_RESERVED = {-32002, -32020, -32021, -32022, -32042}
 
 
 def test_codes_avoid_mcp_reserved_range() -> None:
-    used = {s.jsonrpc_code for s in ERROR_TABLE.values()}
-    assert not used & MCP_RESERVED
-    assert all(c >= -32019 or c in (-32600, -32602, -32603) for c in used)
+    used = {c: s.jsonrpc_code for c, s in ERROR_TABLE.items()}
+    assert {c for c, j in used.items() if j in MCP_RESERVED} == {ErrorCode.HEADER_MISMATCH}
+    assert used[ErrorCode.HEADER_MISMATCH] == -32020
+    assert all(
+        j >= -32020 or j in (-32600, -32602, -32603) for j in used.values()
+    )
 
 
 _SCALARS = st.one_of(

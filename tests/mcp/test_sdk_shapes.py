@@ -246,7 +246,7 @@ async def test_header_smuggling_refused(forwarder: tuple[str, Forwarder]) -> Non
         headers[name_key] = "delete_user"
     with pytest.raises(ProxyError) as info:
         check_routing_headers(_ci(headers), messages)
-    assert info.value.code is ErrorCode.TOOL_BAD_REQUEST
+    assert info.value.code is ErrorCode.HEADER_MISMATCH
 
 
 def _ci(headers: dict[str, str]):  # type: ignore[no-untyped-def]
