@@ -21,6 +21,7 @@ from proxy.model.call import Caller
 from proxy.pipeline import parse_roles
 from proxy.replay import SKIP_GUARDS, dry_compile, judge, make_request
 from proxy.routing import host_only, normalize_path, split_target
+from proxy.sql.pg.hook import parser_for
 
 RawRequest = tuple[str, str, str, list[tuple[str, str]], bytes | None]
 """method, upstream path, query string, headers, body."""
@@ -117,5 +118,6 @@ async def explain(args: argparse.Namespace) -> dict[str, Any]:
         "reasons": reasons,
         "would_deny": result.would_deny,
         "rewritten_sql": result.rewrite.get("rewritten_sql"),
+        "sql_parser": parser_for(route.spec.sql.dialect) if route.spec.sql else None,
         "rewritten_body": result.rewrite.get("rewritten_body"),
     }

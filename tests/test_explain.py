@@ -66,6 +66,14 @@ def test_explain_sql_in_each_location(capsys, rules, route, text, code, verdict,
         assert out["rewritten_sql"] is None
 
 
+def test_explain_names_the_parser_and_the_refused_function(capsys, rules):
+    rc, out = explain(capsys, "--rules", rules, "--route", "wh", "--tenant", "t1", "--sql",
+                      "SELECT id, app.audit(id) FROM orders")
+    assert rc == 1 and out["sql_parser"].startswith("libpg_query")
+    assert any("function app.audit is not a PostgreSQL built-in" in r and
+               "sql.functions.allow" in r for r in out["reasons"])
+
+
 def test_explain_sql_without_tenant_is_refused(capsys, rules):
     rc, out = explain(capsys, "--rules", rules, "--route", "wh", "--sql", "SELECT id FROM orders")
     assert rc == 1 and out["error_code"] == "AUTH_FAILED"

@@ -296,7 +296,7 @@ class SqlGuard:
         self._reuse = fast  # digest plans serve other texts of the shape
         # --- PostgreSQL: libpg_query decides (proxy/sql/pg); sqlglot only rewrites ---
         self._pg = pg_hook.judge_for(policy, cache_size, cached=fast)
-        self.parser = pg_hook.PARSER if self._pg is not None else f"sqlglot ({policy.dialect})"
+        self.parser = pg_hook.parser_for(policy.dialect)
         """Which parser judges this route's text (callwarden explain shows it)."""
         self._pg_only = self._pg is not None and pg_hook.decides_alone(policy)
         # --- end PostgreSQL ---

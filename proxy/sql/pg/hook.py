@@ -12,7 +12,8 @@ from proxy.sql.pg.parse import PARSER, scan_constants
 from proxy.sql.plan import Plan, blocked
 from proxy.sql.policy import SqlPolicy
 
-__all__ = ["PARSER", "decides_alone", "faithful", "judge_for", "lexes_alike", "verdict_plan"]
+__all__ = ["PARSER", "decides_alone", "faithful", "judge_for", "lexes_alike", "parser_for",
+           "verdict_plan"]
 
 POSTGRES = frozenset({"postgres", "postgresql"})
 
@@ -27,6 +28,11 @@ def rules_for(policy: SqlPolicy) -> PgRules:
         blocked_functions=frozenset(f.lower() for f in policy.route_blocked_functions),
         allowed_tables=policy.allowed_tables or frozenset(),
     )
+
+
+def parser_for(dialect: str) -> str:
+    """Which parser judges a route's SQL (callwarden explain shows it)."""
+    return PARSER if dialect.lower() in POSTGRES else f"sqlglot ({dialect})"
 
 
 def judge_for(policy: SqlPolicy, cache_size: int, cached: bool) -> PgJudge | None:
