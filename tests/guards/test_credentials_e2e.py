@@ -261,7 +261,7 @@ REFUSED = [
     ({"headers": {"X-Upstream-Auth": _basic(f"svc:{STRONG}")}}, "(basic_auth)"),
     ({"path": f"/api/hooks/{GITHUB}/run"}, "path (github_token)"),
     ({"path": "/api/hooks/%67hp_" + GITHUB[4:]}, "path (github_token)"),
-    ({"path": f"/api/login;password={STRONG}"}, "path (secret_key_value)"),
+    ({"path": f"/api/login/password={STRONG}"}, "path (secret_key_value)"),
     ({"multipart": [("title", "", "hi"), ("password", "", STRONG)]}, "multipart password"),
     ({"multipart": [("notes", "text/plain", f"token is {GITHUB}")]}, "github_token"),
     ({"multipart": [("cfg", "application/json", json.dumps({"api_key": STRONG}))]},
