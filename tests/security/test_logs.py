@@ -123,7 +123,7 @@ async def test_valid_tenant_and_roles_are_logged_as_sent(logged, upstream, caplo
 
 
 async def test_credential_in_the_path_is_masked_in_both_logs(logged, caplog) -> None:
-    async with logged.session.get(logged.url + f"/api/repos/{GITHUB}/items;api_key=hunter2xyz"):
+    async with logged.session.get(logged.url + f"/api/repos/{GITHUB}/items/api_key=hunter2xyz"):
         pass
     everything = await logged.everything()
     assert GITHUB not in everything and "hunter2xyz" not in everything
