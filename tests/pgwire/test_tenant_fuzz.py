@@ -279,8 +279,6 @@ async def test_other_client_encodings_get_no_session(fuzz_tables, wire_port, enc
     assert snapshot(fuzz_tables) == before
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 item 3 (catalogs on tenant routes) is the "
-                   "SQL rules' fix; strict: remove this mark when it lands")
 async def test_catalogs_do_not_leak_over_the_wire(fuzz_tables, wire_port) -> None:
     fuzz_tables.execute(f"ANALYZE {TABLES[0]}")
     leaks: list[tuple[str, str]] = []
