@@ -118,6 +118,14 @@ async def rejudge(compiled: CompiledRules, old: dict[str, Any], cap: int) -> Jud
                            headers, body)
     caller = Caller(old.get("tenant"), parse_roles(old.get("role")), old.get("trace_id") or "")
     new = await judge(compiled, route, request, caller, cap)
+    skipped = old.get("guard")
+    if old["verdict"] == "deny" and skipped in SKIP_GUARDS and new.verdict == "allow" and any(
+        g.name == skipped for g in route.chain
+    ):
+        # A dry run leaves rate limits and secret injection out, so it cannot say whether
+        # they would refuse again: while the route still has that guard, the refusal
+        # stands (it is not "newly allowed" by rules that did not change it).
+        return Judgement("deny", route.name, old.get("code"), old.get("reason"), skipped)
     if old["verdict"] == "deny" and old.get("guard") == "credentials" and new.verdict == "allow":
         # The log masks the credential the caller sent, so it cannot be re-detected: the
         # refusal stands while the route still enforces a blocking credentials guard.
@@ -211,7 +219,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  {g['route'] or '(no route)':20} {g['code'] or '-':28} {g['count']}")
             for ex in g["examples"]:
                 what = ex.get("sql") or ex.get("tool") or ""
-                after = ex["after"].get("reason") or ex["after"].get("rewritten_sql") or ""
+                after = (ex["after"].get("reason") or ex["after"].get("rewritten_sql")
+                         or ex["after"].get("verdict", ""))
                 lines.append(f"      e.g. {ex['method']} {ex['path']} tenant={ex['tenant']} "
                              f"{what} -> {after}".rstrip())
     return "\n".join(lines)

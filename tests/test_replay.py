@@ -203,3 +203,22 @@ async def test_replay_sees_a_new_tenant_predicate(upstream, start_proxy, tmp_pat
     assert changed["count"] == 1 and report["unchanged"] == 2
     example = changed["groups"][0]["examples"][0]
     assert "tenant_id" in example["after"]["rewritten_sql"]
+
+
+async def test_rate_limited_calls_stay_denied_under_unchanged_rules(upstream, start_proxy,
+                                                                    tmp_path):
+    """A dry run skips the rate limiter, so a recorded RATE_LIMITED refusal cannot be
+    re-judged: under rules that keep the limit it stands (before: 'newly allowed')."""
+    _, url = upstream
+    v1 = [rt(url, "api", limits={"rate": {"per_minute": 1, "key": "route"}})]
+    log = await record(start_proxy, tmp_path, v1, [("", "/api/a"), ("", "/api/b")])
+    assert [json.loads(x)["code"] for x in log.read_text().splitlines()] == [
+        None, "RATE_LIMITED"]
+    same = write(tmp_path / "same.yaml", v1)
+    code, out = await cli("replay", "--rules", same, "--log", str(log), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["unchanged"] == 2 and report["newly_allowed"]["count"] == 0
+    lifted = write(tmp_path / "lifted.yaml", [rt(url, "api")])  # the limit is gone
+    code, out = await cli("replay", "--rules", lifted, "--log", str(log))
+    assert code == 0 and "newly allowed: 1" in out
+    assert not any(line.rstrip().endswith("->") for line in out.splitlines())
