@@ -19,7 +19,7 @@ from proxy.guards.base import CallContext, Guard
 from proxy.guards.identity import identity_problem
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
-from proxy.model.errors import ErrorCode, ProxyError
+from proxy.model.errors import PHASE_TIMEOUTS, ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Allow, Deny, Rewrite
 from proxy.upstream.breaker import Outcome
@@ -34,6 +34,7 @@ log = logging.getLogger("callwarden")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
 _FORMATS = Masker((), formats=True)
+PHASE_CODES = frozenset(PHASE_TIMEOUTS.values())
 DENIAL_CODES = frozenset(
     {
         ErrorCode.POLICY_DENY,
@@ -191,12 +192,17 @@ class Pipeline:
             )
             rec.tenant = caller.tenant
             rec.roles = roles_raw or ""
-            deadline = make_deadline(
-                rec.start,
-                route.timeout_s,
-                headers.get(identity.budget_header),
-                headers.get(identity.phase_header),
-            )
+            try:
+                deadline = make_deadline(
+                    rec.start,
+                    route.timeout_s,
+                    headers.get(identity.budget_header),
+                    headers.get(identity.phase_header),
+                )
+            except ProxyError as err:
+                if err.code in PHASE_CODES:  # a spent budget: the log says 0, not null
+                    rec.budget_ms = 0
+                raise
             rec.budget_ms, rec.phase = deadline.budget_ms, deadline.phase
             ctx = CallContext(deadline, rec, compiled.rules.environment)
             ctx.scratch["trace_flags"] = flags

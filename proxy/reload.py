@@ -123,6 +123,7 @@ class RulesWatcher:
                 loaded = await asyncio.to_thread(load_rules, self.path)
                 if loaded.digest == old:
                     log.info("rules reload (%s): unchanged, digest %s", why, old[:12])
+                    state.last_error = None  # the file is back to the rules in force
                     return True
                 state.swap(loaded)  # compiles first; raises before swapping on a bad route
             except RulesError as exc:

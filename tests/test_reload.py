@@ -144,6 +144,13 @@ async def test_broken_file_keeps_old_rules_and_reports(upstream, write_rules, st
     path.write_text("routes: [unclosed")  # invalid YAML is reported the same way
     assert not await watcher.reload("test")
     assert px.metric("callwarden_rules_reloads_total", result="error") == 2
+    dump(path, [route(url, "api", "/api")])  # restored to the rules in force: error clears
+    assert await watcher.reload("test")
+    async with px.session.get(px.admin + "/rules") as r:
+        body = await r.json()
+    assert body["last_error"] is None and body["digest"] == digest
+    path.write_text("routes: [unclosed")
+    assert not await watcher.reload("test")
     dump(path, [route(url, "api", "/api"), route(url, "b", "/b")])  # fixed: error clears
     assert await watcher.reload("test")
     async with px.session.get(px.admin + "/rules") as r:

@@ -139,3 +139,13 @@ async def test_token_sent_as_trace_id_is_not_kept(logged, caplog) -> None:
     assert GITHUB not in await logged.everything()
     (line,) = await _access_lines(caplog)
     assert line["trace_id"] == r.headers["X-Trace-ID"]
+
+
+async def test_spent_budget_is_logged_as_zero(logged, upstream, caplog) -> None:
+    up, _ = upstream
+    headers = {"X-Request-Budget-Ms": "0", "X-Orchestration-Phase": "plan"}
+    async with logged.session.get(logged.url + "/api/x", headers=headers) as r:
+        assert r.headers["X-CallWarden-Error-Code"] == "PLAN_TIMEOUT"
+    assert not up.calls
+    (line,) = await _access_lines(caplog)
+    assert line["budget_ms"] == 0  # was null: the log hid why the call was refused
