@@ -30,6 +30,7 @@ from proxy.pgwire.statements import Outcome, refusal, wire_checks
 from proxy.pgwire.upstream import UpstreamSession, send_cancel
 
 FEATURE_NOT_SUPPORTED = "0A000"
+PROTOCOL_VIOLATION = "08P01"
 NOT_UTF8 = "22021"
 """character_not_in_repertoire, as PostgreSQL answers invalid UTF-8."""
 CHUNK = 65536
@@ -201,11 +202,12 @@ class Session:
             try:
                 parse = None if simple else m.parse_parse(body)
                 sql = m.parse_query(body) if parse is None else parse.sql
-            except m.NotUtf8:
-                reason = "statement text is not valid UTF-8"
+            except m.BadText as exc:
+                utf8 = isinstance(exc, m.NotUtf8)
+                reason = "statement text is not valid UTF-8" if utf8 else str(exc)
                 return self._refuse(Outcome(ErrorCode.TOOL_BAD_REQUEST, reason,
-                                            sqlstate=NOT_UTF8), "query" if simple else "parse",
-                                    simple)
+                                            sqlstate=NOT_UTF8 if utf8 else PROTOCOL_VIOLATION),
+                                    "query" if simple else "parse", simple)
             if self._unsynced and _setting_dependent(buf, start + 5, end):
                 # SECURITY: statements before it in this pipeline are not answered until
                 # a Sync, so a settings change they make could not be seen in time.

@@ -112,6 +112,10 @@ async def test_the_server_reads_utf8_whatever_the_database_default(proxy, victim
     assert [(e["C"], e["M"].split(":")[0]) for e in errors] == [("22021", "TOOL_BAD_REQUEST")]
     reply = await raw.send(m.query("SELECT 1"))
     assert any(t == b"D" for t, _ in reply)  # the session goes on
+    # nothing after the judged text travels with it
+    reply = await raw.send(m.frame(b"Q", f"SELECT 1\0DELETE FROM {VICTIM}\0".encode()))
+    errors = [m.parse_fields(b) for t, b in reply if t == b"E"]
+    assert [(e["C"], e["M"].split(":")[0]) for e in errors] == [("08P01", "TOOL_BAD_REQUEST")]
     raw.close()
     assert rows_left(victim) == 2
 
