@@ -389,8 +389,8 @@ async def test_concurrency_cap_holds_a_slot_until_the_statement_is_answered(prox
     async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as a, \
             await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as b:
         slow = asyncio.create_task(
-            a.execute("SELECT count(*) FROM generate_series(1, 20000000)"))
-        await asyncio.sleep(0.2)
+            a.execute("SELECT count(*) FROM generate_series(1, 5000000)"))
+        await asyncio.sleep(0.1)
         with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="concurrency"):
             await b.execute("SELECT 1")
         await slow
