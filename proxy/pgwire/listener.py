@@ -21,7 +21,7 @@ from proxy.pgwire import messages as m
 from proxy.pgwire.auth import MECHANISM, AuthError, ScramKeys, ScramServer, scram_keys
 from proxy.pgwire.chain import judge_caller, wire_caller
 from proxy.pgwire.record import StatementRecord
-from proxy.pgwire.session import RouteContext, Session
+from proxy.pgwire.session import WIRE_CHECKS, RouteContext, Session
 from proxy.pgwire.settings import reported_refusal, upstream_settings
 from proxy.pgwire.startup import (
     ClientStartup,
@@ -306,7 +306,7 @@ class PgListener:
         if self.ctx.on_statement is None or r.recorded:
             return
         rec = StatementRecord(self.route.name, None, None, "connect", None, "denied", r.code,
-                              r.reason, False, 0.0, 0.0)
+                              r.reason, False, 0.0, 0.0, WIRE_CHECKS)
         with contextlib.suppress(Exception):
             self.ctx.on_statement(rec)
 

@@ -29,6 +29,8 @@ from proxy.pgwire.settings import reported_refusal
 from proxy.pgwire.statements import Outcome, refusal, wire_checks
 from proxy.pgwire.upstream import UpstreamSession, send_cancel
 
+WIRE_CHECKS = "pgwire"
+"""The guard name on records of refusals the wire makes itself (statements.py, settings)."""
 FEATURE_NOT_SUPPORTED = "0A000"
 PROTOCOL_VIOLATION = "08P01"
 NOT_UTF8 = "22021"
@@ -396,6 +398,7 @@ class Session:
             return
         rec = StatementRecord(self.ctx.route, self.tenant, self.role, message, o.statement_kind,
                               outcome, code, o.reason if code else "", o.rewritten, inspect_s,
-                              duration_s, o.guard if code else "", o.would_deny)
+                              duration_s, (o.guard or WIRE_CHECKS) if outcome == "denied" else "",
+                              o.would_deny)
         with contextlib.suppress(Exception):  # observers must not break the connection
             self.ctx.on_statement(rec)
