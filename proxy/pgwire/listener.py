@@ -21,7 +21,7 @@ from proxy.pgwire import messages as m
 from proxy.pgwire.auth import MECHANISM, AuthError, ScramKeys, ScramServer, scram_keys
 from proxy.pgwire.chain import judge_caller, wire_caller
 from proxy.pgwire.record import StatementRecord
-from proxy.pgwire.session import RouteContext, Session
+from proxy.pgwire.session import WIRE_CHECKS, RouteContext, Session
 from proxy.pgwire.settings import reported_refusal, upstream_settings
 from proxy.pgwire.startup import (
     ClientStartup,
@@ -165,8 +165,8 @@ class PgListener:
                 return
             # Counted from here on; a cancel request is not a connection.
             self._handlers.add(task)
-            client = self._admit(startup)
             ctx = self.ctx  # one snapshot for the whole session
+            client = self._admit(startup, ctx)
             peer = writer.get_extra_info("peername")
             caller = wire_caller(client.tenant, client.role, peer[0] if peer else "")
             who = await judge_caller(ctx.compiled, caller, ctx.environment)
@@ -178,7 +178,7 @@ class PgListener:
             user, password = await self._credentials()
             # SECURITY: the settings that decide how the server reads a statement's bytes
             # (and read-only mode) are the proxy's, whatever the client asked for.
-            forced = upstream_settings(self.ctx.read_only)
+            forced = upstream_settings(ctx.read_only)
             params = {k: v for k, v in client.upstream_params.items()
                       if k.lower() not in forced}
             params.update(forced)
@@ -189,8 +189,7 @@ class PgListener:
             except UpstreamError as exc:
                 raise Refused(exc.code, exc.message, exc.sqlstate) from None
             for status in up.greeting:
-                if status[:1] == b"S" and (bad := reported_refusal(status[5:],
-                                                                    self.ctx.read_only)):
+                if status[:1] == b"S" and (bad := reported_refusal(status[5:], ctx.read_only)):
                     up.writer.close()
                     raise Refused(ErrorCode.UPSTREAM_UNAVAILABLE, bad, "08006")
         key = self._new_key()
@@ -226,7 +225,7 @@ class PgListener:
             return packet
         raise m.ProtocolError("too many startup packets")
 
-    def _admit(self, startup: m.Startup) -> ClientStartup:
+    def _admit(self, startup: m.Startup, ctx: RouteContext) -> ClientStartup:
         """Connection-level checks, in order; raises Refused."""
         if len(self._handlers) > self.pg.max_connections:
             raise Refused(ErrorCode.RATE_LIMITED,
@@ -236,7 +235,7 @@ class PgListener:
         if has_plaintext_password(startup.params) and self.environment == "production":
             raise Refused(ErrorCode.POLICY_DENY,
                           "plaintext credential in the startup packet (use client_auth)")
-        unsafe = startup_refusal(startup.params, self.ctx.read_only)
+        unsafe = startup_refusal(startup.params, ctx.read_only)
         if unsafe is not None:
             raise Refused(ErrorCode.POLICY_DENY, unsafe, "22023")
         tenant_spec = self.route.tenant
@@ -306,7 +305,7 @@ class PgListener:
         if self.ctx.on_statement is None or r.recorded:
             return
         rec = StatementRecord(self.route.name, None, None, "connect", None, "denied", r.code,
-                              r.reason, False, 0.0, 0.0)
+                              r.reason, False, 0.0, 0.0, WIRE_CHECKS)
         with contextlib.suppress(Exception):
             self.ctx.on_statement(rec)
 

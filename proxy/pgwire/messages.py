@@ -27,7 +27,11 @@ class ProtocolError(Exception):
     """The peer broke the protocol; the connection cannot continue."""
 
 
-class NotUtf8(ProtocolError):
+class BadText(ProtocolError):
+    """A statement message the proxy will not forward: refused, the session goes on."""
+
+
+class NotUtf8(BadText):
     """A text field that is not valid UTF-8: a statement is refused, a startup packet ends
     the connection."""
 
@@ -138,7 +142,10 @@ def cstr(body: bytes, pos: int = 0) -> tuple[str, int]:
 
 
 def parse_query(body: bytes) -> str:
-    return cstr(body)[0]
+    sql, end = cstr(body)
+    if end != len(body):  # SECURITY: nothing after the text that was not judged
+        raise BadText("bytes after the query text")
+    return sql
 
 
 def query(sql: str) -> bytes:
@@ -156,7 +163,10 @@ class ParseMsg:
 def parse_parse(body: bytes) -> ParseMsg:
     name, pos = cstr(body)
     sql, pos = cstr(body, pos)
-    return ParseMsg(name, sql, body[pos:])
+    types = body[pos:]
+    if len(types) < 2 or len(types) != 2 + 4 * int.from_bytes(types[:2], "big"):
+        raise BadText("malformed parameter types")
+    return ParseMsg(name, sql, types)
 
 
 def build_parse(msg: ParseMsg) -> bytes:

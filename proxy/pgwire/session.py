@@ -29,7 +29,10 @@ from proxy.pgwire.settings import reported_refusal
 from proxy.pgwire.statements import Outcome, refusal, wire_checks
 from proxy.pgwire.upstream import UpstreamSession, send_cancel
 
+WIRE_CHECKS = "pgwire"
+"""The guard name on records of refusals the wire makes itself (statements.py, settings)."""
 FEATURE_NOT_SUPPORTED = "0A000"
+PROTOCOL_VIOLATION = "08P01"
 NOT_UTF8 = "22021"
 """character_not_in_repertoire, as PostgreSQL answers invalid UTF-8."""
 CHUNK = 65536
@@ -201,11 +204,12 @@ class Session:
             try:
                 parse = None if simple else m.parse_parse(body)
                 sql = m.parse_query(body) if parse is None else parse.sql
-            except m.NotUtf8:
-                reason = "statement text is not valid UTF-8"
+            except m.BadText as exc:
+                utf8 = isinstance(exc, m.NotUtf8)
+                reason = "statement text is not valid UTF-8" if utf8 else str(exc)
                 return self._refuse(Outcome(ErrorCode.TOOL_BAD_REQUEST, reason,
-                                            sqlstate=NOT_UTF8), "query" if simple else "parse",
-                                    simple)
+                                            sqlstate=NOT_UTF8 if utf8 else PROTOCOL_VIOLATION),
+                                    "query" if simple else "parse", simple)
             if self._unsynced and _setting_dependent(buf, start + 5, end):
                 # SECURITY: statements before it in this pipeline are not answered until
                 # a Sync, so a settings change they make could not be seen in time.
@@ -394,6 +398,7 @@ class Session:
             return
         rec = StatementRecord(self.ctx.route, self.tenant, self.role, message, o.statement_kind,
                               outcome, code, o.reason if code else "", o.rewritten, inspect_s,
-                              duration_s, o.guard if code else "", o.would_deny)
+                              duration_s, (o.guard or WIRE_CHECKS) if outcome == "denied" else "",
+                              o.would_deny)
         with contextlib.suppress(Exception):  # observers must not break the connection
             self.ctx.on_statement(rec)

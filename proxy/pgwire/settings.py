@@ -68,6 +68,10 @@ def startup_value_refusal(name: str, value: str, read_only: bool) -> str | None:
 # --- statements ---------------------------------------------------------------------------
 
 _MARKERS = ('"VariableSetStmt"', '"TransactionStmt"', '"DoStmt"', '"setstmt"')
+_WORDS = ("set", "begin", "start", "do", "u&")
+"""A text without any of these (in any case) holds none of those nodes: SET, RESET, SET
+TRANSACTION, ALTER ... SET and set_config say "set"; transaction modes follow BEGIN or
+START; DO says "do"; only a U& identifier can spell set_config with escapes."""
 
 
 def _walk(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -146,6 +150,9 @@ def statement_refusal(sql: str, read_only: bool) -> tuple[str, bool] | None:
     """Why the text may not run on a session whose settings the proxy owns, as
     (reason, syntax error?); None = it changes none of them. Parsed by libpg_query:
     the text PostgreSQL will read is the text judged here."""
+    low = sql.lower()
+    if not any(word in low for word in _WORDS):
+        return None
     try:
         text = parse_sql_json(sql)
     except ParseError:

@@ -112,6 +112,10 @@ async def test_the_server_reads_utf8_whatever_the_database_default(proxy, victim
     assert [(e["C"], e["M"].split(":")[0]) for e in errors] == [("22021", "TOOL_BAD_REQUEST")]
     reply = await raw.send(m.query("SELECT 1"))
     assert any(t == b"D" for t, _ in reply)  # the session goes on
+    # nothing after the judged text travels with it
+    reply = await raw.send(m.frame(b"Q", f"SELECT 1\0DELETE FROM {VICTIM}\0".encode()))
+    errors = [m.parse_fields(b) for t, b in reply if t == b"E"]
+    assert [(e["C"], e["M"].split(":")[0]) for e in errors] == [("08P01", "TOOL_BAD_REQUEST")]
     raw.close()
     assert rows_left(victim) == 2
 
@@ -374,3 +378,20 @@ async def test_read_only_in_audit_mode_records_and_lets_writes_through(proxy, vi
             await conn.execute("SET client_encoding = 'SJIS'")  # integrity: every mode
     assert rows_left(victim) == 1
     assert would_deny(px, "sql_safety", "SQL_BLOCKED") == 1
+
+
+async def test_concurrency_cap_holds_a_slot_until_the_statement_is_answered(proxy) -> None:
+    """The route's max_inflight (ratelimit guard) on the wire: a slot is taken when the
+    statement is judged and freed when its ReadyForQuery comes back."""
+    import asyncio
+
+    _, port = await proxy(limits={"max_inflight": 1})
+    async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as a, \
+            await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as b:
+        slow = asyncio.create_task(
+            a.execute("SELECT count(*) FROM generate_series(1, 5000000)"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="concurrency"):
+            await b.execute("SELECT 1")
+        await slow
+        assert await (await b.execute("SELECT 1")).fetchone() == (1,)

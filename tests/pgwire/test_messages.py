@@ -79,3 +79,20 @@ def test_cancel_and_key_data() -> None:
     key = m.CancelKey(12, 34)
     assert m.parse_startup_packet(m.cancel_request(key)[4:]) == key
     assert m.parse_backend_key_data(m.backend_key_data(key)[5:]) == key
+
+
+@pytest.mark.parametrize("body", [
+    b"SELECT 1\0; DELETE FROM t\0",  # a second text after the judged one
+    b"SELECT \x95\\'\0",  # SJIS bytes: not UTF-8
+    b"SELECT '\xed\xa0\x80'\0",  # a surrogate encoded as UTF-8
+    b"SELECT 1",  # unterminated
+])
+def test_query_text_is_exactly_one_utf8_string(body: bytes) -> None:
+    with pytest.raises(m.BadText if body.endswith(b"\0") else m.ProtocolError):
+        m.parse_query(body)
+
+
+@pytest.mark.parametrize("types", [b"", b"\0", b"\0\1", b"\0\1\0\0\0\x17\0", b"\0\0x"])
+def test_parse_message_parameter_types_exact(types: bytes) -> None:
+    with pytest.raises(m.BadText):
+        m.parse_parse(b"s\0SELECT $1\0" + types)
