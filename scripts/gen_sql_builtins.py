@@ -20,7 +20,8 @@ EXCLUDE = re.compile(
     r"|setval|setseed|getvariable|getenv|query|read_|write_|file|load_extension|__"
     r"|json_(execute|serialize|deserialize)|parse_duckdb_log|error$|version$|sqlite_"
     r"|fts|rtree|changes$|total_changes$|last_insert_rowid$|optimize$|snippet$|highlight$"
-    r"|matchinfo$|offsets$|bm25$|enable_|disable_|checkpoint|force_)"
+    r"|matchinfo$|offsets$|bm25$|enable_|disable_|checkpoint|force_|sleep"
+    r"|(col|obj|shobj)_description$)"
 )
 
 

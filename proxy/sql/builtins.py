@@ -23,9 +23,9 @@ array_to_string array_to_string_comma_default array_transform array_unique array
 array_where array_zip ascii asin asinh assert_true atan atan2 atanh avg bar base64 bin
 binom bit_and bit_count bit_length bit_or bit_position bit_xor bitstring bitstring_agg
 bitstring_byte_comparable bool_and bool_or can_cast_implicitly cardinality cast_to_type
-cbrt ceil ceiling century char_length character_length chr col_description collate_aa
-collate_af collate_am collate_ar collate_ar_sa collate_as collate_az collate_bal
-collate_be collate_bg collate_blo collate_bn collate_bo collate_br collate_bs collate_ca
+cbrt ceil ceiling century char_length character_length chr collate_aa collate_af
+collate_am collate_ar collate_ar_sa collate_as collate_az collate_bal collate_be
+collate_bg collate_blo collate_bn collate_bo collate_br collate_bs collate_ca
 collate_ceb collate_chr collate_cs collate_cu collate_cy collate_da collate_de
 collate_de_at collate_dsb collate_dz collate_ee collate_el collate_en collate_en_us
 collate_eo collate_es collate_et collate_fa collate_fa_af collate_ff collate_fi
@@ -117,7 +117,7 @@ map_type_id_to_pg_oid map_values max max_by md5 md5_number md5_number_lower
 md5_number_upper mean median microsecond millennium millisecond min min_by minute
 mismatches mod mode month monthname multiply nanosecond nextafter nfc_normalize
 normalized_interval not_ilike_escape not_like_escape now nth_value ntile nullif
-obj_description octet_length ord overlay parse_dirname parse_dirpath parse_filename
+octet_length ord overlay parse_dirname parse_dirpath parse_filename
 parse_formatted_bytes parse_path path_join percent_rank pi position pow power prefix
 printf product quantile quantile_cont quantile_disc quarter radians random range rank
 rank_dense reduce regexp_escape regexp_extract regexp_extract_all regexp_full_match
@@ -125,15 +125,15 @@ regexp_matches regexp_replace regexp_split_to_array regexp_split_to_table regr_a
 regr_avgy regr_count regr_intercept regr_r2 regr_slope regr_sxx regr_sxy regr_syy
 remap_struct repeat replace replace_type reservoir_quantile reverse right right_grapheme
 round round_even roundbankers row row_number row_to_json rpad rtrim second sem
-session_user set_bit sha1 sha256 shobj_description sign signbit sin sinh skewness
-sleep_ms split split_part sqrt st_asbinary st_asgeojson st_astext st_aswkb st_aswkt
-st_crs st_geomfromgeojson st_geomfromwkb st_intersects_extent st_setcrs starts_with
-stats stddev stddev_pop stddev_samp str_split str_split_regex strftime string_agg
-string_split string_split_regex string_to_array strip_accents strlen strpos strptime
-struct_concat struct_contains struct_extract struct_extract_at struct_has struct_indexof
-struct_insert struct_keys struct_pack struct_position struct_update struct_values substr
-substring substring_grapheme subtract suffix sum sum_no_overflow sumkahan switch tan
-tanh time_bucket timetz_byte_comparable timezone timezone_hour timezone_minute
+session_user set_bit sha1 sha256 sign signbit sin sinh skewness split split_part sqrt
+st_asbinary st_asgeojson st_astext st_aswkb st_aswkt st_crs st_geomfromgeojson
+st_geomfromwkb st_intersects_extent st_setcrs starts_with stats stddev stddev_pop
+stddev_samp str_split str_split_regex strftime string_agg string_split
+string_split_regex string_to_array strip_accents strlen strpos strptime struct_concat
+struct_contains struct_extract struct_extract_at struct_has struct_indexof struct_insert
+struct_keys struct_pack struct_position struct_update struct_values substr substring
+substring_grapheme subtract suffix sum sum_no_overflow sumkahan switch tan tanh
+time_bucket timetz_byte_comparable timezone timezone_hour timezone_minute
 to_aggregate_state to_base to_base64 to_binary to_centuries to_days to_decades to_hex
 to_hours to_json to_microseconds to_millennia to_milliseconds to_minutes to_months
 to_quarters to_seconds to_timestamp to_weeks to_years today transaction_timestamp

@@ -62,7 +62,7 @@ _DUCKDB_DENIED = frozenset({
     "read_*", "glob", "parquet_*", "sniff_csv", "getenv", "getvariable", "query",
     "query_table", "setseed", "nextval", "currval", "current_setting", "txid_current",
     "json_execute_serialized_sql", "enable_*", "disable_*", "checkpoint", "force_checkpoint",
-    "which_secret", "write_log", "pg_sleep", "truncate_duckdb_logs", "seq_scan",
+    "which_secret", "write_log", "pg_sleep", "sleep*", "truncate_duckdb_logs", "seq_scan",
     "arrow_scan*", "pandas_scan", "python_*", "iceberg_*", "delta_scan", "sqlite_scan",
     "sqlite_attach", "postgres_*", "mysql_*", "httpfs_*",
 })
