@@ -70,7 +70,7 @@ class OutboundRequest:
     url: str
     headers: CIMultiDict[str]
     body: Any
-    """bytes, a stream (not replayable), or None."""
+    """bytes, an h1.BodyStream with the proxy's framing (not replayable), or None."""
     replayable: bool
 
 
