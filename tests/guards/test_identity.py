@@ -1,0 +1,40 @@
+"""The tenant / role grammar: what may be recorded as an identity, and what is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.guards.identity import INVALID, identity_problem, loggable_identity
+from tests.credentials.fakes import jwt, rnd
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    ["acme", "org:acme.eu-1@corp", "t_1", "550e8400-e29b-41d4-a716-446655440000", "a" * 128],
+)
+def test_tenants_that_pass(tenant: str) -> None:
+    assert identity_problem(tenant, None, "X-Tenant-ID", "X-Caller-Role") is None
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    ["a" * 129, "acme corp", "x' OR '1'='1", 'acme"', "ü", "a/b", "ghp_" + rnd(36), jwt()],
+)
+def test_tenants_refused_without_quoting_them(tenant: str) -> None:
+    problem = identity_problem(tenant, None, "X-Tenant-ID", "X-Caller-Role")
+    assert problem is not None and problem.startswith("X-Tenant-ID ") and tenant not in problem
+    assert loggable_identity(tenant, None) == (INVALID, "")
+
+
+@pytest.mark.parametrize("roles", ["agent", "agent, ops", " a ,b ", "a,,b", "x" * 128])
+def test_role_lists_that_pass(roles: str) -> None:
+    assert identity_problem(None, roles, "X-Tenant-ID", "X-Caller-Role") is None
+    assert loggable_identity(None, roles) == (None, roles)
+
+
+@pytest.mark.parametrize(
+    "roles", ["x" * 129, "a b", "admin;drop", ",".join(["r"] * 600), "admin, ghp_" + rnd(36)]
+)
+def test_role_lists_refused(roles: str) -> None:
+    problem = identity_problem(None, roles, "X-Tenant-ID", "X-Caller-Role")
+    assert problem is not None and problem.startswith("X-Caller-Role ")
