@@ -301,14 +301,16 @@ def lookalikes() -> list[tuple[str, str]]:
         "setProperty(\"db.password\", System.getenv(\"DB_PASSWORD\"))",
     )]
     out += [("pem_without_key", v) for v in (
-        "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----",
         "-----BEGIN OPENSSH PRIVATE KEY-----\n<your key here>\n-----END OPENSSH PRIVATE KEY-----",
         "Paste the text between -----BEGIN PRIVATE KEY----- and -----END PRIVATE KEY-----",
         "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" + rnd(60, ALNUM + "+/")
         + "\n-----END PUBLIC KEY-----",
     )]
     out += [("jwt_shaped", v) for v in (
-        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.", "eyJxxxxxxxxxx.eyJxxxxxxxxxx.xxxxxxxxxxxx",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.",
+        "eyJxxxxxxxxxx.eyJxxxxxxxxxx.xxxxxxxxxxxx",
         "eyJ" + rnd(30) + ".eyJ" + rnd(40) + "." + rnd(43, URLSAFE),
         "import io.jsonwebtoken.Jwts;", "io.jsonwebtoken.security.Keys",
         "jwt_secret_name: app-jwt-signing", "ZXlK" + rnd(80, ALNUM + "+/"),
@@ -328,7 +330,7 @@ def lookalikes() -> list[tuple[str, str]]:
         f"api-version=2024-01-01&sdk-version={rnd(6, DIGITS)}", "Basic authentication",
         "basic settings page", "The Basic plan includes 3 seats",
         f"https://github.com/org/repo/commit/{rnd(40, HEX)}",
-        f"https://user@github.com/org/repo.git", "http://host:8080@proxy.local/",
+        "https://user@github.com/org/repo.git", "http://host:8080@proxy.local/",
         f"image: registry.example.org/app@sha256:{rnd(64, HEX)}",
         "pat-tern matching", "secret_" + "key_rotation_days", "dapi-docs",
     )]
