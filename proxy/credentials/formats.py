@@ -647,8 +647,8 @@ def scan(text: str, strict: bool = False) -> tuple[list[tuple[str, int, int]], l
             n = bisect_left(starts, stop)
             if n and max_end[n - 1] > start:
                 continue
-            if stop < len(text) and text[stop] in "(":
-                continue  # a call, not a literal: `token=getToken(...)`
+            if (stop < len(text) and text[stop] == "(") or text[stop - 1] == "[":
+                continue  # an expression, not a literal: `getToken(..)`, `os.environ['X']`
             value = text[start:stop]
             amp = value.find("&")
             while amp >= 0:  # `a=b&next=c`: a query string's next pair ends the value
