@@ -159,10 +159,15 @@ class Detector:
             pos += len(leaf[3]) + 1
         text = _SEP.join([leaf[3] for leaf in leaves])
         hit: set[int] = set()
-        for kind, start, _ in formats.find(text, strict=True):
+        found, judged = formats.scan(text, strict=True)
+        for kind, start, _ in found:
             i = bisect_right(starts, start) - 1
             hit.add(i)
             self._keep(out, where(leaves[i]), kind)
+        for start, stop in judged:  # a look-alike a format judged: not a password
+            i = bisect_right(starts, start) - 1
+            if start == starts[i] and stop == starts[i] + len(leaves[i][3]):
+                hit.add(i)
         budget = formats.MAX_ASSIGNMENTS
         for i, leaf in enumerate(leaves):
             key = leaf[2]

@@ -276,7 +276,8 @@ FORMATS: tuple[Format, ...] = (
     _f("vault_token", r"hv[sbr]\.[A-Za-z0-9_\-]{24,1000}", ("hvs.", "hvb.", "hvr."), _after(4)),
     _f("terraform_cloud_token", r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,70}", ".atlasv1.",
        _after_sep(".atlasv1.")),
-    _f("doppler_token", r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}", "dp.",
+    _f("doppler_token", r"dp\.(?:pt|st|sa|ct|scim|audit)\.(?:[a-z0-9_\-]{2,35}\.)?"
+       r"[A-Za-z0-9]{40,44}", "dp.",
        _after_sep(".", 8)),
     _f("pulumi_token", r"pul-[a-f0-9]{40}", "pul-", _after(4), tail=_ANW),
     _f("onepassword_token", r"ops_eyJ[A-Za-z0-9+/=_\-]{100,1000}", "ops_eyJ", _after(4)),
@@ -413,8 +414,8 @@ def context_kind(key: str, value: str) -> str | None:
     """A provider-shaped value under a key naming that provider (a UUID under
     `HEROKU_API_KEY`): caught where the generic rule passes UUIDs and digits."""
     low = key.lower()
-    if not any(h in low for h in KEY_HINTS) and low not in CONTEXT_WORDS:
-        return None
+    if not any(h in low for h in KEY_HINTS):
+        return None  # SECURITY: keeps `may_match` a cover (a finding needs a hint or needle)
     for kw, shape, kind in CONTEXT:
         if kw in low and shape.match(value) and generated(value, 6):
             return kind
@@ -424,7 +425,8 @@ def context_kind(key: str, value: str) -> str | None:
 # The key-value rule in text: `key <op> value` for every assignment syntax the
 # issue lists (`=`, `:`, `:=`, `=>`, `?=`, `.=`, `+=`, `var k string = v`), XML elements,
 # call arguments (`setProperty("K", "v")`) and long CLI flags (`--password v`).
-_VAL = r"([^\s\"'`<>;&,()\x00]{8,256})"
+_VAL = r"([^\s\"'`<>;,()\x00]{8,256})"
+_NEXT_PAIR = re.compile(r"[\w.\-\[\]]{1,64}=")
 # Every key `is_secret_key` accepts holds one of these (lowercased): a text without any
 # has no assignment worth scanning (tests/credentials/test_detect.py checks the cover).
 KEY_HINTS = ("pass", "pwd", "secret", "token", "cred", "auth", "key", "cookie")
@@ -569,7 +571,18 @@ def find(text: str, strict: bool = False) -> list[tuple[str, int, int]]:
     `strict` (detection): a format also passes its `verify` (checksum, decoding) and a
     private key needs a body that decodes; masking takes every format-shaped match.
     A `key=value` assignment is reported only where no known format already is."""
+    return scan(text, strict)[0]
+
+
+Span = tuple[int, int]
+
+
+def scan(text: str, strict: bool = False) -> tuple[list[tuple[str, int, int]], list[Span]]:
+    """`find`, plus the spans of look-alikes a format judged and threw out (a failed
+    checksum, a documented example, a mask): the key-name rule does not judge those
+    again (`GITHUB_TOKEN=ghp_<bad checksum>` is a look-alike, not a password)."""
     found: list[tuple[str, int, int]] = []
+    judged: list[Span] = []
     present, hint = _scan(text)
     data: bytes | None = None
     for i in sorted(present):
@@ -597,19 +610,21 @@ def find(text: str, strict: bool = False) -> list[tuple[str, int, int]]:
                 # SECURITY (look-alikes): a header alone, or a body that is no key; a
                 # body cut before its END line is still judged.
                 if strict and not pem_body_ok(text[me:body_end]):
+                    judged.append((start, stop))
                     continue
             secret = text[start:stop]
-            if fmt.check is not None and not fmt.check(secret):
-                continue
-            if strict and fmt.verify is not None and not fmt.verify(secret):
+            if (secret in DOCUMENTED_EXAMPLES
+                    or (fmt.check is not None and not fmt.check(secret))
+                    or (strict and fmt.verify is not None and not fmt.verify(secret))):
+                judged.append((start, stop))
                 continue
             found.append((fmt.kind, start, stop))
     if not hint:
-        return found
+        return found, judged
     if data is None:
         data = _as_bytes(text)
-    # Overlap with a format finding, in log time: spans by start, running max of ends.
-    taken = sorted((s, e) for _, s, e in found)
+    # Overlap with a format's verdict, in log time: spans by start, running max of ends.
+    taken = sorted([(s, e) for _, s, e in found] + judged)
     starts = [s for s, _ in taken]
     max_end = list(accumulate((e for _, e in taken), max))
     budget = MAX_ASSIGNMENTS
@@ -627,17 +642,24 @@ def find(text: str, strict: bool = False) -> list[tuple[str, int, int]]:
                 # SECURITY: bounded work, and what was not judged is not passed.
                 if strict:
                     found.append(("unjudged_values", ms, me))
-                return found
+                return found, judged
             (ks, ke), (start, stop) = spans[1], spans[2]
             n = bisect_left(starts, stop)
             if n and max_end[n - 1] > start:
                 continue
-            if stop < len(text) and text[stop] in "(":
-                continue  # a call, not a literal: `token=getToken(...)`
-            kind = pair_kind(text[ks:ke], text[start:stop])
+            if (stop < len(text) and text[stop] == "(") or text[stop - 1] == "[":
+                continue  # an expression, not a literal: `getToken(..)`, `os.environ['X']`
+            value = text[start:stop]
+            amp = value.find("&")
+            while amp >= 0:  # `a=b&next=c`: a query string's next pair ends the value
+                if _NEXT_PAIR.match(value, amp + 1):
+                    value = value[:amp]
+                    break
+                amp = value.find("&", amp + 1)
+            kind = pair_kind(text[ks:ke], value)
             if kind:
-                found.append((kind, start, stop))
-    return found
+                found.append((kind, start, start + len(value)))
+    return found, judged
 
 
 def pair_kind(key: str, value: str) -> str | None:

@@ -95,9 +95,14 @@ _HCL_REFERENCE = re.compile(
     r"(?:var|local|module|data|each|self|terraform|path)\.[A-Za-z_][\w\-]*(?:\.[\w\-\[\]\"]+)*\Z"
 )
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
-_CODE_REFERENCES = ("process.env.", "os.environ", "os.getenv(", "System.getenv(", "ENV[",
-                    "ENV.fetch(", "getenv(", "Deno.env.get(", "import.meta.env.",
-                    "Environment.GetEnvironmentVariable(", "secrets.", "vars.")
+# A whole value that reads a secret from the environment in code.
+_CODE_REFERENCE = re.compile(
+    r"(?:process\.env\.\w{1,100}|import\.meta\.env\.\w{1,100}|"
+    r"os\.environ(?:\[[^\]]{1,100}\]|\.get\([^)]{1,100}\))|(?:os\.)?[Gg]etenv\([^)]{1,100}\)|"
+    r"System\.getenv\([^)]{1,100}\)|ENV(?:\[[^\]]{1,100}\]|\.fetch\([^)]{1,100}\))|"
+    r"Deno\.env\.get\([^)]{1,100}\)|Environment\.GetEnvironmentVariable\([^)]{1,100}\)|"
+    r"secrets\.[A-Z_][A-Z0-9_]{0,100})\Z"
+)
 _PLACEHOLDER = re.compile(
     r"(?i)(?:<[^>]*>|\[[^\]]*\]|\{[^}]*\}|%[^%]+%|%\(\w+\)s|your[-_ ]?\w*|\w*[-_]here|"
     r"none|null|nil|undefined|true|false|yes|no|on|off|password\d*|secret\d*|token|"
@@ -122,9 +127,6 @@ def is_reference(value: str) -> bool:
     i = value.find("${")
     if i >= 0 and value.find("}", i + 2) >= 0:
         return True
-    i = value.find("$(")
-    if i >= 0 and value.find(")", i + 2) >= 0:
-        return True
     i = value.find("{{")
     while i >= 0:
         eol = value.find("\n", i)
@@ -135,10 +137,12 @@ def is_reference(value: str) -> bool:
     d = v.rfind("$")
     if d >= 0 and _ENV_NAME.match(v, d + 1):
         return True
-    if len(v) > 2 and v[0] == v[-1] == "`":
+    # Whole-value forms only: a literal with `$(x)` glued on is still a literal (and the
+    # decision log keeps references unmasked).
+    if len(v) > 2 and ((v[0] == v[-1] == "`") or (v.startswith("$(") and v[-1] == ")")):
         return True
     return (_REFERENCE_PREFIX.match(v) is not None or _HCL_REFERENCE.match(v) is not None
-            or v.startswith(_CODE_REFERENCES))
+            or _CODE_REFERENCE.match(v) is not None)
 
 
 def is_placeholder(value: str) -> bool:
