@@ -331,7 +331,8 @@ async def test_chunked_in_http10_is_refused(proxy, h11_upstream):
 )
 async def test_ambiguous_framing_is_refused_by_the_server_parser(proxy, h11_upstream, raw):
     out = await raw_exchange(
-        port_of(proxy), b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n" + raw,
+        port_of(proxy),
+        b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n" + raw,
         timeout=1.0,
     )
     assert b" 400 " in out.split(b"\r\n", 1)[0], out[:200]
@@ -373,8 +374,10 @@ async def test_pipelined_requests_each_reach_the_upstream_once(proxy, h11_upstre
         b"Content-Length: 5\r\n\r\nfirst"
         b"POST /public/b HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         b"Content-Encoding: gzip\r\nContent-Length: " + str(len(gz)).encode() + b"\r\n\r\n" + gz
-        + b"POST /admin/c HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\nContent-Length: 0\r\n\r\n"
-        b"GET /public/d HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\nConnection: close\r\n\r\n"
+        + b"POST /admin/c HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
+        b"Content-Length: 0\r\n\r\n"
+        b"GET /public/d HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
+        b"Connection: close\r\n\r\n"
     )
     out = await raw_exchange(port_of(proxy), raw)
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"200", b"403", b"200"], out
