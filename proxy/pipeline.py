@@ -8,7 +8,7 @@ import logging
 import random
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import HttpVersion11, web
 from multidict import MultiDictProxy
@@ -17,6 +17,7 @@ from proxy.credentials.mask import Masker
 from proxy.framing import read_body, request_coding, stream_body, too_large
 from proxy.guards.base import CallContext, Guard
 from proxy.guards.identity import identity_problem
+from proxy.hosts import HOST_REFUSED, HostPolicy
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import PHASE_TIMEOUTS, ErrorCode, ProxyError
@@ -46,6 +47,9 @@ DENIAL_CODES = frozenset(
         ErrorCode.INVALID_PARAMS,
         ErrorCode.TOOL_BAD_REQUEST,
         ErrorCode.PLAN_INVALID,
+        ErrorCode.HEADER_MISMATCH,
+        ErrorCode.HOST_NOT_ALLOWED,
+        ErrorCode.ORIGIN_NOT_ALLOWED,
     }
 )
 
@@ -133,9 +137,25 @@ async def run_guards(
     return call
 
 
+def _local_ip(req: web.Request) -> str | None:
+    """The address the connection arrived on (the listen address, or the interface a
+    wildcard listener was reached by)."""
+    transport = req.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return sockname[0] if isinstance(sockname, tuple) and sockname else None
+
+
 class Pipeline:
     def __init__(self, state: ProxyState) -> None:
         self.state = state
+        self._hosts: tuple[Any, HostPolicy] | None = None
+        """(rules, their HostPolicy): built again when a reload swaps the rules."""
+
+    def host_policy(self, rules: Any) -> HostPolicy:
+        held = self._hosts
+        if held is None or held[0] is not rules:
+            held = self._hosts = (rules, HostPolicy.from_rules(rules))
+        return held[1]
 
     async def handle(self, req: web.Request) -> web.StreamResponse:
         compiled = self.state.compiled  # one snapshot: a reload never changes a call midway
@@ -160,6 +180,18 @@ class Pipeline:
                 req.raw_path, headers.get("Host")
             )
             rec.path = path
+            # SECURITY: DNS rebinding: Host must name this proxy, a browser Origin be listed.
+            hosts = self.host_policy(compiled.rules)
+            host_header = headers.get("Host")
+            refusal = hosts.check(
+                host_header,
+                headers.getall("Origin", ()) if "Origin" in headers else (),
+                req.raw_path,
+            )
+            if refusal is HOST_REFUSED and hosts.is_listen_address(host_header, _local_ip(req)):
+                refusal = None
+            if refusal is not None:
+                raise refusal
             if self.state.decision_log is not None:  # replay needs the request as sent
                 rec.decision_input = {
                     "host": host,

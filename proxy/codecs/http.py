@@ -246,12 +246,7 @@ class HttpCodec:
         ctx: CallContext,
         upstream: UpstreamResponse,
     ) -> web.StreamResponse:
-        headers = CIMultiDict(upstream.headers)
-        for name in HOP_BY_HOP.intersection(k.lower() for k in headers):
-            headers.popall(name)
-        headers["X-Trace-ID"] = call.caller.trace_id
-        for name, value in ctx.response_headers:
-            headers[name] = value
+        headers = answer_headers(upstream, call, ctx)
         # Media types are case-insensitive (RFC 9110 8.3.1): `Text/Event-Stream` is a stream.
         ctype = upstream.headers.get("Content-Type", "").lower()
         if req.method == "GET" and "text/event-stream" in ctype:
@@ -409,6 +404,19 @@ class HttpCodec:
         self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any
     ) -> web.StreamResponse:
         return render_http_error(err, route, trace_id, ctx.response_headers if ctx else None)
+
+
+def answer_headers(
+    upstream: UpstreamResponse, call: ToolCall, ctx: CallContext
+) -> CIMultiDict[str]:
+    """The upstream's response headers as the caller gets them (before any filter)."""
+    headers = CIMultiDict(upstream.headers)
+    for name in HOP_BY_HOP.intersection(k.lower() for k in headers):
+        headers.popall(name)
+    headers["X-Trace-ID"] = call.caller.trace_id
+    for name, value in ctx.response_headers:
+        headers[name] = value
+    return headers
 
 
 def filter_events(events: list[Any], filters: list[Any]) -> bytes:

@@ -19,10 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from proxy.codecs.http import HttpCodec, OutboundRequest, render_http_error
+from proxy.codecs.http import (
+    FilteredBody,
+    HttpCodec,
+    OutboundRequest,
+    answer_headers,
+    names,
+    refused,
+    render_http_error,
+    start_stream,
+)
 from proxy.compile import CODECS
 from proxy.config.schema import Route
-from proxy.guards.base import CallContext
+from proxy.guards.base import CallContext, FilterRefused
 from proxy.guards.mcp_policy import DENIALS, McpRuntime, runtime_for
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
 from proxy.model.call import Caller, McpCall, Request, ToolCall, evolve
@@ -35,6 +44,11 @@ READ_METHODS = frozenset(
     {"ping", "tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 )
 """Requests that change nothing on the server: safe to retry."""
+HELD_OPEN = frozenset({"subscriptions/listen"})
+"""Requests whose answer is held open (2026-07-28, SEP-2575): the response is the event
+stream, one message per SSE event or per line of a chunked JSON body."""
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Longest line of a held-open line-delimited answer (as SseParser's event cap)."""
 NOT_SENT = ProxyError(
     ErrorCode.TOOL_BAD_REQUEST, "not sent: another element of the batch was refused"
 )
@@ -132,6 +146,73 @@ class McpCodec(HttpCodec):
             out = evolve(out, url=base + out.url[len(base) + 1 :])
         return out
 
+    async def respond(
+        self,
+        req: web.Request,
+        route: CompiledRoute,
+        call: ToolCall,
+        ctx: CallContext,
+        upstream: Any,
+    ) -> web.StreamResponse:
+        if not _holds_open(call):
+            return await super().respond(req, route, call, ctx, upstream)
+        # A held-open answer lives as long as the subscription: the call deadline bounded
+        # sending the request and the head's arrival, not the stream's life.
+        timer = ctx.scratch.get("timer")
+        if timer is not None:
+            timer.reschedule(None)
+        ctype = upstream.headers.get("Content-Type", "").lower()
+        if "text/event-stream" in ctype or not ctx.response_filters:
+            # Event streams are filtered event by event already; unfiltered bodies are
+            # passed on as they come.
+            return await super().respond(req, route, call, ctx, upstream)
+        try:
+            return await self._held_lines(req, call, ctx, upstream, ctype)
+        except FilterRefused as err:
+            refused(ctx.record, err)
+            raise
+
+    async def _held_lines(
+        self, req: web.Request, call: ToolCall, ctx: CallContext, upstream: Any, ctype: str
+    ) -> web.StreamResponse:
+        """A held-open line-delimited answer, message by message: each complete line goes
+        through every filter as a whole body (masking sees the whole message, so nothing
+        is kept back waiting for a next message that may come much later), then out."""
+        filters = ctx.response_filters
+        headers = answer_headers(upstream, call, ctx)
+        for f in filters:
+            mask_headers = getattr(f, "headers", None)
+            if mask_headers is not None:
+                headers = mask_headers(headers)
+        body = FilteredBody(upstream, headers, filters)
+        headers.pop("Content-Length", None)
+        resp = await start_stream(req, upstream.status, headers, ctx)
+
+        def through(message: bytes) -> bytes:
+            for f in filters:
+                message = f.body(message, ctype)
+            return message
+
+        pending = bytearray()
+        async for chunk in body.chunks():
+            pending += chunk
+            end = pending.rfind(b"\n") + 1
+            if not end:
+                if len(pending) > MAX_MESSAGE_BYTES:
+                    # SECURITY: a line that never ends is refused, not buffered.
+                    raise FilterRefused(
+                        names(filters), "too_large", "a held-open message is larger than the cap"
+                    )
+                continue
+            lines = bytes(pending[:end]).splitlines(keepends=True)
+            del pending[:end]
+            await resp.write(b"".join(through(line) for line in lines))
+        rest = bytes(pending) + body.finish()
+        if rest:
+            await resp.write(through(rest))
+        await resp.write_eof()
+        return resp
+
     def answer_in(self, ctx: CallContext) -> Callable[[bytes], bool] | None:
         """A POST's event stream ends once every request in it has its response (the
         server then closes it): so a first piece ending on an event boundary and holding
@@ -187,6 +268,12 @@ class McpCodec(HttpCodec):
                 for i, m in requests
             ]
         return _response(200, body, err, trace_id, headers, ctx)
+
+
+def _holds_open(call: ToolCall) -> bool:
+    return isinstance(call, McpCall) and any(
+        m.method in HELD_OPEN and m.id is not None for m in call.messages
+    )
 
 
 def _element_error(denials: dict[int, Any] | None, i: int, err: ProxyError) -> ProxyError:

@@ -419,6 +419,50 @@ class Observability(Model):
     tenant_label_cap: PositiveInt = 100
 
 
+class Listen(Model):
+    """The proxy port's own checks (DNS-rebinding protection, proxy/hosts.py)."""
+
+    allowed_hosts: list[str] = []
+    """Names a request's `Host` may use for the proxy besides `localhost`, loopback
+    addresses, the listen address and the routes' `match.hosts` (default none); e.g. a
+    Service name in standalone mode. `*.example.com` matches subdomains. Any other Host
+    is refused (HOST_NOT_ALLOWED): a browser page whose name points at the proxy cannot
+    drive tool calls through it."""
+    allowed_origins: list[str] = []
+    """Browser origins (`scheme://host[:port]`) whose requests are served; a request
+    carrying any other `Origin` is refused (ORIGIN_NOT_ALLOWED). Default none: tool
+    callers are not browsers."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        out = []
+        for h in v:
+            name = h.strip().lower().rstrip(".")
+            if not name or (any(c in name for c in "/@?#: ") and not name.startswith("[")):
+                raise ValueError(f"'{h}' must be a host name or address, without a port")
+            out.append(name)
+        return out
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        out = []
+        for o in v:
+            parts = urlsplit(o.strip())
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ValueError(f"'{o}' must be an origin: scheme://host[:port]")
+            out.append(o.strip().rstrip("/").lower())
+        return out
+
+
 class Rules(Model):
     version: Literal[1] = 1
     mode: Mode = "enforce"
@@ -429,6 +473,7 @@ class Rules(Model):
     routes: list[Route] = []
     redis: RedisSpec | None = None
     observability: Observability = Observability()
+    listen: Listen = Listen()
 
     @model_validator(mode="after")
     def _cross(self) -> Rules:

@@ -339,3 +339,24 @@ def test_named_templates_from_a_parent_chart(tmp_path: Path) -> None:
     assert yaml.safe_load(rules_cm["data"]["rules.yaml"]) == RULES_A
     assert pod["metadata"]["annotations"]["checksum/callwarden-rules"]
     assert env(proxy_container(pod["spec"]))["CALLWARDEN_LISTEN"] == "127.0.0.1:15001"
+
+
+def test_standalone_rules_name_the_service_as_a_proxy_host(chart: helm.Chart) -> None:
+    """DNS-rebinding protection: callers reach a standalone gateway by its Service names,
+    so each is in listen.allowed_hosts (with the user's own), and the rules stay valid."""
+    rules = {"version": 1, "listen": {"allowed_hosts": ["gw.example.com"]}}
+    docs = render(chart, {"mode": "standalone", "rules": rules})
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-rules")]
+    loaded = yaml.safe_load(cm["data"]["rules.yaml"])
+    assert loaded["listen"]["allowed_hosts"] == [
+        "gw.example.com",
+        "shop-callwarden",
+        "shop-callwarden.agents",
+        "shop-callwarden.agents.svc",
+        "shop-callwarden.agents.svc.cluster.local",
+    ]
+    Rules.model_validate(loaded)
+    # sidecars are reached on loopback: nothing added
+    docs = render(chart, {"rules": rules})
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-rules")]
+    assert yaml.safe_load(cm["data"]["rules.yaml"]) == rules

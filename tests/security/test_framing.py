@@ -265,7 +265,7 @@ async def test_long_chunked_body_over_a_large_cap_aborts_the_upstream_connection
 
 async def test_body_shorter_than_declared_ends_the_upstream_connection(proxy, h11_upstream):
     head = (
-        b"POST /public/x HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n"
+        b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         b"Content-Type: application/octet-stream\r\nContent-Length: 60000\r\n\r\n"
     )
     _, writer = await asyncio.open_connection("127.0.0.1", port_of(proxy))
@@ -293,7 +293,7 @@ async def test_body_shorter_than_declared_ends_the_upstream_connection(proxy, h1
 )
 async def test_transfer_codings_other_than_chunked_are_refused(proxy, h11_upstream, head):
     raw = (
-        b"POST /public/x HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n" + head + b"\r\n"
+        b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n" + head + b"\r\n"
         b"3\r\nabc\r\n0\r\n\r\n"
     )
     out = await raw_exchange(port_of(proxy), raw, timeout=1.0)
@@ -304,7 +304,7 @@ async def test_transfer_codings_other_than_chunked_are_refused(proxy, h11_upstre
 
 async def test_chunked_in_http10_is_refused(proxy, h11_upstream):
     raw = (
-        b"POST /public/x HTTP/1.0\r\nHost: p\r\nX-Caller-Role: agent\r\n"
+        b"POST /public/x HTTP/1.0\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
     )
     out = await raw_exchange(port_of(proxy), raw, timeout=1.0)
@@ -331,7 +331,8 @@ async def test_chunked_in_http10_is_refused(proxy, h11_upstream):
 )
 async def test_ambiguous_framing_is_refused_by_the_server_parser(proxy, h11_upstream, raw):
     out = await raw_exchange(
-        port_of(proxy), b"POST /public/x HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n" + raw,
+        port_of(proxy),
+        b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n" + raw,
         timeout=1.0,
     )
     assert b" 400 " in out.split(b"\r\n", 1)[0], out[:200]
@@ -340,7 +341,7 @@ async def test_ambiguous_framing_is_refused_by_the_server_parser(proxy, h11_upst
 
 async def test_expect_100_continue_is_answered_by_the_proxy(proxy, h11_upstream):
     head = (
-        b"POST /public/x HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n"
+        b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
     )
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(proxy))
@@ -358,7 +359,7 @@ async def test_expect_100_continue_is_answered_by_the_proxy(proxy, h11_upstream)
 
 async def test_unknown_expectation_is_refused(proxy, h11_upstream):
     raw = (
-        b"POST /public/x HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n"
+        b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         b"Expect: something-else\r\nContent-Length: 5\r\n\r\nhello"
     )
     out = await raw_exchange(port_of(proxy), raw, timeout=1.0)
@@ -369,12 +370,14 @@ async def test_unknown_expectation_is_refused(proxy, h11_upstream):
 async def test_pipelined_requests_each_reach_the_upstream_once(proxy, h11_upstream):
     gz = gzip.compress(b"second body")
     raw = (
-        b"POST /public/a HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n"
+        b"POST /public/a HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         b"Content-Length: 5\r\n\r\nfirst"
-        b"POST /public/b HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n"
+        b"POST /public/b HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         b"Content-Encoding: gzip\r\nContent-Length: " + str(len(gz)).encode() + b"\r\n\r\n" + gz
-        + b"POST /admin/c HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\nContent-Length: 0\r\n\r\n"
-        b"GET /public/d HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\nConnection: close\r\n\r\n"
+        + b"POST /admin/c HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
+        b"Content-Length: 0\r\n\r\n"
+        b"GET /public/d HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
+        b"Connection: close\r\n\r\n"
     )
     out = await raw_exchange(port_of(proxy), raw)
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"200", b"403", b"200"], out

@@ -82,9 +82,26 @@ app.kubernetes.io/part-of: callwarden
 {{- define "callwarden.rulesText" -}}
 {{- if kindIs "string" .values.rules -}}
 {{- .values.rules -}}
+{{- else if eq .values.mode "standalone" -}}
+{{- /* Callers reach a standalone gateway by its Service names: each must be a proxy
+       name (listen.allowed_hosts, DNS-rebinding protection) or its Host is refused. */ -}}
+{{- $rules := deepCopy .values.rules -}}
+{{- $listen := deepCopy (default (dict) (get $rules "listen")) -}}
+{{- $hosts := default (list) (get $listen "allowed_hosts") -}}
+{{- $_ := set $listen "allowed_hosts" (concat $hosts (include "callwarden.serviceHosts" . | fromYamlArray) | uniq) -}}
+{{- $_ := set $rules "listen" $listen -}}
+{{- toYaml $rules -}}
 {{- else -}}
 {{- toYaml .values.rules -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The names the standalone Service answers to, short to fully qualified. */}}
+{{- define "callwarden.serviceHosts" -}}
+{{- $svc := include "callwarden.fullname" . -}}
+{{- $ns := .root.Release.Namespace -}}
+{{- $domain := .values.standalone.service.clusterDomain | default "cluster.local" -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns $domain) | toYaml -}}
 {{- end -}}
 
 {{/* sha256 of the inline rules; empty with hot reload or an existing ConfigMap. */}}
