@@ -63,8 +63,26 @@ _SELF_ALIAS = re.compile(rb'("relname":"([^"\\]*)"(?:,"inh":true)?,"relpersisten
                          rb'"alias":\{"aliasname":"\2"\}')
 
 
-def _positionless(sql: str) -> list[dict[str, Any]] | None:
-    """libpg_query's statements without source positions; None if it does not parse."""
+_RELNAME = re.compile(rb'"relname":"([^"\\]*)"')
+_INSERT_TARGET = re.compile(rb'"InsertStmt":\{"relation":\{(?:"catalogname":"[^"]*",)?'
+                            rb'(?:"schemaname":"[^"]*",)?"relname":"([^"\\]*)"')
+_CTE_NAME = re.compile(rb'"ctename":"([^"\\]*)"')
+
+
+def _scoped_references(raw: bytes, tables: frozenset[str]) -> int | None:
+    """How many references to a tenant table the judged text makes (INSERT targets are
+    checked by value, not scoped); None when a CTE bears a tenant table's name (which
+    references are the CTE is then the rewrite's scoping to decide)."""
+    def named(rx: re.Pattern[bytes]) -> int:
+        return sum(m.group(1).decode().lower() in tables for m in rx.finditer(raw))
+    if named(_CTE_NAME):
+        return None
+    return named(_RELNAME) - named(_INSERT_TARGET)
+
+
+def _positionless_raw(sql: str) -> tuple[list[dict[str, Any]], bytes] | None:
+    """libpg_query's statements without source positions, and their JSON; None if the
+    text does not parse."""
     if "\x00" in sql:
         return None
     try:
@@ -76,7 +94,12 @@ def _positionless(sql: str) -> list[dict[str, Any]] | None:
         raw = raw.replace(b"," + key, b"").replace(key + b",", b"").replace(key, b"")
     raw = _SELF_ALIAS.sub(rb"\1", raw)
     doc = orjson.loads(raw)
-    return [s["stmt"] for s in doc.get("stmts", ())]
+    return [s["stmt"] for s in doc.get("stmts", ())], raw
+
+
+def _positionless(sql: str) -> list[dict[str, Any]] | None:
+    got = _positionless_raw(sql)
+    return got[0] if got is not None else None
 
 
 def _is_marker(node: Any, marker: str) -> bool:
@@ -118,6 +141,8 @@ class _Undo:
         for k, v in node.items():
             if k == "whereClause":
                 v = self._where(v)
+                if v is None:
+                    continue  # the predicate was the whole WHERE
             out[k] = self.node(v)
         return out
 
@@ -156,12 +181,13 @@ class _Undo:
         return where
 
 
-def _unlimit(stmt: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-    """The statement without its row limit (and without the `_cw_limited` wrapper the
-    rewrite puts around a query that has its own), and the limit's value if a number."""
+def _unlimit(stmt: dict[str, Any]) -> tuple[dict[str, Any], int | None, bool]:
+    """The rewrite's statement without its row cap, the cap's value if a number, and
+    whether the cap was a `SELECT * FROM (<the statement>) AS _cw_limited` wrapper (then
+    the inner statement is the judged one as written, its own LIMIT included)."""
     sel = stmt.get("SelectStmt")
     if sel is None:
-        return stmt, None
+        return stmt, None, False
     count = sel.get("limitCount")
     value = count.get("A_Const", {}).get("ival", {}).get("ival", 0) if isinstance(
         count, dict) and "A_Const" in count else None
@@ -170,27 +196,33 @@ def _unlimit(stmt: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     if set(rest) == {"targetList", "fromClause", "op"} and len(frm) == 1 \
             and rest["targetList"] == [{"ResTarget": {"val": {"ColumnRef": {"fields": [
                 {"A_Star": {}}]}}}}] \
-            and frm[0].get("RangeSubselect", {}).get("alias", {}).get(
-                "aliasname") == "_cw_limited":
-        return frm[0]["RangeSubselect"]["subquery"], value
-    return {"SelectStmt": rest}, value
+            and frm[0].get("RangeSubselect", {}).get("alias") == {"aliasname": "_cw_limited"}:
+        return frm[0]["RangeSubselect"]["subquery"], value, True
+    return {"SelectStmt": rest}, value, False
 
 
 def rewrite_is_faithful(judged: str, rewritten: str, column: str | None, marker: str,
-                        cap: int | None) -> bool:
+                        cap: int | None, tables: frozenset[str] = frozenset()) -> bool:
     """SECURITY: the rewritten text, read by PostgreSQL's parser, is the judged text plus
-    tenant predicates (every one with the marker) and a row cap, nothing else."""
-    before, after = _positionless(judged), _positionless(rewritten)
-    if before is None or after is None or len(before) != len(after):
+    tenant predicates (every one with the marker) and a row cap, nothing else; and it has
+    a predicate for every reference to a tenant table (bare names in `tables`)."""
+    got = _positionless_raw(judged)
+    after = _positionless(rewritten)
+    if got is None or after is None or len(got[0]) != len(after):
         return False
+    before, raw = got
+    want = _scoped_references(raw, tables) if column else 0
+    predicates = 0
     for b_stmt, a_stmt in zip(before, after, strict=True):
-        if cap is not None:
-            a_stmt, value = _unlimit(a_stmt)
+        if cap is not None and "SelectStmt" in b_stmt:  # the cap applies to queries
+            a_stmt, value, wrapped = _unlimit(a_stmt)
             if value is None or not 0 <= value <= cap:
                 return False
-            b_stmt, _ = _unlimit(b_stmt)
+            if not wrapped:
+                b_stmt = _unlimit(b_stmt)[0]
         undo = _Undo(column or "", marker)
         a_stmt = undo.node(a_stmt)
         if a_stmt != b_stmt or marker in orjson.dumps(a_stmt).decode():
             return False  # other changes, or a tenant value the undo did not account for
-    return True
+        predicates += undo.predicates
+    return want is None or predicates >= want
