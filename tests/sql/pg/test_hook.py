@@ -117,3 +117,18 @@ def test_property_fast_paths_equal_reference_mode(shape: str, route: str, n: int
 
 
 FAST = {name: guard(name) for name in SPECS}
+
+
+def test_reference_switch_turns_the_fast_paths_off(monkeypatch) -> None:
+    from proxy.sql import engine
+
+    monkeypatch.setattr(engine, "REFERENCE", True)
+    g = guard("plain")
+    for n in range(3):
+        assert g.judge(f"SELECT * FROM t WHERE id = {n}", None).code is None
+    assert g.fast_hits == 0 and g._pg is not None and g._pg.parses == 3
+    monkeypatch.setattr(engine, "REFERENCE", False)
+    g = guard("plain")
+    for n in range(3):
+        g.judge(f"SELECT * FROM t WHERE id = {n}", None)
+    assert g.fast_hits == 2 and g._pg is not None and g._pg.parses == 1
