@@ -21,6 +21,7 @@ SPECS = {
     "capped": {"max_rows": 100},
     "tenant": {"tenant": TENANT, "max_rows": 1000},
     "allow": {"functions": {"allow": ["app.audit", "<<<"]}},
+    "write": {"read_only": False},
 }
 
 
@@ -98,6 +99,8 @@ SHAPES = [
     "WITH d AS (DELETE FROM orders WHERE id = {n} RETURNING *) SELECT '{s}' FROM d",
     "SELECT {n} /* '{s}' */ , '{s}' FROM orders",
     "SELECT * FROM orders WHERE id = {n}; SELECT '{s}'",
+    "EXPLAIN (ANALYZE {n}) UPDATE orders SET note = '{s}'",
+    "EXPLAIN (ANALYZE {n}) SELECT * FROM orders WHERE note = '{s}'",
 ]
 
 
