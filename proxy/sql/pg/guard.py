@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -63,8 +64,51 @@ _SELF_ALIAS = re.compile(rb'("relname":"([^"\\]*)"(?:,"inh":true)?,"relpersisten
                          rb'"alias":\{"aliasname":"\2"\}')
 
 
-def _positionless(sql: str) -> list[dict[str, Any]] | None:
-    """libpg_query's statements without source positions; None if it does not parse."""
+_RELNAME = re.compile(rb'"relname":"([^"\\]*)"')
+_INSERT_TARGET = re.compile(rb'"InsertStmt":\{"relation":\{(?:"catalogname":"[^"]*",)?'
+                            rb'(?:"schemaname":"[^"]*",)?"relname":"([^"\\]*)"')
+_CTE_NAME = re.compile(rb'"ctename":"([^"\\]*)"')
+
+
+def _scoped_references(raw: bytes, tables: frozenset[str]) -> int | None:
+    """How many references to a tenant table the judged text makes (INSERT targets are
+    checked by value, not scoped); None when a CTE bears a tenant table's name (which
+    references are the CTE is then the rewrite's scoping to decide)."""
+    def named(rx: re.Pattern[bytes]) -> int:
+        return sum(m.group(1).decode().lower() in tables for m in rx.finditer(raw))
+    if named(_CTE_NAME):
+        return None
+    return named(_RELNAME) - named(_INSERT_TARGET)
+
+
+@lru_cache(maxsize=64)
+def _wrap_rx(column: str, marker: str) -> re.Pattern[bytes]:
+    """The JSON of `(SELECT * FROM t WHERE [q.]column = '<marker>') AS a` (positions cut),
+    exactly as libpg_query writes it: t (no nested object) and a are captured."""
+    col = re.escape(orjson.dumps(column)[1:-1])
+    mark = re.escape(orjson.dumps(marker)[1:-1])
+    return re.compile(
+        rb'\{"RangeSubselect":\{"subquery":\{"SelectStmt":\{"targetList":\[\{"ResTarget":'
+        rb'\{"val":\{"ColumnRef":\{"fields":\[\{"A_Star":\{\}\}\]\}\}\}\}\],'
+        rb'"fromClause":\[\{"RangeVar":\{([^{}]*)\}\}\],'
+        rb'"whereClause":\{"A_Expr":\{"kind":"AEXPR_OP","name":\[\{"String":\{"sval":"="\}\}\],'
+        rb'"lexpr":\{"ColumnRef":\{"fields":\[(?:\{"String":\{"sval":"[^"\\]*"\}\},)?'
+        rb'\{"String":\{"sval":"' + col + rb'"\}\}\]\}\},'
+        rb'"rexpr":\{"A_Const":\{"sval":\{"sval":"' + mark + rb'"\}\}\}\}\},'
+        rb'"limitOption":"LIMIT_OPTION_DEFAULT","op":"SETOP_NONE"\}\}'
+        rb'(?:,"alias":\{"aliasname":"([^"\\]*)"\})?\}\}')
+
+
+def _unwrap(m: re.Match[bytes]) -> bytes:
+    alias = b',"alias":{"aliasname":"%s"}' % m.group(2) if m.group(2) is not None else b""
+    return b'{"RangeVar":{%s%s}}' % (m.group(1), alias)
+
+
+def _positionless_raw(sql: str, unwrap: re.Pattern[bytes] | None = None,
+                      ) -> tuple[list[dict[str, Any]], bytes, int] | None:
+    """libpg_query's statements without source positions, their JSON, and how many
+    tenant wrappers `unwrap` turned back into the table (in C: a regex over the JSON,
+    not a walk of the tree); None if the text does not parse."""
     if "\x00" in sql:
         return None
     try:
@@ -74,9 +118,12 @@ def _positionless(sql: str) -> list[dict[str, Any]] | None:
     raw = _OFFSET.sub(b'l":0', raw)
     for key in _OFFSET_KEYS:
         raw = raw.replace(b"," + key, b"").replace(key + b",", b"").replace(key, b"")
+    unwrapped = 0
+    if unwrap is not None:
+        raw, unwrapped = unwrap.subn(_unwrap, raw)
     raw = _SELF_ALIAS.sub(rb"\1", raw)
     doc = orjson.loads(raw)
-    return [s["stmt"] for s in doc.get("stmts", ())]
+    return [s["stmt"] for s in doc.get("stmts", ())], raw, unwrapped
 
 
 def _is_marker(node: Any, marker: str) -> bool:
@@ -118,6 +165,8 @@ class _Undo:
         for k, v in node.items():
             if k == "whereClause":
                 v = self._where(v)
+                if v is None:
+                    continue  # the predicate was the whole WHERE
             out[k] = self.node(v)
         return out
 
@@ -156,12 +205,13 @@ class _Undo:
         return where
 
 
-def _unlimit(stmt: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-    """The statement without its row limit (and without the `_cw_limited` wrapper the
-    rewrite puts around a query that has its own), and the limit's value if a number."""
+def _unlimit(stmt: dict[str, Any]) -> tuple[dict[str, Any], int | None, bool]:
+    """The rewrite's statement without its row cap, the cap's value if a number, and
+    whether the cap was a `SELECT * FROM (<the statement>) AS _cw_limited` wrapper (then
+    the inner statement is the judged one as written, its own LIMIT included)."""
     sel = stmt.get("SelectStmt")
     if sel is None:
-        return stmt, None
+        return stmt, None, False
     count = sel.get("limitCount")
     value = count.get("A_Const", {}).get("ival", {}).get("ival", 0) if isinstance(
         count, dict) and "A_Const" in count else None
@@ -170,27 +220,37 @@ def _unlimit(stmt: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     if set(rest) == {"targetList", "fromClause", "op"} and len(frm) == 1 \
             and rest["targetList"] == [{"ResTarget": {"val": {"ColumnRef": {"fields": [
                 {"A_Star": {}}]}}}}] \
-            and frm[0].get("RangeSubselect", {}).get("alias", {}).get(
-                "aliasname") == "_cw_limited":
-        return frm[0]["RangeSubselect"]["subquery"], value
-    return {"SelectStmt": rest}, value
+            and frm[0].get("RangeSubselect", {}).get("alias") == {"aliasname": "_cw_limited"}:
+        return frm[0]["RangeSubselect"]["subquery"], value, True
+    return {"SelectStmt": rest}, value, False
 
 
 def rewrite_is_faithful(judged: str, rewritten: str, column: str | None, marker: str,
-                        cap: int | None) -> bool:
+                        cap: int | None, tables: frozenset[str] = frozenset()) -> bool:
     """SECURITY: the rewritten text, read by PostgreSQL's parser, is the judged text plus
-    tenant predicates (every one with the marker) and a row cap, nothing else."""
-    before, after = _positionless(judged), _positionless(rewritten)
-    if before is None or after is None or len(before) != len(after):
+    tenant predicates (every one with the marker) and a row cap, nothing else; and it has
+    a predicate for every reference to a tenant table (bare names in `tables`)."""
+    got = _positionless_raw(judged)
+    got_after = _positionless_raw(rewritten, _wrap_rx(column, marker) if column else None)
+    if got is None or got_after is None or len(got[0]) != len(got_after[0]):
         return False
+    before, raw, _ = got
+    after, raw_after, predicates = got_after
+    want = _scoped_references(raw, tables) if column else 0
+    walk = marker.encode() in raw_after  # predicates the regex did not take (DML WHERE)
     for b_stmt, a_stmt in zip(before, after, strict=True):
-        if cap is not None:
-            a_stmt, value = _unlimit(a_stmt)
+        if cap is not None and "SelectStmt" in b_stmt:  # the cap applies to queries
+            a_stmt, value, wrapped = _unlimit(a_stmt)
             if value is None or not 0 <= value <= cap:
                 return False
-            b_stmt, _ = _unlimit(b_stmt)
-        undo = _Undo(column or "", marker)
-        a_stmt = undo.node(a_stmt)
-        if a_stmt != b_stmt or marker in orjson.dumps(a_stmt).decode():
-            return False  # other changes, or a tenant value the undo did not account for
-    return True
+            if not wrapped:
+                b_stmt = _unlimit(b_stmt)[0]
+        if walk:
+            undo = _Undo(column or "", marker)
+            a_stmt = undo.node(a_stmt)
+            predicates += undo.predicates
+            if marker in orjson.dumps(a_stmt).decode():
+                return False  # a tenant value the undo did not account for
+        if a_stmt != b_stmt:
+            return False
+    return want is None or predicates >= want

@@ -76,5 +76,6 @@ def faithful(sql: str, segments: tuple[str, ...], marker_sql: str,
     """Is the rewrite (tenant slots filled with the marker) the judged text plus the
     tenant predicates and row cap, read by PostgreSQL's parser?"""
     marker = marker_sql.strip("'")
+    tables = frozenset(t.rpartition(".")[2] for t in policy.tenant_tables)
     return rewrite_is_faithful(sql, marker_sql.join(segments), policy.tenant_column,
-                               marker, policy.max_rows)
+                               marker, policy.max_rows, tables)

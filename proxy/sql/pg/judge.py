@@ -136,7 +136,9 @@ def _statement_reason(st: Statement, rules: PgRules) -> tuple[str | None, bool]:
             return reason, True
         if st.explain_analyze and rules.tenant:
             return "EXPLAIN ANALYZE on a tenant route counts other tenants' rows", True
-        return reason, writes and st.explain_analyze
+        # SECURITY: not `writes and analyze`: `(ANALYZE 0)` and `(ANALYZE 1)` differ only
+        # in a constant, which the fast paths may swap; the verdict must not depend on it.
+        return reason, writes
     writes = node not in READS
     if node in WRITE_NODES:
         reason = "statement writes data on a read-only route" if rules.read_only else None

@@ -97,7 +97,9 @@ def _qualified(parts: list[str]) -> Name:
 
 
 def _truthy_option(elem: dict[str, Any]) -> bool:
-    """EXPLAIN (ANALYZE) / (ANALYZE true) / (ANALYZE on) / (ANALYZE 1) all run it."""
+    """EXPLAIN (ANALYZE) / (ANALYZE true) / (ANALYZE on) / (ANALYZE 1) all run it.
+    SECURITY: a number counts as on whatever its value: it is a constant, which the
+    fast paths and the verdict cache may swap for another."""
     arg = elem.get("arg")
     if not arg:
         return True
@@ -105,8 +107,6 @@ def _truthy_option(elem: dict[str, Any]) -> bool:
         return arg["String"].get("sval", "").lower() not in ("false", "off", "0", "no")
     if "Boolean" in arg:
         return bool(arg["Boolean"].get("boolval", False))
-    if "Integer" in arg:
-        return bool(arg["Integer"].get("ival", 0))
     return True  # fail closed: an option value of an unknown shape counts as on
 
 
