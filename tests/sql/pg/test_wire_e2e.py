@@ -7,8 +7,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.pgwire.conftest import pg_cluster  # noqa: F401  (fixture)
-from tests.pgwire.test_listener import proxy_dsn, start  # noqa: F401  (fixture)
+from tests.pgwire.conftest import pg_cluster, proxy_dsn, start  # noqa: F401  (fixtures)
 
 REFUSED = [
     "EXPLAIN ANALYZE DELETE FROM orders; SELECT 1",
