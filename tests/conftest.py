@@ -19,7 +19,6 @@ from tests.redis_fixture import fresh_redis, redis_server, redis_url  # noqa: F4
 from tests.upstream_server import UpstreamApp
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 class Running:
