@@ -152,8 +152,10 @@ async def test_standard_conforming_strings_off_at_startup_is_refused(proxy, vict
     assert rows_left(victim) == 2
 
 
-async def test_reset_all_and_discard_all_keep_the_proxys_settings(proxy) -> None:
-    _, port = await proxy()
+async def test_reset_all_and_discard_all_keep_the_proxys_settings(proxy, pg_cluster) -> None:
+    sql = {"dialect": "postgres", "read_only": True, "functions": {"allow": ["current_setting"]},
+           "tenant": {"column": "tenant_id", "tables": ["orders", VICTIM]}}
+    _, port = await proxy(sql=sql)  # current_setting is refused unless a route allows it
     async with await psycopg.AsyncConnection.connect(dsn(port), autocommit=True) as conn:
         for sql in ("RESET ALL", "DISCARD ALL"):
             await conn.execute(sql)

@@ -58,6 +58,7 @@ READS_ELSEWHERE: tuple[str, ...] = (
     "pg_hba_file_rules", "pg_ident_file_mappings", "pg_show_all_file_settings",
     "query_to_xml*", "query_to_xmlschema", "cursor_to_xml*", "table_to_xml*",
     "schema_to_xml*", "database_to_xml*", "ts_stat", "ts_rewrite",
+    "current_setting",  # server settings: what the rules keep out of a caller's reach
 )
 # Volatile built-ins that read without changing anything.
 HARMLESS_VOLATILE: frozenset[str] = frozenset({

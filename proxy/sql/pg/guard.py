@@ -160,7 +160,7 @@ class _Undo:
             inner = self._wrapped(sub)
             if inner is not None:
                 self.predicates += 1
-                return {"RangeVar": inner}
+                return inner
         out = {}
         for k, v in node.items():
             if k == "whereClause":
@@ -171,7 +171,8 @@ class _Undo:
         return out
 
     def _wrapped(self, sub: dict[str, Any]) -> dict[str, Any] | None:
-        """`(SELECT * FROM t WHERE col = marker) AS a` -> t AS a, else None."""
+        """`(SELECT * FROM t [TABLESAMPLE ...] WHERE col = marker) AS a` -> the range
+        `t AS a [TABLESAMPLE ...]` as the judged text had it, else None."""
         sel = sub.get("subquery", {}).get("SelectStmt")
         if not sel or set(sel) - {"targetList", "fromClause", "whereClause", "limitOption",
                                   "op"}:
@@ -180,17 +181,26 @@ class _Undo:
                 {"A_Star": {}}]}}}}]:
             return None
         rels = sel.get("fromClause", [])
-        if len(rels) != 1 or "RangeVar" not in rels[0]:
+        if len(rels) != 1 or set(rels[0]) - {"RangeVar", "RangeTableSample"}:
+            return None
+        sample = rels[0].get("RangeTableSample")
+        found = sample.get("relation") if sample is not None else rels[0]
+        if not isinstance(found, dict) or set(found) != {"RangeVar"} \
+                or "alias" in found["RangeVar"]:
             return None
         if not _predicate(sel.get("whereClause"), self.column, self.marker):
             return None
-        rel = dict(rels[0]["RangeVar"])
+        rel = dict(found["RangeVar"])
         alias = sub.get("alias")
         # `AS <the table's name>` is what the rewrite adds to a table without an alias
         if alias and not (alias.get("aliasname") == rel.get("relname")
                           and not alias.get("colnames")):
             rel["alias"] = alias
-        return rel
+        if sample is None:
+            return {"RangeVar": rel}
+        # SECURITY: the sampling clause sits inside the filter, where it was judged; the
+        # equality check that follows compares it with the judged text's clause.
+        return {"RangeTableSample": {**sample, "relation": {"RangeVar": rel}}}
 
     def _where(self, where: Any) -> Any:
         """`(orig) AND q.col = marker` -> orig; a lone predicate -> no WHERE."""

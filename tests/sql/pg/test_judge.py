@@ -25,7 +25,7 @@ def reason(sql: str, rules: PgRules = READ_ONLY) -> str | None:
     "SELECT xmlparse(content '<a/>')", "SELECT * FROM t ORDER BY a USING >",
     "SELECT 'a' SIMILAR TO 'b' ESCAPE '#'", "SELECT COLLATION FOR ('a')",
     "SELECT now(), random(), clock_timestamp(), gen_random_uuid(), pg_catalog.upper('a')",
-    "SELECT sp_help FROM t", "SELECT current_setting('work_mem')",
+    "SELECT sp_help FROM t",
     "SELECT txid_current_if_assigned(), pg_current_xact_id_if_assigned()",
     "SELECT count(*) FILTER (WHERE a > 1) OVER (PARTITION BY b) FROM t",
     "SELECT * FROM generate_series(1, 3), json_to_recordset('[]') AS x(a int)",
