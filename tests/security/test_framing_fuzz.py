@@ -144,7 +144,7 @@ def wire(call: Call, trace: str, cut: bool = False) -> bytes:
     enc = encode(call.body, call.coding) if call.framing != "none" else b""
     head = [
         f"{call.method} /{call.route}/x HTTP/1.1",
-        "Host: p",
+        "Host: localhost",
         "X-Caller-Role: agent",
         f"X-Trace-ID: {trace}",
         f"Content-Type: {'application/json' if call.json else 'application/octet-stream'}",

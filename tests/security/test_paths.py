@@ -93,7 +93,7 @@ async def raw_get(proxy: Any, target: str) -> bytes:
     port = int(proxy.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
-        f"GET {target} HTTP/1.1\r\nHost: p\r\nX-Caller-Role: agent\r\n"
+        f"GET {target} HTTP/1.1\r\nHost: localhost\r\nX-Caller-Role: agent\r\n"
         "Connection: close\r\n\r\n".encode()
     )
     out = await asyncio.wait_for(reader.read(), 3.0)
