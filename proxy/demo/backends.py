@@ -26,17 +26,18 @@ def demo_database() -> sqlite3.Connection:
 
 
 def api_app() -> web.Application:
-    """A CRM-like JSON API that shows what reached it (minus secret values)."""
+    """A CRM-like JSON API that echoes what reached it, the Authorization header CallWarden
+    injected included: the route masks injected values in answers, so the caller sees
+    that a credential went upstream but never the credential."""
 
     async def handle(req: web.Request) -> web.Response:
-        auth = req.headers.get("Authorization", "")
         return web.json_response(
             {
                 "service": "demo-crm",
                 "method": req.method,
                 "path": req.path,
                 "tenant": req.headers.get("X-Tenant-ID"),
-                "authorization": "Bearer <injected by CallWarden>" if auth else None,
+                "authorization_received": req.headers.get("Authorization"),
             }
         )
 
@@ -56,7 +57,10 @@ def sql_app(db: sqlite3.Connection | None = None) -> web.Application:
         except sqlite3.Error as exc:
             return web.json_response({"error": str(exc)}, status=400)
         columns = [d[0] for d in cur.description or ()]
-        return web.json_response({"columns": columns, "rows": [list(r) for r in cur.fetchall()]})
+        rows = [list(r) for r in cur.fetchall()]
+        # What the database ran: the caller sees CallWarden's tenant rewrite.
+        return web.json_response({"sql_received": payload["query"], "columns": columns,
+                                  "rows": rows})
 
     app = web.Application()
     app.router.add_post("/query", query)

@@ -30,32 +30,32 @@ def curl_examples(proxy: str) -> str:
 CallWarden demo is up: proxy {proxy}
 
 # 1. Allowed: CallWarden injects the CRM token and forwards the tenant
-curl -s {proxy}/crm/customers -H 'X-Caller-Role: manager' -H 'X-Tenant-ID: acme'
+curl -s -w '\\n' {proxy}/crm/customers -H 'X-Caller-Role: manager' -H 'X-Tenant-ID: acme'
 
 # 2. Denied by RBAC (PERMISSION_DENIED, 403)
-curl -s {proxy}/crm/customers -H 'X-Caller-Role: intern' -H 'X-Tenant-ID: acme'
+curl -s -w '\\n' {proxy}/crm/customers -H 'X-Caller-Role: intern' -H 'X-Tenant-ID: acme'
 
 # 3. SQL, rewritten so tenant acme sees only its own rows
-curl -s {proxy}/analytics/query -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' -d {q}
+curl -s -w '\\n' {proxy}/analytics/query -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' -d {q}
 
 # 4. SQL blocked on a read-only route (SQL_BLOCKED, 403)
-curl -s {proxy}/analytics/query -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' -d {drop}
+curl -s -w '\\n' {proxy}/analytics/query -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' -d {drop}
 
 # 5. No route: deny by default (POLICY_DENY, 403)
-curl -s {proxy}/payments/refund -X POST
+curl -s -w '\\n' {proxy}/payments/refund -X POST
 
 # 6. MCP: the caller sees only the tools it may call; SQL arguments are tenant-scoped
-curl -s {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
+curl -s -w '\\n' {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
      -d '{{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}'
-curl -s {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
+curl -s -w '\\n' {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
      -d '{{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "run_sql", "arguments": {{"query": "SELECT item FROM orders"}}}}}}'
 
 # 7. MCP: an unlisted tool is a JSON-RPC error (POLICY_DENY), never sent
-curl -s {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
+curl -s -w '\\n' {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
      -d '{{"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {{"name": "delete_customer", "arguments": {{"customer_id": 1}}}}}}'
 
 # 8. A spent budget is refused before the upstream is called (EXECUTE_TIMEOUT, 504)
-curl -s {proxy}/crm/x -H 'X-Caller-Role: admin' -H 'X-Tenant-ID: acme' \\
+curl -s -w '\\n' {proxy}/crm/x -H 'X-Caller-Role: admin' -H 'X-Tenant-ID: acme' \\
      -H 'X-Request-Budget-Ms: 0' -H 'X-Orchestration-Phase: execute'
 """
 
