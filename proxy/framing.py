@@ -16,6 +16,7 @@ this step reads them again (DESIGN invariant 1: judge what you send).
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -148,6 +149,7 @@ async def decoded(chunks: AsyncIterator[bytes], coding: str, limit: int) -> Asyn
             if size > limit:
                 raise too_large(limit)  # SECURITY: the cap is on what the upstream gets
             yield out
+            await asyncio.sleep(0)  # one small chunk may inflate a lot: let others run
     dec.finish()
 
 
