@@ -140,10 +140,16 @@ class Decoder:
 
 
 async def decoded(chunks: AsyncIterator[bytes], coding: str, limit: int) -> AsyncIterator[bytes]:
-    """The decoded body, refused (413) as soon as it grows past `limit`."""
+    """The decoded body, refused (413) as soon as it grows past `limit`; the coded
+    bytes are capped too (deflate's worst-case growth is far below 1/256), so a stream of
+    empty blocks cannot keep the proxy reading forever."""
     dec = Decoder(coding)
     size = 0
+    raw_size, raw_limit = 0, limit + limit // 256 + 1024
     async for raw in chunks:
+        raw_size += len(raw)
+        if raw_size > raw_limit:
+            raise too_large(limit)
         for out in dec.feed(raw):
             size += len(out)
             if size > limit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import zlib
 from collections.abc import AsyncIterator
 
@@ -120,6 +121,30 @@ async def test_a_bomb_stops_at_the_cap_without_inflating_it_all() -> None:
         async for piece in decoded(pieces(bomb), "gzip", 1 << 20):
             got += len(piece)
     assert info.value.http_status == 413 and got <= 1 << 20
+
+
+async def test_empty_blocks_cannot_keep_the_proxy_reading() -> None:
+    z = zlib.compressobj(wbits=31)
+    empty = z.compress(b"") + z.flush(zlib.Z_SYNC_FLUSH)
+    block = z.flush(zlib.Z_SYNC_FLUSH)  # a few bytes that decode to nothing
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield empty
+        while True:
+            yield block * 10000
+
+    with pytest.raises(ProxyError) as info:
+        async for _ in decoded(endless(), "gzip", 1 << 20):
+            pass
+    assert info.value.http_status == 413
+
+
+async def test_incompressible_data_at_the_cap_still_decodes() -> None:
+    data = os.urandom(1 << 20)  # deflate cannot shrink it: the coded body is longer
+    enc = gzip.compress(data)
+    assert len(enc) > len(data)
+    got = b"".join([p async for p in decoded(pieces(enc), "gzip", 1 << 20)])
+    assert got == data
 
 
 class FakeContent:
