@@ -16,6 +16,7 @@ this step reads them again (DESIGN invariant 1: judge what you send).
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -139,15 +140,22 @@ class Decoder:
 
 
 async def decoded(chunks: AsyncIterator[bytes], coding: str, limit: int) -> AsyncIterator[bytes]:
-    """The decoded body, refused (413) as soon as it grows past `limit`."""
+    """The decoded body, refused (413) as soon as it grows past `limit`; the coded
+    bytes are capped too (deflate's worst-case growth is far below 1/256), so a stream of
+    empty blocks cannot keep the proxy reading forever."""
     dec = Decoder(coding)
     size = 0
+    raw_size, raw_limit = 0, limit + limit // 256 + 1024
     async for raw in chunks:
+        raw_size += len(raw)
+        if raw_size > raw_limit:
+            raise too_large(limit)
         for out in dec.feed(raw):
             size += len(out)
             if size > limit:
                 raise too_large(limit)  # SECURITY: the cap is on what the upstream gets
             yield out
+            await asyncio.sleep(0)  # one small chunk may inflate a lot: let others run
     dec.finish()
 
 
