@@ -619,7 +619,8 @@ def scan(text: str, strict: bool = False) -> tuple[list[tuple[str, int, int]], l
                     pos = max(pos, close)
                 # SECURITY (look-alikes): a header alone, or a body that is no key; a
                 # body cut before its END line is still judged.
-                if strict and not pem_body_ok(text[me:body_end]):
+                # (a key is 64+ bytes: 86+ base64 characters before the next dash)
+                if strict and (body_end - me < 86 or not pem_body_ok(text[me:body_end])):
                     judged.append((start, stop))
                     continue
             secret = text[start:stop]
