@@ -216,11 +216,8 @@ class Detector:
         out: list[Finding] = []
         if not formats.may_match(text):
             return out
-        for kind, _, _ in formats.find(text.replace("/", "\n"), strict=True):
-            self._keep(out, "path", kind)
         for kind, _, _ in formats.find(text, strict=True):
-            if kind == "url_password":
-                self._keep(out, "path", kind)
+            self._keep(out, "path", kind)
         return out
 
     def scan_form(self, body: bytes) -> list[Finding]:
@@ -262,7 +259,7 @@ class Detector:
 
     def scan_text(self, text: str, location: str = "body") -> list[Finding]:
         out: list[Finding] = []
-        for kind, _, _ in formats.find(text):
+        for kind, _, _ in formats.find(text, strict=True):
             self._keep(out, location, kind)
         return out
 

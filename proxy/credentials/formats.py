@@ -24,6 +24,7 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import accumulate, product
 
 import re2
@@ -51,23 +52,17 @@ DOCUMENTED_EXAMPLES = frozenset({
 })
 
 
-def _runs_ok(body: str) -> bool:
-    """No run of 5 identical characters (`xxxxx`, `00000`, `*****`) and no 6-long
-    ascending sequence (`abcdef`, `123456`): chance in a generated token ~1e-5."""
-    run, prev = 1, ""
-    for c in body:
-        run = run + 1 if c == prev else 1
-        if run >= 5:
-            return False
-        prev = c
-    return not any(body[i:i + 6] in _ASCENDING for i in range(len(body) - 5))
+_MASK_RUN = re.compile(r"(.)\1{4}|" + "|".join(sorted(_ASCENDING)))
 
 
+@lru_cache(maxsize=4096)
 def generated(body: str, distinct: int = 8) -> bool:
-    """Issued tokens are random: enough distinct characters, no mask runs, not a
-    documented example. A placeholder *word* inside an otherwise valid token does not
-    make it a placeholder (issue 31): only its structure does."""
-    return (len(set(body)) >= min(distinct, len(body)) and _runs_ok(body)
+    """Issued tokens are random: enough distinct characters, no run of 5 identical
+    characters (`xxxxx`, `00000`, `*****`), no 6-long ascending sequence (`abcdef`,
+    `123456`; chance in a generated token ~1e-5), not a documented example. A placeholder
+    *word* inside an otherwise valid token does not make it a placeholder (issue 31):
+    only its structure does. One C-speed search; cached (crafted bodies repeat)."""
+    return (len(set(body)) >= min(distinct, len(body)) and _MASK_RUN.search(body) is None
             and body not in DOCUMENTED_EXAMPLES)
 
 
@@ -187,6 +182,21 @@ def _after(n: int, distinct: int = 8) -> Callable[[str], bool]:
     return lambda s: generated(s[n:], distinct)
 
 
+def _after_mixed(n: int) -> Callable[[str], bool]:
+    """Generated, and random in its classes: digits among letters, or (letters only)
+    upper and lower case in even measure. A long random base62 token almost surely is;
+    an identifier (`secret_KeyRotationSchedule...`, snake or camel case) is not."""
+    def check(s: str) -> bool:
+        body = s[n:]
+        if not body or not generated(body):
+            return False
+        if any(c.isdigit() for c in body):
+            return any(c.isalpha() for c in body)
+        upper = sum(c.isupper() for c in body) / len(body)
+        return 0.2 <= upper <= 0.8
+    return check
+
+
 def _after_sep(sep: str, distinct: int = 8) -> Callable[[str], bool]:
     return lambda s: generated(s.split(sep, 1)[-1], distinct)
 
@@ -267,7 +277,7 @@ FORMATS: tuple[Format, ...] = (
     _f("flyio_token", r"fo1_[A-Za-z0-9_\-]{43}", "fo1_", _after(4), tail=_WORDD),
     _f("cloudflare_origin_ca_key", r"v1\.0-[a-f0-9]{24}-[a-f0-9]{146}", "v1.0-", _after(5)),
     _f("netlify_token", r"nfp_[A-Za-z0-9]{36}", "nfp_", _after(4), tail=_ANW),
-    _f("render_api_key", r"rnd_[A-Za-z0-9]{32}", "rnd_", _after(4), tail=_ANW),
+    _f("render_api_key", r"rnd_[A-Za-z0-9]{32}", "rnd_", _after_mixed(4), tail=_ANW),
     _f("supabase_token", r"sbp_[a-f0-9]{40}", "sbp_", _after(4), tail=_ANW),
     _f("supabase_token", r"sb_secret_[A-Za-z0-9_\-]{31,64}", "sb_secret_", _after(10)),
     _f("planetscale_token", r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_.\-]{32,64}", "pscale_",
@@ -346,13 +356,13 @@ FORMATS: tuple[Format, ...] = (
     _f("mailchimp_key", r"[a-f0-9]{32}-us[0-9]{1,2}", "-us", _after(0), tail=_ANW),
     _f("linear_api_key", r"lin_api_[A-Za-z0-9]{40}", "lin_api_", _after(8), tail=_ANW),
     _f("notion_token", r"ntn_[A-Za-z0-9]{46}", "ntn_", _after(4), tail=_ANW),
-    _f("notion_token", r"secret_[A-Za-z0-9]{43}", "secret_", _after(7), tail=_ANW),
+    _f("notion_token", r"secret_[A-Za-z0-9]{43}", "secret_", _after_mixed(7), tail=_ANW),
     _f("figma_token", r"figd_[A-Za-z0-9_\-]{40}", "figd_", _after(5), tail=_WORDD),
     _f("typeform_token", r"tfp_[A-Za-z0-9_\-.]{40,60}", "tfp_", _after(4)),
-    _f("dropbox_token", r"sl\.[A-Za-z0-9_\-]{130,160}", "sl.", _after(3), tail=_WORDD),
+    _f("dropbox_token", r"sl\.[A-Za-z0-9_\-]{130,160}", "sl.", _after_mixed(3), tail=_WORDD),
     _f("hubspot_token", r"pat-(?:na|eu)[0-9]-" + _UUID, "pat-", _after(8), tail=_ANW),
     _f("launchdarkly_key", r"sdk-" + _UUID, "sdk-", _after(4), tail=_ANW),
-    _f("facebook_token", r"EAA[BCDGIJ][A-Za-z0-9]{80,400}", "EAA", _after(4), tail=_ANW),
+    _f("facebook_token", r"EAA[BCDGIJ][A-Za-z0-9]{80,400}", "EAA", _after_mixed(4), tail=_ANW),
     _f("twitter_bearer", r"AAAAAAAAAAAAAAAAAAAAA[A-Za-z0-9%]{30,200}", "AAAAAAAAAAAAAAAAAAAAA",
        _after(21)),
     _f("mapbox_secret_token", r"sk\.eyJ[A-Za-z0-9_\-]{50,400}\.[A-Za-z0-9_\-]{20,40}", "sk.eyJ",
@@ -371,7 +381,7 @@ FORMATS: tuple[Format, ...] = (
     _f("openai_key", r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,255}", "sk-",
        lambda s: _mixed(s) and not s.startswith("sk-ant-")),
     _f("huggingface_token", r"(?:hf|api_org)_[A-Za-z]{34}", ("hf_", "api_org_"),
-       _after_sep("_"), tail=_W),
+       lambda s: _after_mixed(0)(s.split("_")[-1]), tail=_W),
     _f("groq_key", r"gsk_[A-Za-z0-9]{52}", "gsk_", _after(4), tail=_ANW),
     _f("replicate_token", r"r8_[A-Za-z0-9]{37}", "r8_", _after(3), tail=_ANW),
     _f("perplexity_key", r"pplx-[A-Za-z0-9]{48}", "pplx-", _after(5), tail=_ANW),
@@ -609,7 +619,8 @@ def scan(text: str, strict: bool = False) -> tuple[list[tuple[str, int, int]], l
                     pos = max(pos, close)
                 # SECURITY (look-alikes): a header alone, or a body that is no key; a
                 # body cut before its END line is still judged.
-                if strict and not pem_body_ok(text[me:body_end]):
+                # (a key is 64+ bytes: 86+ base64 characters before the next dash)
+                if strict and (body_end - me < 86 or not pem_body_ok(text[me:body_end])):
                     judged.append((start, stop))
                     continue
             secret = text[start:stop]

@@ -333,6 +333,9 @@ def lookalikes() -> list[tuple[str, str]]:
         "https://user@github.com/org/repo.git", "http://host:8080@proxy.local/",
         f"image: registry.example.org/app@sha256:{rnd(64, HEX)}",
         "pat-tern matching", "secret_" + "key_rotation_days", "dapi-docs",
+        "secret_" + "KeyRotationScheduleForProductionDatabaseXyz",  # 43 letters: an identifier
+        "hf_" + "ModelLoadingConfigurationOptionsXy",  # 34 letters
+        "rnd_" + "abcdefghijklmnopqrstuvwxyzabcdef",
     )]
     return out
 
