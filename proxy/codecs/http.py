@@ -289,6 +289,9 @@ class HttpCodec:
                 headers = mask_headers(headers)
         status = upstream.status
         if req.method == "HEAD" or status in (204, 304):
+            if coding_of(headers.get("Content-Encoding")):  # as the GET would be sent
+                headers.popall("Content-Encoding")
+                headers.pop("Content-Length", None)
             return web.Response(status=status, headers=headers)  # no body to filter
         if status == 206:  # the proxy sent no Range: a piece of an answer is not judged
             raise FilterRefused(names(filters), "partial", "a partial answer (206)")
