@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -258,7 +258,8 @@ class HttpCodec:
         filters = ctx.response_filters
         if filters:
             try:
-                return await self._filtered(req, upstream, headers, ctype, filters, ctx)
+                out = self._filtered(req, upstream, headers, ctype, filters, ctx)
+                return out if isinstance(out, web.StreamResponse) else await out
             except FilterRefused as err:
                 refused(ctx.record, err)
                 raise
@@ -268,7 +269,7 @@ class HttpCodec:
             return web.Response(status=upstream.status, headers=headers, body=data)
         return await self._stream(req, upstream, headers, ctx)
 
-    async def _filtered(
+    def _filtered(
         self,
         req: web.Request,
         upstream: UpstreamResponse,
@@ -276,23 +277,40 @@ class HttpCodec:
         ctype: str,
         filters: list[Any],
         ctx: CallContext,
-    ) -> web.StreamResponse:
+    ) -> web.StreamResponse | Awaitable[web.StreamResponse]:
         """The answer through every filter the route asked for, or refused (FilterRefused):
         no size, encoding or content type lets it past a filter unread. Filters that
         stream (masking) work on a body of any length; filters that read the whole
-        document (row caps, tools/list) get it up to MAX_FILTERED_RESPONSE."""
+        document (row caps, tools/list) get it up to MAX_FILTERED_RESPONSE. Returns the
+        response, or what to await for it (no coroutine frame of its own: hot path)."""
         for f in filters:
             mask_headers = getattr(f, "headers", None)
             if mask_headers is not None:
                 headers = mask_headers(headers)
         status = upstream.status
         if req.method == "HEAD" or status in (204, 304):
+            if coding_of(headers.get("Content-Encoding")):  # as the GET would be sent
+                headers.popall("Content-Encoding")
+                headers.pop("Content-Length", None)
             return web.Response(status=status, headers=headers)  # no body to filter
         if status == 206:  # the proxy sent no Range: a piece of an answer is not judged
             raise FilterRefused(names(filters), "partial", "a partial answer (206)")
         body = FilteredBody(upstream, headers, filters)
         if "text/event-stream" in ctype:
-            return await self._stream_events(req, upstream, headers, filters, ctx, body)
+            return self._stream_events(req, upstream, headers, filters, ctx, body)
+        return self._filtered_body(req, upstream, headers, ctype, filters, ctx, body)
+
+    async def _filtered_body(
+        self,
+        req: web.Request,
+        upstream: UpstreamResponse,
+        headers: CIMultiDict[str],
+        ctype: str,
+        filters: list[Any],
+        ctx: CallContext,
+        body: FilteredBody,
+    ) -> web.StreamResponse:
+        status = upstream.status
         whole = [f for f in filters if needs_whole(f, ctype)]
         if whole:
             data = await body.read_all(MAX_FILTERED_RESPONSE, whole)
@@ -532,17 +550,22 @@ class FilteredBody:
             raise too_large
         return b"".join(parts)
 
-    async def first_piece(
+    def first_piece(
         self, standalone: bool, settle: Callable[[bytes], bool] | None = None
-    ) -> tuple[bytes, bool]:
+    ) -> Awaitable[tuple[bytes, bool]]:
         """As `_first_piece`, decoded: a compressed answer complete on arrival and small
         once decoded is one piece (so a corrupt one is refused before the head goes out);
         otherwise the rest of its decoding is left for `chunks`."""
+        if self._decoder is None and not standalone:
+            return _first_piece(self._content, settle)  # no frame of its own: hot path
+        return self._first_decoded(standalone, settle)
+
+    async def _first_decoded(
+        self, standalone: bool, settle: Callable[[bytes], bool] | None
+    ) -> tuple[bytes, bool]:
         if standalone:
             return b"", False
         raw, done = await _first_piece(self._content, settle)
-        if self._decoder is None:
-            return raw, done
         pending = self._pending = self._decode(raw)
         parts: list[bytes] = []
         size = 0

@@ -41,47 +41,55 @@ def _roles_ok(value: str) -> bool:
 _FORMATS = Masker((), formats=True)
 INVALID = "[INVALID]"
 """Recorded in place of a value that breaks its grammar."""
-_SEEN: dict[str, bool] = {}
-"""Verdicts on values seen (a bounded set per deployment), so the credential-format check
-runs once per distinct value."""
-_SEEN_MAX = 4096
+BAD_TENANT, BAD_ROLES = 1, 2
+_VERDICTS: dict[tuple[str | None, str | None], int] = {}
+"""Verdicts on (tenant, roles) pairs seen (a bounded set per deployment): one lookup per
+call, and the credential-format check once per distinct pair."""
+_VERDICTS_MAX = 4096
 
 
 def _acceptable(value: str, grammar: Callable[[str], bool]) -> bool:
-    ok = _SEEN.get(value)
-    if ok is None:
-        # SECURITY: the grammar keeps log lines and labels well-formed and bounded; a
-        # value in the charset that is a known token format (a GitHub token, a JWT) is a
-        # credential sent in the wrong header, and must not be written as an identity.
-        ok = grammar(value) and not _FORMATS.spans(value)
-        if len(value) <= 1024:
-            if len(_SEEN) >= _SEEN_MAX:
-                _SEEN.clear()
-            _SEEN[value] = ok
-    return ok
+    # SECURITY: the grammar keeps log lines and labels well-formed and bounded; a value
+    # in the charset that is a known token format (a GitHub token, a JWT) is a
+    # credential sent in the wrong header, and must not be written as an identity.
+    return grammar(value) and not _FORMATS.spans(value)
+
+
+def verdict(tenant: str | None, roles: str | None) -> int:
+    """0, or BAD_TENANT | BAD_ROLES for the values that break their grammar (an absent or
+    empty value breaks none: tenant routes refuse a missing tenant later)."""
+    key = (tenant, roles)
+    v = _VERDICTS.get(key)
+    if v is None:
+        v = (BAD_TENANT if tenant and not _acceptable(tenant, _tenant_ok) else 0) | (
+            BAD_ROLES if roles and not _acceptable(roles, _roles_ok) else 0
+        )
+        if len(tenant or "") + len(roles or "") <= 2048:
+            if len(_VERDICTS) >= _VERDICTS_MAX:
+                _VERDICTS.clear()
+            _VERDICTS[key] = v
+    return v
 
 
 def identity_problem(
     tenant: str | None, roles: str | None, tenant_header: str, role_header: str
 ) -> str | None:
     """Why these tenant / role header values cannot be accepted (never quoting them), or
-    None. An absent or empty header is no problem here (tenant routes refuse it later)."""
-    if tenant and not _acceptable(tenant, _tenant_ok):
+    None."""
+    v = verdict(tenant, roles)
+    if not v:
+        return None
+    if v & BAD_TENANT:
         return f"{tenant_header} is not a valid tenant id ({TENANT_GRAMMAR})"
-    if roles and not _acceptable(roles, _roles_ok):
-        return f"{role_header} is not a valid role list ({ROLES_GRAMMAR})"
-    return None
+    return f"{role_header} is not a valid role list ({ROLES_GRAMMAR})"
 
 
 def loggable_identity(tenant: str | None, roles: str | None) -> tuple[str | None, str]:
     """(tenant, roles) as they may be recorded: a value that breaks its grammar becomes
     a fixed marker. For callers that cannot refuse at the source (a wire protocol's
     startup already accepted)."""
-    if tenant and not _acceptable(tenant, _tenant_ok):
-        tenant = INVALID
-    if roles and not _acceptable(roles, _roles_ok):
-        roles = INVALID
-    return tenant, roles or ""
+    v = verdict(tenant, roles)
+    return (INVALID if v & BAD_TENANT else tenant), (INVALID if v & BAD_ROLES else roles or "")
 
 
 @dataclass(frozen=True, slots=True)

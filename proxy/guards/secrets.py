@@ -5,6 +5,7 @@ secret can never be sent to a destination its rule does not name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from multidict import CIMultiDict
 
@@ -30,6 +31,7 @@ _TEXT_TYPES = ("json", "text/", "xml", "javascript", "x-www-form-urlencoded", "y
 _WIDE_CHARSETS = ("utf-16", "utf-32", "ucs-2", "ucs-4", "utf16", "utf32")
 
 
+@lru_cache(maxsize=256)
 def textual(content_type: str) -> bool:
     """Text the masker can read as UTF-8: token formats are searched only there (in an
     image or archive a chance match would corrupt the bytes). Exact injected values are
@@ -45,13 +47,12 @@ class MaskFilter:
     response (headers and body, any content type, whole or streamed) with [REDACTED];
     exact values first, so no false positives there."""
 
-    __slots__ = ("_bytes", "_exact", "_masker", "_record", "_stream")
+    __slots__ = ("_masker", "_record", "_stream", "_values")
     name = "mask"
 
     def __init__(self, values: frozenset[str], record: CallRecord) -> None:
+        self._values = values
         self._masker = masker_for(values)
-        self._exact = masker_for(values, False)
-        self._bytes = byte_masker_for(values)
         self._record = record
         self._stream: StreamMasker | ByteStreamMasker | None = None
 
@@ -59,7 +60,7 @@ class MaskFilter:
         return False  # masks a stream of any length as it goes
 
     def body(self, data: bytes, content_type: str) -> bytes:
-        masker = self._masker if textual(content_type) else self._bytes
+        masker = self._masker if textual(content_type) else byte_masker_for(self._values)
         out, n = masker.mask_bytes(data)
         self._record.masked += n
         return out
@@ -71,7 +72,7 @@ class MaskFilter:
             self._stream = (
                 StreamMasker(self._masker)
                 if textual(content_type)
-                else ByteStreamMasker(self._bytes)
+                else ByteStreamMasker(byte_masker_for(self._values))
             )
         return self._stream.feed(chunk)
 
@@ -90,11 +91,13 @@ class MaskFilter:
         header, a redirect URL) would otherwise hand the caller the injected secret. Only
         exact values: a token format in the upstream's own Set-Cookie or session id is
         the upstream's to give, and masking it would break the session."""
-        masker = self._exact
-        if masker.longest == 0 or (
+        if self._masker.longest == 0:
+            return headers  # nothing injected: a masking-only route
+        masker = masker_for(self._values, False)
+        if (
             masker.clean("\n".join(headers.values())) and masker.clean("\n".join(headers))
         ):
-            return headers  # nothing injected (a masking-only route), or nothing echoed
+            return headers  # nothing echoed
         out: CIMultiDict[str] = CIMultiDict()
         for name, value in headers.items():
             if not masker.clean(name):
@@ -106,7 +109,9 @@ class MaskFilter:
         return out
 
     def event(self, data: bytes, parsed: object = None) -> bytes | None:
-        return self.body(data, "text/event-stream")
+        out, n = self._masker.mask_bytes(data)  # an event stream is text
+        self._record.masked += n
+        return out
 
     def passes(self, data: bytes) -> bool:
         return self._masker.clean(data.decode("utf-8", "surrogateescape"))

@@ -38,3 +38,12 @@ def test_role_lists_that_pass(roles: str) -> None:
 def test_role_lists_refused(roles: str) -> None:
     problem = identity_problem(None, roles, "X-Tenant-ID", "X-Caller-Role")
     assert problem is not None and problem.startswith("X-Caller-Role ")
+
+
+def test_a_value_valid_as_one_field_is_not_taken_for_the_other() -> None:
+    """Verdicts are remembered per (tenant, roles) pair, never per value: a role list
+    with a blank is not a tenant id because it was seen as roles first."""
+    assert identity_problem(None, "a, b", "T", "R") is None
+    assert identity_problem("a, b", None, "T", "R") is not None
+    assert identity_problem("x,y", None, "T", "R") is not None
+    assert identity_problem(None, "x,y", "T", "R") is None
