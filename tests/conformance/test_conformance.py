@@ -213,9 +213,8 @@ async def test_conformance_direct_and_through_callwarden(cli, target, tmp_path: 
                 _report(direct[suite], through, lost)
             )
             assert _failing(through) & DENIED_SCENARIOS == DENIED_SCENARIOS, suite
-        listed = json.loads(
-            next((tmp_path / "realistic-active").glob("server-tools-list-*/checks.json")).read_text()
-        )[0]["details"]["tools"]
+        report = next((tmp_path / "realistic-active").glob("server-tools-list-*/checks.json"))
+        listed = json.loads(report.read_text())[0]["details"]["tools"]
         assert DENIED_TOOL not in listed and "test_simple_text" in listed
     finally:
         await server.stop(drain_s=1)
