@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup system-deps demo test lint bench
+.PHONY: setup system-deps conformance-deps demo test lint bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,14 @@ setup: $(VENV)/.installed
 system-deps:
 	bash scripts/system-deps.sh
 
+# The pinned MCP conformance CLI and Node 22 (npm registry) in .conformance/: quick when present.
+conformance-deps:
+	bash scripts/conformance-deps.sh
+
 demo: setup
 	$(VENV)/bin/callwarden demo
 
-test: system-deps setup
+test: system-deps conformance-deps setup
 	$(PY) -m pytest
 
 lint: setup

@@ -113,6 +113,9 @@ SCHEMA_2020_12: dict[str, Any] = {
 
 
 def build_server() -> MCPServer:
+    # Requests to the client (sampling, elicitation) name the call they belong to
+    # (`related_request_id`), so they ride that call's own stream; without it they go to
+    # the session's GET stream, which a client may not have opened yet (a hang).
     server = MCPServer("callwarden-conformance")
 
     @server.tool(description="Returns one text item.")
@@ -177,6 +180,7 @@ def build_server() -> MCPServer:
         result = await ctx.session.create_message(
             messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
             max_tokens=100,
+            related_request_id=ctx.request_id,
         )
         content = result.content
         text = getattr(content, "text", None) or json.dumps(
@@ -194,7 +198,9 @@ def build_server() -> MCPServer:
             },
             "required": ["username", "email"],
         }
-        result = await ctx.session.elicit_form(message=message, requested_schema=schema)
+        result = await ctx.session.elicit_form(
+            message=message, requested_schema=schema, related_request_id=ctx.request_id
+        )
         return f"User response: action={result.action}, content={json.dumps(result.content)}"
 
     @server.tool(description="Elicitation with a default for every primitive type.")
@@ -216,6 +222,7 @@ def build_server() -> MCPServer:
         result = await ctx.session.elicit_form(
             message="Please review and update the form fields with defaults",
             requested_schema=schema,
+            related_request_id=ctx.request_id,
         )
         return (
             f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
@@ -257,7 +264,9 @@ def build_server() -> MCPServer:
             },
         }
         result = await ctx.session.elicit_form(
-            message="Please pick from the enum fields", requested_schema=schema
+            message="Please pick from the enum fields",
+            requested_schema=schema,
+            related_request_id=ctx.request_id,
         )
         return (
             f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
