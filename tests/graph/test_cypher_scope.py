@@ -26,6 +26,9 @@ BYPASSES: list[str] = [
     "MATCH (n) WHERE CASE WHEN false AND n.tenant = $tenant AND true THEN true ELSE true END "
     "RETURN n",
     "MATCH (n) WHERE m.tenant = $tenant RETURN n",
+    "MATCH (n) WHERE n.owner = $tenant RETURN n",
+    "MATCH (n {owner: $tenant}) RETURN n",
+    "MATCH (n) WHERE n.tenant = $other AND $tenant = $tenant RETURN n",
     f"MATCH (n {T}) RETURN n UNION MATCH (m) RETURN m AS n",
     f"MATCH (n {T}) RETURN n UNION ALL MATCH (m) RETURN m AS n",
     f"MATCH (n {T}) CALL {{ MATCH (m) RETURN m }} RETURN m",
