@@ -381,6 +381,10 @@ def scope_problem(
     prop, param = policy.scope_property, policy.tenant_parameter
     if prop is None or param is None:
         return ""
+    for tok in tokens:
+        if tok.kind == WORD and not tok.text.isascii():
+            # SECURITY: a name Python and Neo4j might split or case-fold differently.
+            return "non-ASCII names must be `quoted` on a tenant route"
     parser = _Parser(tokens, depth, set(keywords), policy, param, prop)
     try:
         parser.query()

@@ -120,6 +120,10 @@ class _Unreadable(ValueError):
 def tokenize(text: str) -> list[tuple[str, str, int, int]]:
     """Significant tokens (kind, text, start, end); raises on what it cannot read."""
     out: list[tuple[str, str, int, int]] = []
+    if re.search(r"\\u", text):
+        # SECURITY: Groovy turns \uXXXX into a character before it reads the script, so
+        # '\u0027' would close a string the guard reads as open.
+        raise _Unreadable("unicode escape (\\u) in a Gremlin script")
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)

@@ -82,6 +82,16 @@ def test_use_refused_on_tenant_route() -> None:
     assert judge_cypher(f"USE other MATCH (n {T}) RETURN n", rw, tenant="A").code is not None
 
 
+def test_non_ascii_names_refused_on_tenant_route() -> None:
+    # Python upper-cases U+017F to 'S', so such a word could pass for a keyword the guard
+    # splits on; Neo4j reads it as a name. Backtick-quoted names are fine.
+    q = f"MATCH (n {T}) WHERE n.x = 1 \u017fOR true RETURN n"
+    assert judge_cypher(q, TENANT, tenant="A").code is ErrorCode.TENANT_MISMATCH
+    assert (
+        judge_cypher("MATCH (`\u00f1` {tenant: $tenant}) RETURN 1", TENANT, tenant="A").code is None
+    )
+
+
 def test_scoping_refusal_is_tenant_mismatch() -> None:
     d = judge_cypher(f"MATCH (n {T}) MATCH (m) RETURN m", TENANT, tenant="A")
     assert d.code is ErrorCode.TENANT_MISMATCH and "(m)" in d.reason
