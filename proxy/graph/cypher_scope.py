@@ -27,6 +27,8 @@ CLAUSE_WORDS = frozenset(
     ENABLE DEALLOCATE REALLOCATE""".split()  # noqa: SIM905 (a word list reads better)
 )
 _SUBQUERY_BEFORE_BRACE = frozenset({"EXISTS", "COUNT", "COLLECT", "CALL"})
+MAX_PARENS = 8
+"""Parenthesized conjuncts looked into: `((n.tenant = $t))` counts, deeper ones do not."""
 
 
 class Unscoped(Exception):
@@ -128,8 +130,9 @@ class _Parser:
                 if prev.text == ")" or _kw(prev) in _SUBQUERY_BEFORE_BRACE:
                     raise Unscoped("a subquery is refused on a tenant route")
 
-    def conjunct_vars(self, a: int, b: int) -> set[str]:
-        """Variables v with a top-level `AND` conjunct `v.prop = $param` in tokens[a:b]."""
+    def conjunct_vars(self, a: int, b: int, nest: int = 0) -> set[str]:
+        """Variables v with a top-level `AND` conjunct `v.prop = $param` in tokens[a:b]
+        (looking into at most MAX_PARENS parenthesized conjuncts: linear time)."""
         t = self.tokens
         d0 = self.depth[a] if a < b else 0
         parts: list[tuple[int, int]] = []
@@ -152,8 +155,9 @@ class _Parser:
         out: set[str] = set()
         for s, e in parts:
             seg = t[s:e]
-            if len(seg) > 2 and seg[0].text == "(" and self.close_of(s) == e - 1:
-                out |= self.conjunct_vars(s + 1, e - 1)  # `(a AND b)`: the same conjuncts
+            if len(seg) > 2 and seg[0].text == "(" and seg[-1].text == ")":
+                if nest < MAX_PARENS and self.close_of(s) == e - 1:
+                    out |= self.conjunct_vars(s + 1, e - 1, nest + 1)  # `(a AND b)`
             elif len(seg) != 5:
                 continue
             elif seg[3].text == "=" and self._is_param(seg[4]) and self._is_prop(seg[0:3]):
@@ -392,4 +396,6 @@ def scope_problem(
         return str(exc)
     except IndexError:
         return "the statement ends early: not understood on a tenant route"
+    except RecursionError:  # SECURITY: never let an error switch the guard off
+        return "the statement nests too deeply for a tenant route"
     return ""

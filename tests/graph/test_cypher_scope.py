@@ -166,3 +166,11 @@ def test_allowed_function_by_name_on_tenant_route() -> None:
         GraphSpec(tenant={"parameter": "tenant"}, allowed_procedures=["db.labels"])
     )
     assert judge_cypher("CALL db.labels()", p2, tenant="A").code is not None
+
+
+def test_deep_nesting_is_judged_not_raised() -> None:
+    # a recursion error must not escape the guard (it did in the first version of this rule)
+    deep = "MATCH (n) WHERE " + "(" * 3000 + "n.tenant = $tenant" + ")" * 3000 + " RETURN n"
+    assert judge_cypher(deep, TENANT, tenant="A").code is ErrorCode.TENANT_MISMATCH
+    shallow = "MATCH (n) WHERE ((n.tenant = $tenant)) AND ((n.x = 1)) RETURN n"
+    assert judge_cypher(shallow, TENANT, tenant="A").code is None

@@ -156,3 +156,15 @@ def test_tree_refuses(script: str) -> None:
 
     with pytest.raises(GremlinShapeError):
         parse(tokenize(script))
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "g.V().has('tenant', tenant)" + ".where(__.identity()" * 400 + ")" * 400,
+        "g.V().has('tenant', tenant).has('x', " + "[" * 400 + "1" + "]" * 400 + ")",
+        "g.V().has('tenant', tenant).has('x', " + "(" * 400 + "1" + ")" * 400 + ")",
+    ],
+)
+def test_deep_nesting_is_refused_not_raised(script: str) -> None:
+    assert judge_gremlin(script, TENANT, tenant="A").code is ErrorCode.SQL_BLOCKED
