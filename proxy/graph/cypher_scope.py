@@ -299,8 +299,12 @@ class _Parser:
                 i for i in range(self.pos, end) if self.depth[i] == self.depth[self.pos]
                 and _kw(self.tokens[i]) == "AS" and i in self.keywords
             ]
-            if as_at and as_at[-1] == end - 2 and self.tokens[end - 1].kind in _NAME:
-                self.check_expr(self.pos, as_at[-1])
+            if as_at and (
+                len(as_at) > 1 or as_at[0] != end - 2 or self.tokens[end - 1].kind not in _NAME
+            ):
+                raise Unscoped("a projection item is not understood on a tenant route")
+            if as_at:
+                self.check_expr(self.pos, as_at[0])
                 names.add(self.tokens[end - 1].name)
             else:
                 self.check_expr(self.pos, end)

@@ -76,6 +76,22 @@ def test_unscoped_statement_refused(query: str) -> None:
     assert query not in d.reason
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"MATCH (n {T}) WITH n AS MATCH (m) RETURN m",
+        f"MATCH (n {T}) RETURN n AS x AS y",
+        f"MATCH (n {T}) (m) RETURN m",
+        f"MATCH (n {T}) RETURN n ORDER n.x",
+        f"MATCH (n {T}) UNWIND n.tags RETURN n",
+        f"MATCH (n {T} WHERE) RETURN n",
+        f"MATCH (n {T}) RETURN n MATCH (m) RETURN m",
+    ],
+)
+def test_shapes_not_understood_are_refused(query: str) -> None:
+    assert judge_cypher(query, TENANT, tenant="A").code is not None
+
+
 def test_use_refused_on_tenant_route() -> None:
     # not a bypass before (read-only routes refuse USE), but not understood on tenant routes
     rw = GraphPolicy(tenant_parameter="tenant", read_only=False)
