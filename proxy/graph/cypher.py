@@ -140,6 +140,8 @@ def _blocked_reason(tokens: list[Token], keywords: list[int], policy: GraphPolic
         if tok.kind not in _NAME or (i > 0 and tokens[i - 1].text == "."):
             continue  # not a name, or the middle of a.b.c
         after_call = i > 0 and tokens[i - 1].upper == "CALL" and (i - 1) in keyword_set
+        if not after_call and (i + 1 >= len(tokens) or tokens[i + 1].text not in (".", "(")):
+            continue  # a plain name: neither a procedure nor a function call
         name, j = _qualified_name(tokens, i)
         invoked = j < len(tokens) and tokens[j].text == "("
         if after_call:
