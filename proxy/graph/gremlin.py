@@ -1,7 +1,9 @@
 """The Gremlin guard (Gremlin Server scripts, Groovy syntax): a script must be one
 traversal chain `g.V()...` with plain arguments. Code execution (closures, lambdas,
 GString interpolation, JVM classes) is refused on every route; mutating steps on
-read-only routes. Pure: no I/O.
+read-only routes. The script is parsed into a tree (gremlin_tree); read-only and tenant
+routes allow only known read steps, and tenant routes prove every traversal scoped
+(gremlin_scope). Pure: no I/O.
 """
 
 from __future__ import annotations
