@@ -84,7 +84,7 @@ class _Parser:
         word = self.kw(i)
         if word not in CLAUSE_WORDS or self.depth[i] != 0:
             return False
-        return not (word == "WITH" and i > 0 and _kw(self.tokens[i - 1]) in ("STARTS", "ENDS"))
+        return not (word == "WITH" and i > 0 and self.kw(i - 1) in ("STARTS", "ENDS"))
 
     def expr_end(self, start: int, stop_at_comma: bool = False, limit: int | None = None) -> int:
         end = len(self.tokens) if limit is None else limit
@@ -112,7 +112,7 @@ class _Parser:
             word = _kw(tok) if i in self.keywords else ""
             if word in CLAUSE_WORDS and not (
                 word == "WHERE" and self.depth[i] > self.depth[a]
-            ) and not (word == "WITH" and i > a and _kw(t[i - 1]) in ("STARTS", "ENDS")):
+            ) and not (word == "WITH" and i > a and self.kw(i - 1) in ("STARTS", "ENDS")):
                 raise Unscoped(f"{tok.text} inside an expression (a subquery) is refused")
             if tok.kind != PUNCT:
                 continue
@@ -136,19 +136,18 @@ class _Parser:
         t = self.tokens
         d0 = self.depth[a] if a < b else 0
         parts: list[tuple[int, int]] = []
-        case = 0
         start = a
         for i in range(a, b):
             if self.depth[i] != d0:
                 continue
-            word = _kw(t[i])
-            if word == "CASE":
-                case += 1
-            elif word == "END" and case:
-                case -= 1
-            elif case == 0 and word in ("OR", "XOR"):
+            if t[i].kind == WORD and t[i].upper in ("CASE", "END"):
+                # SECURITY: AND inside CASE .. END is no conjunct, and `end` may be a name
+                # (`n.end`, a variable): a CASE at this level proves nothing. Parenthesize it.
+                return set()
+            word = _kw(t[i]) if i in self.keywords else ""
+            if word in ("OR", "XOR"):
                 return set()  # SECURITY: OR/XOR bind looser than AND: no conjunct holds
-            elif case == 0 and word == "AND":
+            if word == "AND":
                 parts.append((start, i))
                 start = i + 1
         parts.append((start, b))

@@ -26,6 +26,11 @@ BYPASSES: list[str] = [
     "MATCH (n) WHERE CASE WHEN false AND n.tenant = $tenant AND true THEN true ELSE true END "
     "RETURN n",
     "MATCH (n) WHERE m.tenant = $tenant RETURN n",
+    # `n.end` closed the CASE for the guard, not for Neo4j: the AND stayed inside CASE
+    "MATCH (n) WHERE CASE WHEN n.end AND n.tenant = $tenant AND true THEN true ELSE true END "
+    "RETURN n",
+    "MATCH (n) WHERE CASE WHEN n.x THEN end AND n.tenant = $tenant AND true ELSE true END "
+    "RETURN n",
     "MATCH (n) WHERE n.owner = $tenant RETURN n",
     "MATCH (n {owner: $tenant}) RETURN n",
     "MATCH (n) WHERE n.tenant = $other AND $tenant = $tenant RETURN n",
@@ -149,6 +154,8 @@ SCOPED: list[str] = [
     f"MATCH (n {T}) WHERE n.name STARTS WITH 'a' AND n.name ENDS WITH 'z' RETURN n",
     f"MATCH (n {T}) RETURN [x IN n.tags WHERE x <> 'a' | toUpper(x)] AS tags",
     f"MATCH (n {T}) RETURN CASE WHEN n.x > 1 THEN 'big' ELSE 'small' END AS size",
+    "MATCH (n) WHERE n.tenant = $tenant AND (CASE WHEN n.x > 1 THEN true ELSE false END) "
+    "RETURN n",
     f"MATCH (n {T}) RETURN all(x IN n.tags WHERE x STARTS WITH 'a') AS ok",
     f"MATCH (n {T}) WHERE n:Customer|Supplier RETURN labels(n), elementId(n)",
     f"EXPLAIN MATCH (n {T}) RETURN n",
