@@ -1,5 +1,6 @@
-"""The Cypher guard: refuse write and admin clauses on read-only routes, require and pin
-the tenant parameter, and cap result rows with an outer LIMIT.
+"""The Cypher guard: refuse write and admin clauses and unknown procedures and functions
+on read-only routes, pin the tenant parameter and prove every node pattern constrained by
+it (cypher_scope), and cap result rows with an outer LIMIT.
 
 Keywords are judged on tokens (see cypher_lex), so `'DELETE'`, `// DELETE`, `` `DELETE` ``,
 `$delete`, `n.delete`, `{delete: 1}` and `:Delete` labels never match. Pure: no I/O.
@@ -123,6 +124,23 @@ PAREN_KEYWORDS = frozenset(
 )
 
 
+# Operators Neo4j never reads as a function name, wherever they stand (`{a: NOT (x)}`).
+OPERATOR_WORDS = frozenset(
+    {"NOT", "AND", "OR", "XOR", "IN", "IS", "WHEN", "THEN", "ELSE", "CASE", "CONTAINS"}
+)
+
+
+def _index_hint(tokens: list[Token], i: int) -> bool:
+    """`USING [TEXT|RANGE|POINT] INDEX [SEEK] n:Label(prop)`: a label, not a function."""
+    return (
+        i >= 3
+        and tokens[i - 1].text == ":"
+        and tokens[i - 2].kind in _NAME
+        and tokens[i - 3].kind == WORD
+        and tokens[i - 3].upper in ("INDEX", "SEEK")
+    )
+
+
 def _blocked_reason(tokens: list[Token], keywords: list[int], policy: GraphPolicy) -> str:
     """The first refused clause, procedure or function, or ''."""
     if policy.read_only:
@@ -140,12 +158,16 @@ def _blocked_reason(tokens: list[Token], keywords: list[int], policy: GraphPolic
         if tok.kind not in _NAME or (i > 0 and tokens[i - 1].text == "."):
             continue  # not a name, or the middle of a.b.c
         after_call = i > 0 and tokens[i - 1].upper == "CALL" and (i - 1) in keyword_set
+        if not after_call and (i + 1 >= len(tokens) or tokens[i + 1].text not in (".", "(")):
+            continue  # a plain name: neither a procedure nor a function call
         name, j = _qualified_name(tokens, i)
         invoked = j < len(tokens) and tokens[j].text == "("
         if after_call:
             why = policy.procedure_refusal(name)
         elif invoked and not (
-            i in keyword_set and tok.kind == WORD and tok.upper in PAREN_KEYWORDS
+            (tok.kind == WORD and tok.upper in OPERATOR_WORDS)
+            or (i in keyword_set and tok.kind == WORD and tok.upper in PAREN_KEYWORDS)
+            or _index_hint(tokens, i)
         ):
             why = policy.function_refusal(name)
         else:

@@ -27,6 +27,8 @@ CLAUSE_WORDS = frozenset(
     ENABLE DEALLOCATE REALLOCATE""".split()  # noqa: SIM905 (a word list reads better)
 )
 _SUBQUERY_BEFORE_BRACE = frozenset({"EXISTS", "COUNT", "COLLECT", "CALL"})
+MAX_PARENS = 8
+"""Parenthesized conjuncts looked into: `((n.tenant = $t))` counts, deeper ones do not."""
 
 
 class Unscoped(Exception):
@@ -82,7 +84,7 @@ class _Parser:
         word = self.kw(i)
         if word not in CLAUSE_WORDS or self.depth[i] != 0:
             return False
-        return not (word == "WITH" and i > 0 and _kw(self.tokens[i - 1]) in ("STARTS", "ENDS"))
+        return not (word == "WITH" and i > 0 and self.kw(i - 1) in ("STARTS", "ENDS"))
 
     def expr_end(self, start: int, stop_at_comma: bool = False, limit: int | None = None) -> int:
         end = len(self.tokens) if limit is None else limit
@@ -110,7 +112,7 @@ class _Parser:
             word = _kw(tok) if i in self.keywords else ""
             if word in CLAUSE_WORDS and not (
                 word == "WHERE" and self.depth[i] > self.depth[a]
-            ) and not (word == "WITH" and i > a and _kw(t[i - 1]) in ("STARTS", "ENDS")):
+            ) and not (word == "WITH" and i > a and self.kw(i - 1) in ("STARTS", "ENDS")):
                 raise Unscoped(f"{tok.text} inside an expression (a subquery) is refused")
             if tok.kind != PUNCT:
                 continue
@@ -128,32 +130,33 @@ class _Parser:
                 if prev.text == ")" or _kw(prev) in _SUBQUERY_BEFORE_BRACE:
                     raise Unscoped("a subquery is refused on a tenant route")
 
-    def conjunct_vars(self, a: int, b: int) -> set[str]:
-        """Variables v with a top-level `AND` conjunct `v.prop = $param` in tokens[a:b]."""
+    def conjunct_vars(self, a: int, b: int, nest: int = 0) -> set[str]:
+        """Variables v with a top-level `AND` conjunct `v.prop = $param` in tokens[a:b]
+        (looking into at most MAX_PARENS parenthesized conjuncts: linear time)."""
         t = self.tokens
         d0 = self.depth[a] if a < b else 0
         parts: list[tuple[int, int]] = []
-        case = 0
         start = a
         for i in range(a, b):
             if self.depth[i] != d0:
                 continue
-            word = _kw(t[i])
-            if word == "CASE":
-                case += 1
-            elif word == "END" and case:
-                case -= 1
-            elif case == 0 and word in ("OR", "XOR"):
+            if t[i].kind == WORD and t[i].upper in ("CASE", "END"):
+                # SECURITY: AND inside CASE .. END is no conjunct, and `end` may be a name
+                # (`n.end`, a variable): a CASE at this level proves nothing. Parenthesize it.
+                return set()
+            word = _kw(t[i]) if i in self.keywords else ""
+            if word in ("OR", "XOR"):
                 return set()  # SECURITY: OR/XOR bind looser than AND: no conjunct holds
-            elif case == 0 and word == "AND":
+            if word == "AND":
                 parts.append((start, i))
                 start = i + 1
         parts.append((start, b))
         out: set[str] = set()
         for s, e in parts:
             seg = t[s:e]
-            if len(seg) > 2 and seg[0].text == "(" and self.close_of(s) == e - 1:
-                out |= self.conjunct_vars(s + 1, e - 1)  # `(a AND b)`: the same conjuncts
+            if len(seg) > 2 and seg[0].text == "(" and seg[-1].text == ")":
+                if nest < MAX_PARENS and self.close_of(s) == e - 1:
+                    out |= self.conjunct_vars(s + 1, e - 1, nest + 1)  # `(a AND b)`
             elif len(seg) != 5:
                 continue
             elif seg[3].text == "=" and self._is_param(seg[4]) and self._is_prop(seg[0:3]):
@@ -295,8 +298,12 @@ class _Parser:
                 i for i in range(self.pos, end) if self.depth[i] == self.depth[self.pos]
                 and _kw(self.tokens[i]) == "AS" and i in self.keywords
             ]
-            if as_at and as_at[-1] == end - 2 and self.tokens[end - 1].kind in _NAME:
-                self.check_expr(self.pos, as_at[-1])
+            if as_at and (
+                len(as_at) > 1 or as_at[0] != end - 2 or self.tokens[end - 1].kind not in _NAME
+            ):
+                raise Unscoped("a projection item is not understood on a tenant route")
+            if as_at:
+                self.check_expr(self.pos, as_at[0])
                 names.add(self.tokens[end - 1].name)
             else:
                 self.check_expr(self.pos, end)
@@ -381,6 +388,10 @@ def scope_problem(
     prop, param = policy.scope_property, policy.tenant_parameter
     if prop is None or param is None:
         return ""
+    for tok in tokens:
+        if tok.kind == WORD and not tok.text.isascii():
+            # SECURITY: a name Python and Neo4j might split or case-fold differently.
+            return "non-ASCII names must be `quoted` on a tenant route"
     parser = _Parser(tokens, depth, set(keywords), policy, param, prop)
     try:
         parser.query()
@@ -388,4 +399,6 @@ def scope_problem(
         return str(exc)
     except IndexError:
         return "the statement ends early: not understood on a tenant route"
+    except RecursionError:  # SECURITY: never let an error switch the guard off
+        return "the statement nests too deeply for a tenant route"
     return ""

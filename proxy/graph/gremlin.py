@@ -1,7 +1,9 @@
 """The Gremlin guard (Gremlin Server scripts, Groovy syntax): a script must be one
 traversal chain `g.V()...` with plain arguments. Code execution (closures, lambdas,
 GString interpolation, JVM classes) is refused on every route; mutating steps on
-read-only routes. Pure: no I/O.
+read-only routes. The script is parsed into a tree (gremlin_tree); read-only and tenant
+routes allow only known read steps, and tenant routes prove every traversal scoped
+(gremlin_scope). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ class _Unreadable(ValueError):
 def tokenize(text: str) -> list[tuple[str, str, int, int]]:
     """Significant tokens (kind, text, start, end); raises on what it cannot read."""
     out: list[tuple[str, str, int, int]] = []
+    if re.search(r"\\u", text):
+        # SECURITY: Groovy turns \uXXXX into a character before it reads the script, so
+        # '\u0027' would close a string the guard reads as open.
+        raise _Unreadable("unicode escape (\\u) in a Gremlin script")
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)

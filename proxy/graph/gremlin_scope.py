@@ -36,7 +36,9 @@ READ_STEPS = MOVES | PURE_FILTERS | frozenset(
     mean group groupCount path simplePath cyclicPath where not and or filter map flatMap
     coalesce choose optional union local constant identity barrier math repeat emit until
     times loops option tree cap aggregate store index concat asString toUpper toLower
-    length trim lTrim rTrim split substring replace format reverse coin sample""".split()  # noqa: SIM905
+    length trim lTrim rTrim split substring replace format reverse coin sample timeLimit
+    asDate dateAdd dateDiff element discard conjoin combine difference disjunct intersect
+    product""".split()  # noqa: SIM905
 )
 SOURCES_READ = frozenset({"V", "E", "inject"})
 SOURCES_TENANT = frozenset({"V", "E"})

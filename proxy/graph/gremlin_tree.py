@@ -62,10 +62,15 @@ class Chain:
 Arg = Lit | ListLit | MapLit | Chain
 
 
+MAX_NESTING = 64
+"""Nested arguments and traversals a script may hold (the reader recurses per level)."""
+
+
 class _Reader:
     def __init__(self, tokens: list[GToken]) -> None:
         self.t = tokens
         self.i = 0
+        self.nesting = 0
 
     def peek(self, k: int = 0) -> GToken | None:
         j = self.i + k
@@ -96,6 +101,15 @@ class _Reader:
             self.i += 1
 
     def args(self, open_: str, close: str) -> tuple[Arg, ...]:
+        self.nesting += 1
+        try:
+            return self._args(open_, close)
+        finally:
+            self.nesting -= 1
+
+    def _args(self, open_: str, close: str) -> tuple[Arg, ...]:
+        if self.nesting > MAX_NESTING:
+            raise GremlinShapeError("arguments nest too deeply")
         self.take(open_)
         out: list[Arg] = []
         if self.is_punct(close):
@@ -126,7 +140,11 @@ class _Reader:
             return self.collection()
         if kind == "punct" and text == "(":
             self.i += 1
+            self.nesting += 1
+            if self.nesting > MAX_NESTING:
+                raise GremlinShapeError("arguments nest too deeply")
             inner = self.arg()
+            self.nesting -= 1
             self.take(")")
             return inner
         if kind == "word":
@@ -135,6 +153,15 @@ class _Reader:
 
     def collection(self) -> ListLit | MapLit:
         """`[a, b]` or `[k: v, ...]` (a bare word key is a string, as in Groovy)."""
+        self.nesting += 1
+        try:
+            return self._collection()
+        finally:
+            self.nesting -= 1
+
+    def _collection(self) -> ListLit | MapLit:
+        if self.nesting > MAX_NESTING:
+            raise GremlinShapeError("arguments nest too deeply")
         self.take("[")
         if self.is_punct(":") and self.is_punct("]", 1):
             self.i += 2

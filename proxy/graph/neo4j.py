@@ -19,6 +19,18 @@ from proxy.model.call import GraphStatement
 from proxy.model.errors import ErrorCode, ProxyError
 
 _TEXT_KEY = {"neo4j-tx": "statement", "neo4j-query": "statement", "gremlin-http": "gremlin"}
+# SECURITY: the body keys the guard understands; others could change what runs or as whom
+# (Gremlin `aliases` rebinds `g` to another traversal source, `language` picks another
+# parser, Neo4j `impersonatedUser` runs as another user): refused.
+_KEYS = {
+    "neo4j-tx": frozenset({"statements", "resultDataContents", "includeStats"}),
+    "neo4j-query": frozenset(
+        {"statement", "parameters", "includeCounters", "bookmarks", "accessMode"}
+    ),
+    "gremlin-http": frozenset({"gremlin", "bindings", "language"}),
+}
+_TX_STATEMENT_KEYS = frozenset({"statement", "parameters", "resultDataContents", "includeStats"})
+GREMLIN_LANGUAGE = "gremlin-groovy"
 _PARAMS_KEY = {"neo4j-tx": "parameters", "neo4j-query": "parameters", "gremlin-http": "bindings"}
 
 
@@ -57,9 +69,17 @@ def _bad(message: str, code: ErrorCode = ErrorCode.TOOL_BAD_REQUEST) -> ProxyErr
     return ProxyError(code, message)
 
 
+def _check_keys(doc: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    for key in doc:
+        if key not in allowed:
+            raise _bad(f"{where} key '{str(key)[:64]}' is not allowed", ErrorCode.POLICY_DENY)
+
+
 def _statement(api: str, item: Any, where: str) -> GraphStatement:
     if not isinstance(item, dict):
         raise _bad(f"{where} must be a JSON object")
+    if api == "neo4j-tx":
+        _check_keys(item, _TX_STATEMENT_KEYS, where)
     text = item.get(_TEXT_KEY[api])
     if not isinstance(text, str):
         raise _bad(f"{where}.{_TEXT_KEY[api]} must be a string")
@@ -82,7 +102,12 @@ def decode(api: str, body: Any) -> list[GraphStatement]:
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object")
     if api != "neo4j-tx":
-        return [_statement(api, body, "body")]
+        statement = _statement(api, body, "body")
+        _check_keys(body, _KEYS[api], "body")
+        if api == "gremlin-http" and body.get("language", GREMLIN_LANGUAGE) != GREMLIN_LANGUAGE:
+            raise _bad(f"only language {GREMLIN_LANGUAGE} is judged", ErrorCode.POLICY_DENY)
+        return [statement]
+    _check_keys(body, _KEYS[api], "body")
     items = body.get("statements", [])
     if not isinstance(items, list):
         raise _bad("statements must be a list")

@@ -1,6 +1,8 @@
 """Query safety for graph routes: every Cypher statement or Gremlin script is judged
-(write/admin clauses and steps refused on read-only routes, tenant parameter pinned,
-outer LIMIT enforced); rewrites go out as a re-encoded body, everything else byte for byte.
+(write/admin clauses and steps, unknown procedures, functions and steps refused on
+read-only routes; on tenant routes the tenant parameter pinned and every node pattern or
+traversal step proven constrained by it, else refused; outer LIMIT enforced); rewrites go
+out as a re-encoded body, everything else byte for byte.
 A blocked graph query is SQL_BLOCKED (the query-safety code, whatever the language)."""
 
 from __future__ import annotations

@@ -79,6 +79,13 @@ TX_CASES = [
     (b'{"statements": [{"statement": "MATCH (c:Customer) DETACH DELETE c", '
      b'"statement": "MATCH (c:Customer {tenant: $tenant_id}) RETURN c"}]}',
      TENANT, 400, "TOOL_BAD_REQUEST", None),
+    # the tenant parameter named once no longer scopes the rest (issue 22 item 7)
+    (tx(f"{M} MATCH (o) RETURN o"), TENANT, 403, "TENANT_MISMATCH", None),
+    (tx("MATCH (c) WHERE c.tenant = $tenant_id OR true RETURN c"), TENANT, 403,
+     "TENANT_MISMATCH", None),
+    (tx(f"{M} RETURN c UNION MATCH (o) RETURN o AS c"), TENANT, 403, "TENANT_MISMATCH", None),
+    (tx(f"{M} RETURN c", "MATCH (o) WHERE o.tenant = $tenant_id OR true RETURN o"), TENANT,
+     403, "TENANT_MISMATCH", None),
 ]
 
 
@@ -168,6 +175,10 @@ GREMLIN_CASES = [
     ("g.V().has('tenant', tenant).drop()", 403, "SQL_BLOCKED", "drop"),
     ("System.exit(0); g.V().has('tenant', tenant)", 403, "SQL_BLOCKED", "System"),
     ("g.V().values('name')", 403, "TENANT_MISMATCH", "tenant"),
+    ("g.V().has('tenant', within(tenant, 'B')).values('name')", 403, "TENANT_MISMATCH", "has"),
+    ("g.V().has('tenant', tenant).both().values('name')", 403, "TENANT_MISMATCH", "has"),
+    ("g.V().has('tenant', tenant).union(__.V()).values('name')", 403, "TENANT_MISMATCH", "has"),
+    ("g.V().sideEffect(__.'drop'()).has('tenant', tenant)", 403, "SQL_BLOCKED", "step name"),
 ]
 
 

@@ -155,6 +155,8 @@ ALLOWED: list[str] = [
     "CALL db.index.fulltext.queryNodes('names', 'bob') YIELD node RETURN node",
     "RETURN date.truncate('month', date()) AS d, point.distance(point({x: 0, y: 0}), $p)",
     "MATCH (n) RETURN toLower(n.name), size(n.tags), coalesce(n.x, 0), elementId(n)",
+    "MATCH (n:Person) USING INDEX n:Person(name) WHERE n.name = 'a' RETURN n",
+    "MATCH (n) RETURN {a: NOT (n.x = 1), b: n.y IN ([1, 2])} AS m",
 ]
 
 
@@ -350,6 +352,8 @@ def test_from_spec() -> None:
         ("MATCH (n) RETURN myUdf(n) AS x", "myUdf"),
         ("MATCH (n) RETURN `myUdf`(n) AS x", "myUdf"),
         ("RETURN apoc.map.fromNodes('Customer', 'name') AS m", "apoc.map.fromNodes"),
+        ("RETURN {a: apoc.cypher.runFirstColumnSingle('MATCH (n) RETURN n', {})}", "apoc.cypher"),
+        ("MATCH (n) RETURN {a: myUdf(n)} AS m", "myUdf"),
     ],
 )
 def test_unknown_procedures_and_functions_refused_on_read_only(query: str, name: str) -> None:

@@ -26,6 +26,14 @@ BYPASSES: list[str] = [
     "MATCH (n) WHERE CASE WHEN false AND n.tenant = $tenant AND true THEN true ELSE true END "
     "RETURN n",
     "MATCH (n) WHERE m.tenant = $tenant RETURN n",
+    # `n.end` closed the CASE for the guard, not for Neo4j: the AND stayed inside CASE
+    "MATCH (n) WHERE CASE WHEN n.end AND n.tenant = $tenant AND true THEN true ELSE true END "
+    "RETURN n",
+    "MATCH (n) WHERE CASE WHEN n.x THEN end AND n.tenant = $tenant AND true ELSE true END "
+    "RETURN n",
+    "MATCH (n) WHERE n.owner = $tenant RETURN n",
+    "MATCH (n {owner: $tenant}) RETURN n",
+    "MATCH (n) WHERE n.tenant = $other AND $tenant = $tenant RETURN n",
     f"MATCH (n {T}) RETURN n UNION MATCH (m) RETURN m AS n",
     f"MATCH (n {T}) RETURN n UNION ALL MATCH (m) RETURN m AS n",
     f"MATCH (n {T}) CALL {{ MATCH (m) RETURN m }} RETURN m",
@@ -73,10 +81,36 @@ def test_unscoped_statement_refused(query: str) -> None:
     assert query not in d.reason
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"MATCH (n {T}) WITH n AS MATCH (m) RETURN m",
+        f"MATCH (n {T}) RETURN n AS x AS y",
+        f"MATCH (n {T}) (m) RETURN m",
+        f"MATCH (n {T}) RETURN n ORDER n.x",
+        f"MATCH (n {T}) UNWIND n.tags RETURN n",
+        f"MATCH (n {T} WHERE) RETURN n",
+        f"MATCH (n {T}) RETURN n MATCH (m) RETURN m",
+    ],
+)
+def test_shapes_not_understood_are_refused(query: str) -> None:
+    assert judge_cypher(query, TENANT, tenant="A").code is not None
+
+
 def test_use_refused_on_tenant_route() -> None:
     # not a bypass before (read-only routes refuse USE), but not understood on tenant routes
     rw = GraphPolicy(tenant_parameter="tenant", read_only=False)
     assert judge_cypher(f"USE other MATCH (n {T}) RETURN n", rw, tenant="A").code is not None
+
+
+def test_non_ascii_names_refused_on_tenant_route() -> None:
+    # Python upper-cases U+017F to 'S', so such a word could pass for a keyword the guard
+    # splits on; Neo4j reads it as a name. Backtick-quoted names are fine.
+    q = f"MATCH (n {T}) WHERE n.x = 1 \u017fOR true RETURN n"
+    assert judge_cypher(q, TENANT, tenant="A").code is ErrorCode.TENANT_MISMATCH
+    assert (
+        judge_cypher("MATCH (`\u00f1` {tenant: $tenant}) RETURN 1", TENANT, tenant="A").code is None
+    )
 
 
 def test_scoping_refusal_is_tenant_mismatch() -> None:
@@ -120,6 +154,8 @@ SCOPED: list[str] = [
     f"MATCH (n {T}) WHERE n.name STARTS WITH 'a' AND n.name ENDS WITH 'z' RETURN n",
     f"MATCH (n {T}) RETURN [x IN n.tags WHERE x <> 'a' | toUpper(x)] AS tags",
     f"MATCH (n {T}) RETURN CASE WHEN n.x > 1 THEN 'big' ELSE 'small' END AS size",
+    "MATCH (n) WHERE n.tenant = $tenant AND (CASE WHEN n.x > 1 THEN true ELSE false END) "
+    "RETURN n",
     f"MATCH (n {T}) RETURN all(x IN n.tags WHERE x STARTS WITH 'a') AS ok",
     f"MATCH (n {T}) WHERE n:Customer|Supplier RETURN labels(n), elementId(n)",
     f"EXPLAIN MATCH (n {T}) RETURN n",
@@ -153,3 +189,11 @@ def test_allowed_function_by_name_on_tenant_route() -> None:
         GraphSpec(tenant={"parameter": "tenant"}, allowed_procedures=["db.labels"])
     )
     assert judge_cypher("CALL db.labels()", p2, tenant="A").code is not None
+
+
+def test_deep_nesting_is_judged_not_raised() -> None:
+    # a recursion error must not escape the guard (it did in the first version of this rule)
+    deep = "MATCH (n) WHERE " + "(" * 3000 + "n.tenant = $tenant" + ")" * 3000 + " RETURN n"
+    assert judge_cypher(deep, TENANT, tenant="A").code is ErrorCode.TENANT_MISMATCH
+    shallow = "MATCH (n) WHERE ((n.tenant = $tenant)) AND ((n.x = 1)) RETURN n"
+    assert judge_cypher(shallow, TENANT, tenant="A").code is None

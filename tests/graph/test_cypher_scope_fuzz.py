@@ -34,12 +34,13 @@ class Node:
     tenant: str
     label: str
     x: int
+    alias: str = ""  # another property that may hold the caller's tenant value
 
 
 NODES = (
     Node("A1", ME, "Customer", 1),
     Node("A2", ME, "Item", 2),
-    Node("B1", OTHER, "Customer", 1),
+    Node("B1", OTHER, "Customer", 1, alias=ME),
     Node("B2", OTHER, "Item", 2),
 )
 BY_ID = {n.id: n for n in NODES}
@@ -95,6 +96,7 @@ class Expr:
             "teq_rev": lambda: f"$tenant = {a[0]}.tenant",
             "tne": lambda: f"{a[0]}.tenant <> $tenant",
             "teq_b": lambda: f"{a[0]}.tenant = 'B'",
+            "alias": lambda: f"{a[0]}.alias = $tenant",
             "xeq": lambda: f"{a[0]}.x = {a[1]}",
             "true": lambda: "true",
             "false": lambda: "false",
@@ -248,7 +250,8 @@ def _exprs(names: tuple[str, ...], depth: int, clean: bool) -> st.SearchStrategy
 def wheres(draw: Any, needed: list[str], names: list[str], clean: bool) -> Expr:
     """A WHERE that names the tenant of each node in `needed`, in a random shape: the AND
     of everything (scoped), or a near miss (OR, XOR, NOT, CASE, `x OR y AND z`)."""
-    base = [Expr(draw(st.sampled_from(("teq", "teq_rev"))), (v,)) for v in needed]
+    tests = st.sampled_from(("teq", "teq", "teq_rev", "alias", "alias"))
+    base = [Expr(draw(tests), (v,)) for v in needed]
     extra = draw(st.lists(exprs(names, 1, clean), max_size=2))
     items = list(draw(st.permutations(base + extra)))
     if not items:
@@ -387,6 +390,8 @@ def ev(e: Expr, row: Row) -> bool | None:
         return cmp(prop(row[a[0]], "tenant"), ME, True)
     if op == "tne":
         return cmp(prop(row[a[0]], "tenant"), ME, False)
+    if op == "alias":
+        return cmp(prop(row[a[0]], "alias"), ME, True)
     if op == "teq_b":
         return cmp(prop(row[a[0]], "tenant"), OTHER, True)
     if op == "xeq":

@@ -138,3 +138,22 @@ def test_single_statement_apis_refuse_many() -> None:
 )
 def test_endpoint(api: str, method: str, path: str, expected: Endpoint) -> None:
     assert endpoint(api, method, path) is expected
+
+
+@pytest.mark.parametrize(
+    ("api", "body"),
+    [
+        # `aliases` rebinds g to another traversal source: the judged `g.V()` is not the run one
+        ("gremlin-http", {"gremlin": "g.V()", "aliases": {"g": "g_all_tenants"}}),
+        ("gremlin-http", {"gremlin": "g.V()", "language": "gremlin-python"}),
+        ("gremlin-http", {"gremlin": "g.V()", "language": None}),
+        ("neo4j-query", {"statement": "MATCH (n) RETURN n", "impersonatedUser": "admin"}),
+        ("neo4j-query", {"statement": "RETURN 1", "somethingNew": 1}),
+        ("neo4j-tx", {"statements": [], "extra": 1}),
+        ("neo4j-tx", {"statements": [{"statement": "RETURN 1", "impersonatedUser": "a"}]}),
+    ],
+)
+def test_keys_the_guard_does_not_understand_are_refused(api: str, body: object) -> None:
+    with pytest.raises(ProxyError) as info:
+        decode(api, body)
+    assert info.value.code is ErrorCode.POLICY_DENY
