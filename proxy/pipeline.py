@@ -23,6 +23,7 @@ from proxy.model.deadline import make_deadline
 from proxy.model.errors import PHASE_TIMEOUTS, ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Allow, Deny, Rewrite
+from proxy.reference import REFERENCE
 from proxy.upstream.breaker import Outcome
 from proxy.upstream.client import translate
 from proxy.upstream.resilience import IDEMPOTENT
@@ -76,10 +77,10 @@ _ROLES: dict[str, frozenset[str]] = {}
 def parse_roles(raw: str | None) -> frozenset[str]:
     if not raw:
         return frozenset()
-    roles = _ROLES.get(raw)
+    roles = None if REFERENCE else _ROLES.get(raw)
     if roles is None:
         roles = frozenset(r for r in (p.strip() for p in raw.split(",")) if r)
-        if len(raw) <= 256:
+        if not REFERENCE and len(raw) <= 256:
             if len(_ROLES) >= 1024:
                 _ROLES.clear()
             _ROLES[raw] = roles

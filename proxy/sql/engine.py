@@ -28,6 +28,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from proxy import reference
 from proxy.model.errors import ErrorCode
 from proxy.sql.digest import MARK, FastDigest, comment_hazard, digest, fast_digest
 from proxy.sql.pg import hook as pg_hook
@@ -43,7 +44,7 @@ from proxy.sql.rewrite import Context, plan
 from proxy.sql.safety import QUERY_ROOTS, Judgement, judge
 from proxy.sql.tenant import column_sql, quote_tenant
 
-REFERENCE: bool = os.environ.get("CALLWARDEN_SQL_REFERENCE") == "1"
+REFERENCE: bool = reference.REFERENCE or os.environ.get("CALLWARDEN_SQL_REFERENCE") == "1"
 """Reference mode: no fast paths, no digest or fingerprint reuse (every new text is
 parsed). Tests hold its verdicts equal to the fast ones; CI runs the suite with it on."""
 
