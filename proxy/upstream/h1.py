@@ -298,6 +298,11 @@ class H1Pool:
             try:
                 await self._send_stream(conn, method, target, headers, body)
             except BaseException:
+                # SECURITY: a request cut mid-body is reset, not closed: nothing buffered
+                # behind it goes out, and the upstream never reads a clean end.
+                conn.should_close = True
+                if conn.transport is not None:
+                    conn.transport.abort()
                 conn.waiter = None  # nobody waits for an answer to a body never sent
                 if not waiter.cancel() and not waiter.cancelled():
                     waiter.exception()  # already failed: the error raised here says why
