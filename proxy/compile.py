@@ -60,9 +60,17 @@ def _identity(route: Route, rules: Rules, services: Services) -> Guard | None:
 
 
 def _access(route: Route, rules: Rules, services: Services) -> Guard | None:
-    if route.access.roles is None:
+    spec = route.access
+    if spec.roles is None and spec.when is None:
         return None
-    return AccessGuard(frozenset(route.access.roles))
+    from proxy.conditions.activation import Facts, hidden_headers
+    from proxy.conditions.cel import Condition
+
+    when = None
+    if spec.when is not None:
+        when = Condition.build(f"routes[{route.name}].access.when", spec.when, "access")
+    roles = frozenset(spec.roles) if spec.roles is not None else frozenset({"*"})
+    return AccessGuard(roles, when, Facts(hidden_headers=hidden_headers(rules)))
 
 
 GUARD_BUILDERS["identity"] = _identity

@@ -57,6 +57,15 @@ class Context:
     limit_suffix: bool  # the dialect caps with a trailing `LIMIT n`
 
 
+def table_names(tables: list[exp.Table]) -> tuple[str, ...]:
+    """`catalog.db.name` (the parts present), lower case, each once, in order."""
+    out: dict[str, None] = {}
+    for t in tables:
+        parts = (t.text("catalog"), t.text("db"), t.name)
+        out[".".join(p.lower() for p in parts if p)] = None
+    return tuple(out)
+
+
 def plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx: Context) -> Plan:
     try:
         return _plan(sql, tokens, root, j, ctx)
@@ -156,7 +165,8 @@ def _plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx
                 ast_mode, limit = True, n
 
     base = dict(code=None, reason="", kind=j.kind, read_only=j.read_only,
-                pinned=tuple(sorted(set(pinned))), tenant_checks=tuple(checks))
+                pinned=tuple(sorted(set(pinned))), tenant_checks=tuple(checks),
+                tables=table_names(tables))
     if not ast_mode:
         return Plan(edits=tuple(edits), **base)  # type: ignore[arg-type]
     return Plan(template=_regenerate(root, wraps, dml, limit, ctx), reusable=False,
