@@ -1,0 +1,152 @@
+"""CEL conditions: compiled once with the rule's place, unknown fields and type errors
+refused at load, evaluation errors and non-bool results deny, and a call's activation
+holds only what the expression reads (checked against the whole activation)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.conditions.activation import BUILDERS, Facts, values_for
+from proxy.conditions.cel import Condition, ConditionError, check
+from proxy.model.call import Caller, McpCall, Request
+
+REFUND = ('tool.arguments.amount <= ("supervisor" in identity.roles ? 5000 : 500) '
+          '&& identity.claims.region == "eu" && tool.name == "refund"')
+
+
+def cond(src: str, place: str = "tool") -> Condition:
+    return Condition.build("routes[r].test.when", src, place)
+
+
+def make_call(roles: tuple[str, ...] = ("support",), claims: dict[str, Any] | None = None,
+              headers: dict[str, str] | None = None) -> McpCall:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    req = Request("POST", "/mcp", "", headers=CIMultiDictProxy(CIMultiDict(headers or {})))
+    return McpCall("r", "mcp", Caller("acme", frozenset(roles), "t", "", claims), req)
+
+
+@pytest.mark.parametrize(
+    ("src", "place", "problem"),
+    [
+        ("request.bogus == 1", "access", "undeclared reference to 'request.bogus'"),
+        ("tool.name == 'x'", "access", "undeclared reference to 'tool.name'"),
+        ("sql.tables.size() > 0", "tool", "undeclared reference"),
+        ("identity.roles == 1", "access", "no matching overload"),
+        ("request.method ==", "access", "Syntax error"),
+        ("request.method", "access", "must be a bool"),
+        ("   ", "access", "empty condition"),
+    ],
+)
+def test_rules_that_do_not_compile(src: str, place: str, problem: str) -> None:
+    with pytest.raises(ConditionError, match=problem):
+        check(src, place)
+
+
+def test_needs_only_what_the_expression_reads() -> None:
+    c = cond(REFUND)
+    assert c.needs == {"tool.arguments", "identity.roles", "identity.claims", "tool.name"}
+    # A comprehension variable named like a group is not a read of it.
+    assert cond("[1].all(request, request > 0)", "access").needs == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("roles", "args", "claims", "holds"),
+    [
+        (("support",), {"amount": 120}, {"region": "eu"}, True),
+        (("support",), {"amount": 499.5}, {"region": "eu"}, True),
+        (("support",), {"amount": 501}, {"region": "eu"}, False),
+        (("support", "supervisor"), {"amount": 4000}, {"region": "eu"}, True),
+        (("support",), {"amount": 120}, {"region": "us"}, False),
+    ],
+)
+def test_refund_limit_per_role(roles, args, claims, holds) -> None:
+    c = cond(REFUND)
+    out = c.evaluate(values_for(c, make_call(roles, claims), Facts("refund", args)))
+    assert out.holds is holds
+    if not holds:
+        assert c.denial(out) == "condition routes[r].test.when is false"
+
+
+@pytest.mark.parametrize(
+    ("args", "claims", "why"),
+    [
+        ({}, {"region": "eu"}, "a field it reads is missing"),
+        ({"amount": "120"}, {"region": "eu"}, "wrong type"),
+        ({"amount": 2**70}, {"region": "eu"}, "out of range"),
+        ({"amount": 1}, None, "a field it reads is missing"),  # no verified claims
+        ([1, 2], {"region": "eu"}, "wrong type"),
+    ],
+)
+def test_evaluation_errors_deny_without_quoting_values(args, claims, why) -> None:
+    c = cond(REFUND)
+    out = c.evaluate(values_for(c, make_call(("support",), claims), Facts("refund", args)))
+    assert not out.holds and why in out.reason
+    assert "120" not in out.reason and str(2**70) not in out.reason
+
+
+def test_nested_arguments_lists_and_has() -> None:
+    c = cond('has(tool.arguments.order) && tool.arguments.order.items.all(i, i.qty <= 10)'
+             ' && !("discount" in tool.arguments)')
+    ok = {"order": {"items": [{"qty": 1}, {"qty": 10}]}}
+    assert c.evaluate(values_for(c, make_call(), Facts("t", ok))).holds
+    many = {"order": {"items": [{"qty": 1}, {"qty": 11}]}}
+    assert not c.evaluate(values_for(c, make_call(), Facts("t", many))).holds
+    assert not c.evaluate(values_for(c, make_call(), Facts("t", {}))).holds  # has() is false
+    odd = {"order": {"items": [{"sku": "x"}]}}  # a missing field inside the list
+    out = c.evaluate(values_for(c, make_call(), Facts("t", odd)))
+    assert not out.holds and "missing" in out.reason
+
+
+def test_time_and_headers() -> None:
+    c = cond('time.now.getHours("Europe/Paris") >= 0 && request.headers["x-env"] == "prod"'
+             ' && !("authorization" in request.headers)', "access")
+    call = make_call(headers={"X-Env": "prod", "Authorization": "Bearer secret"})
+    values = values_for(c, call)
+    assert "authorization" not in values["request.headers"]  # credentials never shown
+    assert c.evaluate(values).holds
+
+
+def test_sql_tables() -> None:
+    c = cond('sql.kind == "select" && sql.tables.all(t, t in ["orders", "customers"])', "sql")
+    ok = Facts(sql_kind="select", sql_tables=("orders",))
+    assert c.evaluate(values_for(c, make_call(), ok)).holds
+    bad = Facts(sql_kind="select", sql_tables=("orders", "payroll"))
+    assert not c.evaluate(values_for(c, make_call(), bad)).holds
+    unknown = Facts(sql_kind="select", sql_tables=None)  # not listed: fail closed
+    assert not c.evaluate(values_for(c, make_call(), unknown)).holds
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(args=st.dictionaries(st.sampled_from(["amount", "order", "x"]), JSON, max_size=3),
+       region=st.sampled_from(["eu", "us", 1]),
+       roles=st.sets(st.sampled_from(["support", "supervisor", "x"]), max_size=2))
+def test_pruned_activation_equals_the_whole_one(args, region, roles) -> None:
+    """Fast equals reference: the values a condition needs give the verdict every
+    declared value gives."""
+    c = cond(REFUND)
+    call = make_call(tuple(roles), {"region": region})
+    facts = Facts("refund", args, {}, "select", ("orders",))
+    whole = {name: build(call, facts) for name, build in BUILDERS.items()
+             if name.split(".")[0] in ("request", "identity", "time", "tool")}
+    assert c.evaluate(values_for(c, call, facts)) == c.evaluate(whole)
+
+
+def test_time_is_a_timestamp() -> None:
+    c = cond("time.now > timestamp('2020-01-01T00:00:00Z')", "access")
+    values = values_for(c, make_call())
+    assert isinstance(values["time.now"], datetime) and values["time.now"].tzinfo is UTC
+    assert c.evaluate(values).holds
