@@ -16,7 +16,7 @@ def test_required_identity(write_rules, monkeypatch: pytest.MonkeyPatch) -> None
     plain: Path = write_rules([ROUTE])
     load_rules(plain)  # sidecar: headers are fine
     monkeypatch.setenv("CALLWARDEN_REQUIRE_IDENTITY", "1")
-    with pytest.raises(RulesError, match="identity.jwt: verified caller identity is required"):
+    with pytest.raises(RulesError, match=r"identity\.jwt: verified caller identity is required"):
         load_rules(plain)
     load_rules(write_rules([ROUTE], identity=JWT))
     opted_out = write_rules([{**ROUTE, "identity": "headers"}], identity=JWT)
