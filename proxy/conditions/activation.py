@@ -75,19 +75,45 @@ BUILDERS: dict[str, Callable[[ToolCall, Facts], Any]] = {
     "request.headers": _headers,
     "identity.tenant": lambda c, f: c.caller.tenant or "",
     "identity.roles": lambda c, f: sorted(c.caller.roles),
-    "identity.claims": lambda c, f: dict(c.caller.claims) if c.caller.claims else {},
+    "identity.claims": lambda c, f: c.caller.claims if c.caller.claims is not None else {},
     "identity.verified": lambda c, f: c.caller.claims is not None,
     "tool.name": lambda c, f: f.tool_name,
     "tool.arguments": _arguments,
-    "tool.annotations": lambda c, f: dict(f.tool_annotations or {}),
+    "tool.annotations": lambda c, f: f.tool_annotations or {},
     "sql.kind": lambda c, f: f.sql_kind,
     "sql.tables": lambda c, f: list(f.sql_tables) if f.sql_tables is not None else None,
     "time.now": lambda c, f: now(),
 }
 
 
-def values_for(cond: Condition, call: ToolCall, facts: Facts = NO_FACTS) -> dict[str, Any]:
-    return {name: BUILDERS[name](call, facts) for name in cond.needs}
+def _headers_at(call: ToolCall, facts: Facts, keys: frozenset[str]) -> dict[str, str]:
+    headers = call.request.headers
+    out = {}
+    for name in keys:
+        # The whole view has lower-case names only: `X-Env` is no key of it, here too.
+        if name != name.lower() or name in facts.hidden_headers or name not in headers:
+            continue
+        out[name] = ", ".join(headers.getall(name))
+    return out
+
+
+def values_for(cond: Condition, call: ToolCall, facts: Facts = NO_FACTS,
+               prune: bool = True) -> dict[str, Any]:
+    """The values `cond` reads. `prune` (the fast path): maps read only at some keys
+    carry only those keys; False builds every value whole (the reference)."""
+    out: dict[str, Any] = {}
+    keyed = cond.keys if prune else {}
+    for name in cond.needs:
+        keys = keyed.get(name)
+        if keys is not None and name == "request.headers":
+            out[name] = _headers_at(call, facts, keys)
+            continue
+        value = BUILDERS[name](call, facts)
+        if isinstance(value, Mapping) and (keys is not None or type(value) is not dict):
+            value = {k: value[k] for k in keys if k in value} if keys is not None \
+                else dict(value)
+        out[name] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)

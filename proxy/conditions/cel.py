@@ -18,9 +18,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from cel_expr_python import cel
+
+from proxy.conditions.reads import key_reads
 
 T = cel.Type
 _STR_MAP = T.Map(T.STRING, T.STRING)
@@ -73,7 +76,7 @@ def place_variables(place: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(source: str, place: str) -> tuple[Any, frozenset[str]]:
+def _compile(source: str, place: str) -> tuple[Any, frozenset[str], Mapping[str, frozenset[str]]]:
     names = place_variables(place)
     try:
         program = _env(names).compile(source)
@@ -84,7 +87,9 @@ def _compile(source: str, place: str) -> tuple[Any, frozenset[str]]:
     # The variables it reads, asked of the checker itself: one that the expression
     # refers to fails to compile without it. A call then builds only these.
     needs = frozenset(n for n in names if not _compiles(source, names - {n}))
-    return program, needs
+    reads = key_reads(program.serialize()) or {}
+    keys = MappingProxyType({n: k for n, k in reads.items() if n in needs and k is not None})
+    return program, needs, keys
 
 
 def _compiles(source: str, names: frozenset[str]) -> bool:
@@ -127,11 +132,14 @@ class Condition:
     source: str
     program: Any
     needs: frozenset[str]
+    keys: Mapping[str, frozenset[str]]
+    """Map variables read only at these keys (proxy/conditions/reads.py): a call
+    converts those keys alone."""
 
     @classmethod
     def build(cls, rule: str, source: str, place: str) -> Condition:
-        program, needs = _compile(source, place)
-        return cls(rule, source, program, needs)
+        program, needs, keys = _compile(source, place)
+        return cls(rule, source, program, needs, keys)
 
     def evaluate(self, values: Mapping[str, Any]) -> Outcome:
         try:

@@ -128,21 +128,47 @@ JSON = st.recursive(
                                                                  max_size=3),
     max_leaves=8,
 )
+PRUNED = [
+    REFUND,
+    'has(tool.arguments.order) && tool.arguments.order.x == 1 || tool.arguments["amount"] > 1',
+    'request.headers["x-env"] == "prod" || request.headers["X-Env"] == "prod"'
+    ' || has(request.headers.authorization) || identity.claims.region in ["eu", 1]',
+    'size(identity.claims) > 2 && tool.arguments.all(k, k != "x")',
+]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(args=st.dictionaries(st.sampled_from(["amount", "order", "x"]), JSON, max_size=3),
        region=st.sampled_from(["eu", "us", 1]),
-       roles=st.sets(st.sampled_from(["support", "supervisor", "x"]), max_size=2))
-def test_pruned_activation_equals_the_whole_one(args, region, roles) -> None:
-    """Fast equals reference: the values a condition needs give the verdict every
-    declared value gives."""
-    c = cond(REFUND)
-    call = make_call(tuple(roles), {"region": region})
+       extra=st.dictionaries(st.sampled_from(["sub", "aud", "region2"]), JSON, max_size=3),
+       headers=st.dictionaries(st.sampled_from(["X-Env", "x-env", "Authorization", "Accept"]),
+                               st.sampled_from(["prod", "dev"]), max_size=3),
+       roles=st.sets(st.sampled_from(["support", "supervisor", "x"]), max_size=2),
+       src=st.sampled_from(PRUNED))
+def test_pruned_activation_equals_the_whole_one(args, region, extra, headers, roles,
+                                                src) -> None:
+    """Fast equals reference: maps cut down to the keys the expression reads give the
+    verdict the whole values give."""
+    c = cond(src)
+    call = make_call(tuple(roles), {"region": region, **extra}, headers)
     facts = Facts("refund", args, {}, "select", ("orders",))
-    whole = {name: build(call, facts) for name, build in BUILDERS.items()
-             if name.split(".")[0] in ("request", "identity", "time", "tool")}
+    whole = values_for(c, call, facts, prune=False)
     assert c.evaluate(values_for(c, call, facts)) == c.evaluate(whole)
+
+
+@pytest.mark.parametrize("headers", [{"X-Env": "dev"}, {"x-env": "prod"}, {}])
+def test_pruned_headers_keep_case_semantics(headers: dict[str, str]) -> None:
+    c = cond('request.headers["x-env"] == "prod" || request.headers["X-Env"] == "dev"',
+             "access")
+    call = make_call(headers=headers)
+    assert c.evaluate(values_for(c, call)) == c.evaluate(values_for(c, call, prune=False))
+
+
+def test_pruning_reads_only_named_keys() -> None:
+    c = cond(PRUNED[2], "access")
+    assert c.keys["request.headers"] == {"x-env", "X-Env", "authorization"}
+    assert c.keys["identity.claims"] == {"region"}
+    assert "tool.arguments" not in cond(PRUNED[3]).keys  # iterated: read whole
 
 
 def test_time_is_a_timestamp() -> None:
