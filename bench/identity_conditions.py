@@ -30,12 +30,12 @@ from common import REPO, cpu_seconds, free_port, spawn, spawn_callwarden, wait_p
 
 sys.path.insert(0, str(REPO))
 
-from proxy.conditions.activation import Facts, values_for  # noqa: E402
-from proxy.conditions.cel import Condition  # noqa: E402
-from proxy.config.schema import JwtSpec  # noqa: E402
-from proxy.identity.jwt import Verifier, source_for  # noqa: E402
-from proxy.model.call import Caller, McpCall, Request  # noqa: E402
-from tests.identity.keys import AUDIENCE, ISSUER, SigningKey, jwks  # noqa: E402
+from proxy.conditions.activation import Facts, values_for
+from proxy.conditions.cel import Condition
+from proxy.config.schema import JwtSpec
+from proxy.identity.jwt import Verifier, source_for
+from proxy.model.call import Caller, McpCall, Request
+from tests.identity.keys import AUDIENCE, ISSUER, SigningKey, jwks
 
 EXPR = ('tool.arguments.amount <= ("supervisor" in identity.roles ? 5000 : 500)'
         ' && identity.claims.region == "eu" && tool.name == "refund"')
@@ -171,9 +171,9 @@ def http_table(tmp: Path, calls: int, concurrency: int, rounds: int) -> list[tup
     token = key.sign({"roles": ["support"], "tenant": "acme", "region": "eu"}, exp=int(
         time.time()) + 3600)
     targets = {
-        "header identity, no condition": (f"/plain/x", {"X-Caller-Role": "support",
+        "header identity, no condition": ("/plain/x", {"X-Caller-Role": "support",
                                                         "X-Tenant-ID": "acme"}),
-        "verified JWT + 3-clause access.when": (f"/verified/x", {
+        "verified JWT + 3-clause access.when": ("/verified/x", {
             "Authorization": f"Bearer {token}", "X-Env": "prod"}),
     }
     procs = [spawn("bench/upstream.py", str(up))]

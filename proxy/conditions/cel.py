@@ -16,6 +16,7 @@ the runtime's message, which may quote a value from the call.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -59,6 +60,36 @@ PLACES: dict[str, tuple[str, ...]] = {
 }
 """Which activation groups a condition may read, by where it is written: a route's
 `access.when` is judged before any tool or statement is known."""
+
+
+REFERENCE: bool = os.environ.get("CALLWARDEN_CEL_REFERENCE") == "1"
+"""Fast paths off: whole values (no key pruning), no outcome memo (CI runs both)."""
+MEMO_MAX = 4096
+
+
+class _Unfrozen(Exception):  # noqa: N818
+    pass
+
+
+_SCALARS = (int, bool, type(None))
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable copy that keeps types apart: CEL tells 1, 1.0 and true apart, Python's
+    == and hash do not, so each scalar is keyed with its class. Strings (the common
+    case) are kept bare: no other class hashes equal to a str."""
+    cls = value.__class__
+    if cls is str:
+        return value
+    if cls is dict:
+        return (dict, *[(k, _freeze(v)) for k, v in sorted(value.items())])
+    if cls is list:
+        return (list, *[_freeze(v) for v in value])
+    if cls is float:
+        return (float, value.hex())  # SECURITY: -0.0 == 0.0 to Python, 1/-0.0 < 0 to CEL
+    if cls in _SCALARS:
+        return (cls, value)
+    raise _Unfrozen
 
 
 class ConditionError(ValueError):
@@ -136,19 +167,48 @@ class Condition:
     """Map variables read only at these keys (proxy/conditions/reads.py): a call
     converts those keys alone."""
 
+    memo: dict[Any, Outcome] | None = None
+    """Outcomes by the exact (typed) values read: a condition is a pure function of
+    them, and most calls repeat a few (one token's claims, one method). None: off (an
+    expression that reads the clock; CALLWARDEN_CEL_REFERENCE=1)."""
+    order: tuple[str, ...] = ()
+
     @classmethod
     def build(cls, rule: str, source: str, place: str) -> Condition:
         program, needs, keys = _compile(source, place)
-        return cls(rule, source, program, needs, keys)
+        if REFERENCE:
+            keys = MappingProxyType({})
+        memo = None if REFERENCE or "time.now" in needs else {}
+        return cls(rule, source, program, needs, keys, memo, tuple(sorted(needs)))
 
     def evaluate(self, values: Mapping[str, Any]) -> Outcome:
+        memo = self.memo
+        if memo is None:
+            return self.run(values)
+        try:
+            key = tuple([_freeze(values.get(n)) for n in self.order])
+        except (_Unfrozen, TypeError):  # a type of value not keyed; keys that do not sort
+            return self.run(values)
+        out = memo.get(key)
+        if out is None:
+            out = self.run(values)
+            if len(memo) >= MEMO_MAX:
+                memo.clear()
+            memo[key] = out
+        return out
+
+    def run(self, values: Mapping[str, Any]) -> Outcome:
+        """The reference: the runtime, every time."""
         try:
             result = self.program.eval(data=values)
+            value = result.value()
+            if value is True:  # only a BOOL's value is the True object
+                return _HOLDS
             kind = result.type()
             if kind == T.BOOL:
-                return _HOLDS if result.value() is True else _FALSE
+                return _FALSE
             if kind == T.ERROR:
-                return Outcome(False, _error_kind(str(result.value())))
+                return Outcome(False, _error_kind(str(value)))
         except Exception as exc:  # a value the runtime cannot take (a tuple, a set)
             return Outcome(False, _error_kind(str(exc)))
         return Outcome(False, "did not evaluate to a bool")

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from proxy.conditions.activation import BUILDERS, Facts, values_for
+from proxy.conditions.activation import Facts, values_for
 from proxy.conditions.cel import Condition, ConditionError, check
 from proxy.model.call import Caller, McpCall, Request
 
@@ -162,6 +162,31 @@ def test_pruned_headers_keep_case_semantics(headers: dict[str, str]) -> None:
              "access")
     call = make_call(headers=headers)
     assert c.evaluate(values_for(c, call)) == c.evaluate(values_for(c, call, prune=False))
+
+
+SCALARS = st.sampled_from([0, 1, True, False, 0.0, -0.0, 1.0, None, "1", "", 2**63])
+
+
+@settings(max_examples=300, deadline=None)
+@given(xs=st.lists(st.dictionaries(st.sampled_from(["x", "y"]), SCALARS | st.lists(SCALARS,
+                                                                                   max_size=2),
+                                   max_size=2), min_size=1, max_size=6))
+@example(xs=[{"x": 0.0}, {"x": -0.0}])
+@example(xs=[{"x": 1}, {"x": True}, {"x": 1.0}])
+@example(xs=[{"y": [1]}, {"y": [True]}])
+def test_memo_equals_the_runtime(xs) -> None:
+    """Fast equals reference: the outcome memo never answers for values the runtime
+    would judge otherwise (1 vs 1.0 vs true, 0.0 vs -0.0, [1] vs [true])."""
+    c = cond('1.0 / double(tool.arguments.x) > 0.0 || tool.arguments.y == [true]'
+             ' || tool.arguments.x == true || type(tool.arguments.x) == int')
+    assert c.memo is not None
+    for args in xs:
+        values = values_for(c, make_call(), Facts("t", args))
+        assert c.evaluate(values) == c.run(values)
+
+
+def test_no_memo_for_the_clock() -> None:
+    assert cond("time.now > timestamp('2020-01-01T00:00:00Z')", "access").memo is None
 
 
 def test_pruning_reads_only_named_keys() -> None:
