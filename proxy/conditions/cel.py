@@ -19,6 +19,7 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -67,11 +68,15 @@ REFERENCE: bool = os.environ.get("CALLWARDEN_CEL_REFERENCE") == "1"
 MEMO_MAX = 4096
 
 
-class _Unfrozen(Exception):  # noqa: N818
+class _Unfrozen(Exception):
     pass
 
 
-_SCALARS = (int, bool, type(None))
+class _HasNul(Exception):
+    pass
+
+
+_SCALARS = (int, bool, type(None), datetime)
 
 
 def _freeze(value: Any) -> Any:
@@ -80,8 +85,13 @@ def _freeze(value: Any) -> Any:
     case) are kept bare: no other class hashes equal to a str."""
     cls = value.__class__
     if cls is str:
+        if "\x00" in value:
+            raise _HasNul
         return value
     if cls is dict:
+        for k in value:
+            if k.__class__ is not str or "\x00" in k:
+                raise _HasNul if k.__class__ is str else _Unfrozen
         return (dict, *[(k, _freeze(v)) for k, v in sorted(value.items())])
     if cls is list:
         return (list, *[_freeze(v) for v in value])
@@ -154,6 +164,10 @@ class Outcome:
 
 _HOLDS = Outcome(True, "")
 _FALSE = Outcome(False, "is false")
+_NUL = Outcome(False, "could not be evaluated: a string it reads holds a NUL character")
+"""SECURITY: the runtime's binding cuts strings at NUL (`"eu\\x00x"` reads as "eu", and
+a key `"amount\\x00"` as "amount") while the upstream reads them whole: refused."""
+_ODD = Outcome(False, "could not be evaluated: a value has the wrong type")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +196,14 @@ class Condition:
         return cls(rule, source, program, needs, keys, memo, tuple(sorted(needs)))
 
     def evaluate(self, values: Mapping[str, Any]) -> Outcome:
-        memo = self.memo
-        if memo is None:
-            return self.run(values)
         try:
             key = tuple([_freeze(values.get(n)) for n in self.order])
-        except (_Unfrozen, TypeError):  # a type of value not keyed; keys that do not sort
+        except _HasNul:
+            return _NUL
+        except (_Unfrozen, TypeError):  # a value of no JSON type; keys that do not sort
+            return _ODD
+        memo = self.memo
+        if memo is None:
             return self.run(values)
         out = memo.get(key)
         if out is None:

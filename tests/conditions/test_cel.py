@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from proxy.conditions.activation import Facts, values_for
-from proxy.conditions.cel import Condition, ConditionError, check
+from proxy.conditions.cel import REFERENCE, Condition, ConditionError, check
 from proxy.model.call import Caller, McpCall, Request
 
 REFUND = ('tool.arguments.amount <= ("supervisor" in identity.roles ? 5000 : 500) '
@@ -122,10 +122,12 @@ def test_sql_tables() -> None:
     assert not c.evaluate(values_for(c, make_call(), unknown)).holds
 
 
+TEXT = st.text(st.characters(blacklist_characters="\x00"), max_size=5)
+"""NUL is refused wherever it is read (test_nul_is_refused); an unread NUL only breaks
+the whole-value reference (the runtime cuts strings at NUL: duplicate keys)."""
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
-                                                                 max_size=3),
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=8,
 )
 PRUNED = [
@@ -137,7 +139,7 @@ PRUNED = [
 ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(args=st.dictionaries(st.sampled_from(["amount", "order", "x"]), JSON, max_size=3),
        region=st.sampled_from(["eu", "us", 1]),
        extra=st.dictionaries(st.sampled_from(["sub", "aud", "region2"]), JSON, max_size=3),
@@ -179,16 +181,30 @@ def test_memo_equals_the_runtime(xs) -> None:
     would judge otherwise (1 vs 1.0 vs true, 0.0 vs -0.0, [1] vs [true])."""
     c = cond('1.0 / double(tool.arguments.x) > 0.0 || tool.arguments.y == [true]'
              ' || tool.arguments.x == true || type(tool.arguments.x) == int')
-    assert c.memo is not None
+    assert c.memo is not None or REFERENCE
     for args in xs:
         values = values_for(c, make_call(), Facts("t", args))
         assert c.evaluate(values) == c.run(values)
+
+
+@pytest.mark.parametrize(
+    ("args", "claims"),
+    [({"amount": 1}, {"region": "eu\x00evil"}),       # would read as "eu"
+     ({"amount\x00": 1, "currency": "EUR"}, {"region": "eu"}),  # whole map: key cut short
+     ({"amount": 1, "note": ["a\x00"]}, {"region": "eu"})],
+)
+def test_nul_is_refused(args, claims) -> None:
+    c = cond('tool.arguments.amount <= 500 && identity.claims.region == "eu"'
+             ' && size(tool.arguments) >= 1')
+    out = c.evaluate(values_for(c, make_call(claims=claims), Facts("t", args)))
+    assert not out.holds and "NUL" in out.reason
 
 
 def test_no_memo_for_the_clock() -> None:
     assert cond("time.now > timestamp('2020-01-01T00:00:00Z')", "access").memo is None
 
 
+@pytest.mark.skipif(REFERENCE, reason="CALLWARDEN_CEL_REFERENCE=1: no pruning")
 def test_pruning_reads_only_named_keys() -> None:
     c = cond(PRUNED[2], "access")
     assert c.keys["request.headers"] == {"x-env", "X-Env", "authorization"}
