@@ -93,10 +93,17 @@ def cel_table(n: int) -> list[tuple[str, float]]:
     facts = Facts("refund", NESTED["tool"]["arguments"])
     values = values_for(cond, call, facts)
     assert cond.evaluate(values).holds
-    rows.append(("cel-expr-python: evaluate (values built)", per_call_us(
+    rows.append(("cel-expr-python: evaluate, values built (memo hit)", per_call_us(
         lambda: cond.evaluate(values), n)))
+    rows.append(("cel-expr-python: runtime alone, every call (no memo)", per_call_us(
+        lambda: cond.run(values), n)))
     rows.append(("cel-expr-python: build values + evaluate (in use)", per_call_us(
         lambda: cond.evaluate(values_for(cond, call, facts)), n)))
+    args = NESTED["tool"]["arguments"]
+    varied = [Facts("refund", {**args, "amount": i}) for i in range(n)]
+    it = iter(varied * 4)
+    rows.append(("  the same, a new amount every call (memo misses)", per_call_us(
+        lambda: cond.evaluate(values_for(cond, call, next(it))), n)))
     try:
         import cel as rust_cel
 
@@ -131,6 +138,19 @@ routes:
     upstream: http://127.0.0.1:{up}
     identity: headers
     access: {{roles: [support]}}
+  - name: jwt-only
+    match: {{path_prefix: /jwt-only}}
+    upstream: http://127.0.0.1:{up}
+    access: {{roles: [support]}}
+  - name: when-only
+    match: {{path_prefix: /when-only}}
+    upstream: http://127.0.0.1:{up}
+    identity: headers
+    access:
+      roles: [support]
+      when: >-
+        identity.tenant == "acme" && request.method == "GET"
+        && (request.headers["x-env"] == "prod" || "supervisor" in identity.roles)
   - name: verified
     match: {{path_prefix: /verified}}
     upstream: http://127.0.0.1:{up}
@@ -173,6 +193,10 @@ def http_table(tmp: Path, calls: int, concurrency: int, rounds: int) -> list[tup
     targets = {
         "header identity, no condition": ("/plain/x", {"X-Caller-Role": "support",
                                                         "X-Tenant-ID": "acme"}),
+        "verified JWT, no condition": ("/jwt-only/x", {"Authorization": f"Bearer {token}",
+                                                       "X-Env": "prod"}),
+        "header identity + 3-clause access.when": ("/when-only/x", {
+            "X-Caller-Role": "support", "X-Tenant-ID": "acme", "X-Env": "prod"}),
         "verified JWT + 3-clause access.when": ("/verified/x", {
             "Authorization": f"Bearer {token}", "X-Env": "prod"}),
     }

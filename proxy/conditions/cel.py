@@ -68,38 +68,18 @@ REFERENCE: bool = os.environ.get("CALLWARDEN_CEL_REFERENCE") == "1"
 MEMO_MAX = 4096
 
 
-class _Unfrozen(Exception):
-    pass
+_PLAIN = frozenset({str, int, float, bool, type(None), dict, list, datetime})
 
 
-class _HasNul(Exception):
-    pass
-
-
-_SCALARS = (int, bool, type(None), datetime)
-
-
-def _freeze(value: Any) -> Any:
-    """A hashable copy that keeps types apart: CEL tells 1, 1.0 and true apart, Python's
-    == and hash do not, so each scalar is keyed with its class. Strings (the common
-    case) are kept bare: no other class hashes equal to a str."""
-    cls = value.__class__
-    if cls is str:
-        if "\x00" in value:
-            raise _HasNul
-        return value
-    if cls is dict:
-        for k in value:
-            if k.__class__ is not str or "\x00" in k:
-                raise _HasNul if k.__class__ is str else _Unfrozen
-        return (dict, *[(k, _freeze(v)) for k, v in sorted(value.items())])
-    if cls is list:
-        return (list, *[_freeze(v) for v in value])
-    if cls is float:
-        return (float, value.hex())  # SECURITY: -0.0 == 0.0 to Python, 1/-0.0 < 0 to CEL
-    if cls in _SCALARS:
-        return (cls, value)
-    raise _Unfrozen
+def _key(values: Mapping[str, Any], order: tuple[str, ...]) -> str | None:
+    """The memo key: the repr of the values read, in a fixed order. For these types repr
+    is exact and keeps types apart where Python's == does not and CEL does (1, 1.0 and
+    True; 0.0 and -0.0; "1" and 1). None when a value is of another type."""
+    parts = [values.get(n) for n in order]
+    for v in parts:
+        if v.__class__ not in _PLAIN:
+            return None
+    return repr(parts)
 
 
 class ConditionError(ValueError):
@@ -196,12 +176,11 @@ class Condition:
         return cls(rule, source, program, needs, keys, memo, tuple(sorted(needs)))
 
     def evaluate(self, values: Mapping[str, Any]) -> Outcome:
-        try:
-            key = tuple([_freeze(values.get(n)) for n in self.order])
-        except _HasNul:
-            return _NUL
-        except (_Unfrozen, TypeError):  # a value of no JSON type; keys that do not sort
-            return _ODD
+        key = _key(values, self.order)
+        # SECURITY: repr writes a NUL as \x00 (and a backslash as \\, so a caller's
+        # literal "\x00" text is refused too: fail closed).
+        if key is None or "\\x00" in key:
+            return _ODD if key is None else _NUL
         memo = self.memo
         if memo is None:
             return self.run(values)
