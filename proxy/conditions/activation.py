@@ -28,6 +28,7 @@ class Facts:
     tool_annotations: Mapping[str, Any] | None = None
     sql_kind: str = ""
     sql_tables: tuple[str, ...] | None = None
+    sql_columns: tuple[str, ...] | None = None
     hidden_headers: frozenset[str] = CREDENTIAL_HEADERS
 
 
@@ -82,6 +83,7 @@ BUILDERS: dict[str, Callable[[ToolCall, Facts], Any]] = {
     "tool.annotations": lambda c, f: f.tool_annotations or {},
     "sql.kind": lambda c, f: f.sql_kind,
     "sql.tables": lambda c, f: list(f.sql_tables) if f.sql_tables is not None else None,
+    "sql.columns": lambda c, f: list(f.sql_columns) if f.sql_columns is not None else None,
     "time.now": lambda c, f: now(),
 }
 

@@ -45,6 +45,7 @@ VARIABLES: dict[str, Any] = {
     "tool.annotations": _DYN_MAP,
     "sql.kind": T.STRING,
     "sql.tables": T.List(T.STRING),
+    "sql.columns": T.List(T.STRING),
     "time.now": T.TIMESTAMP,
 }
 """The activation, documented in README "Conditions". Values: request.query maps each

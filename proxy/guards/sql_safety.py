@@ -63,7 +63,8 @@ class SqlScope:
         if when is not None:
             base = facts or Facts(hidden_headers=self.hidden)
             facts = Facts(base.tool_name, base.tool_arguments, base.tool_annotations,
-                          decision.statement_kind, decision.tables, self.hidden)
+                          decision.statement_kind, decision.tables, decision.columns,
+                          self.hidden)
             out = evaluate(when, call, ctx.scratch, facts)
             if not out.holds:
                 return Deny(ErrorCode.POLICY_DENY, when.denial(out))

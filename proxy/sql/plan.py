@@ -47,6 +47,8 @@ class Plan:
     tables: tuple[str, ...] | None = None
     """Tables named, as in SqlDecision.tables (identifiers: the same for every text of
     one digest)."""
+    columns: tuple[str, ...] | None = None
+    """Columns named, as in SqlDecision.columns."""
 
 
 def blocked(code: ErrorCode, reason: str, kind: str = "unknown", **kw: object) -> Plan:

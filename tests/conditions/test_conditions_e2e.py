@@ -186,3 +186,19 @@ async def test_graph_route_when(tmp_path, write_rules, start_proxy, upstream) ->
     assert doc["error"]["code"] == "POLICY_DENY"
     assert "routes[graph].graph.when is false" in doc["error"]["message"]
     assert len(up.calls) == 1
+
+
+async def test_sql_columns_allowlist(tmp_path, write_rules, start_proxy, upstream) -> None:
+    up, url = upstream
+    route = {"name": "hr", "kind": "sql", "match": {"path_prefix": "/sql"}, "upstream": url,
+             "sql": {"dialect": "postgres",
+                     "when": 'sql.columns.all(c, c in ["id", "name", "e.id", "e.name"])'}}
+    p = await start_proxy(write_rules([route], identity=identity(tmp_path)))
+    h = bearer(["analyst"])
+    status, _ = await query(p, h, "select e.id, name from employees e")
+    assert status == 200
+    for sql in ("select salary from employees", "select * from employees",
+                "select e.* from employees e", "select x from (select salary as x from e) s"):
+        status, body = await query(p, h, sql)
+        assert body["error"]["code"] == "POLICY_DENY", (sql, body)
+    assert len(up.calls) == 1
