@@ -67,6 +67,7 @@ PLACES: dict[str, tuple[str, ...]] = {
 REFERENCE: bool = os.environ.get("CALLWARDEN_CEL_REFERENCE") == "1"
 """Fast paths off: whole values (no key pruning), no outcome memo (CI runs both)."""
 MEMO_MAX = 4096
+MEMO_PROBE = 1024
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None), dict, list, datetime})
@@ -167,6 +168,9 @@ class Condition:
     them, and most calls repeat a few (one token's claims, one method). None: off (an
     expression that reads the clock; CALLWARDEN_CEL_REFERENCE=1)."""
     order: tuple[str, ...] = ()
+    stats: list[int] | None = None
+    """[lookups, hits] in the current window of MEMO_PROBE lookups: a memo that hits
+    less than a quarter of the time (arguments that differ on every call) is dropped."""
 
     @classmethod
     def build(cls, rule: str, source: str, place: str) -> Condition:
@@ -174,7 +178,7 @@ class Condition:
         if REFERENCE:
             keys = MappingProxyType({})
         memo = None if REFERENCE or "time.now" in needs else {}
-        return cls(rule, source, program, needs, keys, memo, tuple(sorted(needs)))
+        return cls(rule, source, program, needs, keys, memo, tuple(sorted(needs)), [0, 0])
 
     def evaluate(self, values: Mapping[str, Any]) -> Outcome:
         key = _key(values, self.order)
@@ -183,11 +187,24 @@ class Condition:
         if key is None or "\\x00" in key:
             return _ODD if key is None else _NUL
         memo = self.memo
-        if memo is None:
+        if memo is None or self.stats is None:
             return self.run(values)
         out = memo.get(key)
+        stats = self.stats
+        if stats is not None:
+            stats[0] += 1
+            if out is not None:
+                stats[1] += 1
+            if stats[0] >= MEMO_PROBE:
+                if stats[1] * 4 < stats[0]:
+                    memo.clear()
+                    object.__setattr__(self, "stats", None)  # off for these rules
+                    return out or self.run(values)
+                stats[0] = stats[1] = 0
         if out is None:
             out = self.run(values)
+            if self.stats is None:
+                return out
             if len(memo) >= MEMO_MAX:
                 memo.clear()
             memo[key] = out

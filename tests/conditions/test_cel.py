@@ -200,6 +200,20 @@ def test_nul_is_refused(args, claims) -> None:
     assert not out.holds and "NUL" in out.reason
 
 
+@pytest.mark.skipif(REFERENCE, reason="CALLWARDEN_CEL_REFERENCE=1: no memo")
+def test_memo_drops_itself_when_it_does_not_hit() -> None:
+    c = cond("tool.arguments.amount <= 500")
+    call = make_call()
+    for i in range(1100):
+        values = values_for(c, call, Facts("t", {"amount": i}))
+        assert c.evaluate(values).holds is (i <= 500)
+    assert c.stats is None and c.memo == {}
+    same = cond("tool.arguments.amount <= 501")
+    for _ in range(1100):
+        same.evaluate(values_for(same, call, Facts("t", {"amount": 7})))
+    assert same.stats is not None and len(same.memo or {}) == 1
+
+
 def test_no_memo_for_the_clock() -> None:
     assert cond("time.now > timestamp('2020-01-01T00:00:00Z')", "access").memo is None
 
