@@ -3,6 +3,7 @@ that disagree refused, the token kept from the upstream and from the logs."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,29 @@ def test_required_needs_jwt_and_postgres_must_opt_out(tmp_path, write_rules) -> 
                        identity=jwt_rules(tmp_path))
     with pytest.raises(RulesError, match="identity: headers"):
         load_rules(path)
+
+
+async def test_jwks_url_through_the_proxy(write_rules, start_proxy, upstream,
+                                          serve_app) -> None:
+    from tests.identity.test_jwt import JwksServer
+
+    _, url = upstream
+    server = JwksServer(KEY)
+    jwks_url = await serve_app(server.app) + "/jwks"
+    route = {"name": "crm", "match": {"path_prefix": "/crm"}, "upstream": url}
+    ident = {"jwt": {"issuer": ISSUER, "audiences": [AUDIENCE], "jwks_url": jwks_url,
+                     "min_refetch_s": 0.1, "algorithms": ["ES256", "RS256"]}}
+    p = await start_proxy(write_rules([route], identity=ident))
+    async with p.session.get(f"{p.url}/crm/x", headers=bearer()) as r:
+        assert r.status == 200
+    new = SigningKey.make("k2", "RS256")
+    server.keys = [KEY, new]
+    await asyncio.sleep(0.15)
+    token = new.sign({"roles": ["a"]})
+    async with p.session.get(f"{p.url}/crm/x",
+                             headers={"Authorization": f"Bearer {token}"}) as r:
+        assert r.status == 200, await r.text()
+    server.down = True
+    async with p.session.get(f"{p.url}/crm/x", headers=bearer(sub="x")) as r:
+        assert r.status == 200  # keys kept while the issuer is down
+    assert server.hits == 2
