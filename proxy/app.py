@@ -303,6 +303,9 @@ class Server:
         if self.state.decision_log is not None:
             await asyncio.to_thread(self.state.decision_log.close)
         await self.state.services.secrets.close()
+        for key, held in list(self.state.services.extra.items()):
+            if isinstance(key, tuple) and key[:1] == ("jwt_verifier",):
+                await held.close()  # a JWKS URL's HTTP session
 
 
 def _inflight(state: ProxyState) -> float:

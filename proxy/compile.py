@@ -60,9 +60,17 @@ def _identity(route: Route, rules: Rules, services: Services) -> Guard | None:
 
 
 def _access(route: Route, rules: Rules, services: Services) -> Guard | None:
-    if route.access.roles is None:
+    spec = route.access
+    if spec.roles is None and spec.when is None:
         return None
-    return AccessGuard(frozenset(route.access.roles))
+    from proxy.conditions.activation import Facts, hidden_headers
+    from proxy.conditions.cel import Condition
+
+    when = None
+    if spec.when is not None:
+        when = Condition.build(f"routes[{route.name}].access.when", spec.when, "access")
+    roles = frozenset(spec.roles) if spec.roles is not None else frozenset({"*"})
+    return AccessGuard(roles, when, Facts(hidden_headers=hidden_headers(rules)))
 
 
 GUARD_BUILDERS["identity"] = _identity
@@ -98,6 +106,8 @@ class CompiledRoute:
     max_request_bytes: int | None
     resilience: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    identity_mode: str = "headers"
+    """required | optional (a verified token, proxy/identity/) | headers."""
 
     def guard_mode(self, guard: str) -> str:
         return self.guard_modes.get(guard, self.mode)
@@ -111,6 +121,11 @@ class CompiledRules:
     identity: Identity
     tenant_label_routes: frozenset[str] = frozenset()
     """Routes whose rules opt in to a tenant label on metrics."""
+    verifier: Any = None
+    """proxy.identity.jwt.Verifier when `identity.jwt` is set."""
+    identity_headers: tuple[str, ...] = ()
+    """Headers that carry who the caller is: never logged as sent (tenant and roles are
+    logged validated; the token never)."""
 
     @property
     def rules(self) -> Rules:
@@ -156,6 +171,10 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
     drop = set(HOP_BY_HOP) | FRAMING | {"host", "x-forwarded-proto", "traceparent", "x-trace-id"}
     if not route.forward_control_headers:
         drop |= control_headers(rules.identity)
+    mode = identity_mode(route, rules)
+    if mode != "headers" and not route.credentials.forward_token:
+        assert rules.identity.jwt is not None
+        drop.add(rules.identity.jwt.header.lower())  # SECURITY: the token stays here
     drop.add(rules.identity.budget_header.lower())  # re-set with the remaining budget
     codec_factory = CODECS.get(route.kind)
     if codec_factory is None and route.kind != "postgres":  # its listener is its codec
@@ -183,7 +202,31 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         # Guards may publish objects for other stages (e.g. the integrity monitor that the
         # MCP tools/list filter consults) through an `extra` mapping.
         extra={k: v for g in chain for k, v in (getattr(g, "extra", None) or {}).items()},
+        identity_mode=mode,
     )
+
+
+def identity_mode(route: Route, rules: Rules) -> str:
+    """The route's `identity`, defaulting to `required` when the rules verify tokens."""
+    if route.identity is not None:
+        return route.identity
+    return "required" if rules.identity.jwt is not None and route.kind != "postgres" \
+        else "headers"
+
+
+def jwt_verifier(rules: Rules, services: Services) -> Any:
+    """One verifier (its key source and token cache) per `identity.jwt`, kept across
+    reloads while that section is unchanged."""
+    spec = rules.identity.jwt
+    if spec is None:
+        return None
+    from proxy.identity.jwt import Verifier, source_for
+
+    key = ("jwt_verifier", spec.model_dump_json())
+    verifier = services.extra.get(key)
+    if verifier is None:
+        verifier = services.extra[key] = Verifier(spec, source_for(spec))
+    return verifier
 
 
 def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
@@ -206,4 +249,8 @@ def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
             )
     cache.end()  # only after a successful compile: drops state of removed/changed specs
     labelled = frozenset(r.name for r in rules.routes if r.tenant is not None and r.tenant.label)
-    return CompiledRules(loaded, RouteTable(entries), routes, rules.identity, labelled)
+    ident = rules.identity
+    headers = (ident.tenant_header, ident.role_header) + (
+        (ident.jwt.header,) if ident.jwt is not None else ())
+    return CompiledRules(loaded, RouteTable(entries), routes, ident, labelled,
+                         jwt_verifier(rules, services), headers)

@@ -18,6 +18,7 @@ from proxy.framing import read_body, request_coding, stream_body, too_large
 from proxy.guards.base import CallContext, Guard
 from proxy.guards.identity import identity_problem
 from proxy.hosts import HOST_REFUSED, HostPolicy
+from proxy.identity.caller import resolve as resolve_identity
 from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import PHASE_TIMEOUTS, ErrorCode, ProxyError
@@ -199,7 +200,7 @@ class Pipeline:
                     "query": raw_query,
                     "headers": headers,
                     # logged as the validated tenant/role fields, never as sent
-                    "identity_headers": (identity.tenant_header, identity.role_header),
+                    "identity_headers": compiled.identity_headers,
                 }
             if found is None:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
@@ -217,12 +218,16 @@ class Pipeline:
                 problem = f"{identity.tenant_header} sent more than once"
             if problem is not None:
                 raise ProxyError(ErrorCode.AUTH_FAILED, problem)
-            caller = Caller(
-                tenant,
-                parse_roles(roles_raw),
-                trace_id,
-                req.remote or "",
-            )
+            roles = parse_roles(roles_raw)
+            claims = None
+            if route.identity_mode != "headers":
+                # SECURITY: roles and tenant from the verified token; headers may only
+                # repeat it (proxy/identity/caller.py).
+                who = await resolve_identity(
+                    compiled.verifier, route.identity_mode, headers, identity, tenant, roles
+                )
+                tenant, roles, roles_raw, claims = who.tenant, who.roles, who.roles_text, who.claims
+            caller = Caller(tenant, roles, trace_id, req.remote or "", claims)
             rec.tenant = caller.tenant
             rec.roles = roles_raw or ""
             try:

@@ -44,7 +44,61 @@ def _check_template(value: str) -> str:
 SecretTemplate = Annotated[str, Field(description="Text with ${env:..}/${file:..}/${vault:..}")]
 
 
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+"""SECURITY: asymmetric only: no `none`, no HMAC (an HS256 token keyed with a published
+public key is the key-confusion forgery)."""
+RouteIdentity = Literal["required", "optional", "headers"]
+
+
+class JwtSpec(Model):
+    """Verified caller identity: when set, roles and tenant come from a signed token."""
+
+    header: str = "Authorization"
+    scheme: str | None = "Bearer"
+    """Prefix before the token in `header` (case-insensitive); null: the whole value."""
+    issuer: str
+    """Required `iss`."""
+    audiences: Annotated[list[str], Field(min_length=1)]
+    """`aud` must name one of these."""
+    algorithms: Annotated[list[JwtAlgorithm], Field(min_length=1)] = ["RS256", "ES256", "EdDSA"]
+    jwks_file: str | None = None
+    """A JWKS file, reloaded when it changes (a mounted Secret or ConfigMap)."""
+    jwks_url: str | None = None
+    """A JWKS URL (https, or http on loopback), fetched and cached."""
+    refresh_s: PositiveFloat = 300
+    """How often the URL is fetched again in the background (keys kept if it fails)."""
+    min_refetch_s: PositiveFloat = 30
+    """A token with an unknown `kid` fetches the URL again at most this often."""
+    fetch_timeout_s: PositiveFloat = 5
+    clock_skew_s: Annotated[float, Field(ge=0, le=600)] = 30
+    roles_claim: str = "roles"
+    """Claim with the roles: a list, or a space-separated string (`scope`); a dotted path
+    reads a nested claim (`realm_access.roles`)."""
+    tenant_claim: str | None = "tenant"
+    """Claim with the tenant; null: tokens carry no tenant."""
+    require: list[str] = ["exp"]
+    """Claims a token must carry (besides iss and aud)."""
+    cache_size: PositiveInt = 10000
+    """Verified tokens remembered (by exact text, until they expire)."""
+
+    @model_validator(mode="after")
+    def _source(self) -> JwtSpec:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("set one of jwks_file or jwks_url")
+        if self.jwks_url is not None:
+            parts = urlsplit(self.jwks_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("jwks_url must be an http(s) URL")
+            if parts.scheme == "http" and not is_loopback(parts.hostname):
+                raise ValueError("jwks_url must be https (http only on loopback)")
+        return self
+
+
 class Identity(Model):
+    jwt: JwtSpec | None = None
+    """Verify callers' tokens; routes then default to `identity: required`."""
     tenant_header: str = "X-Tenant-ID"
     role_header: str = "X-Caller-Role"
     budget_header: str = "X-Request-Budget-Ms"
@@ -164,9 +218,25 @@ class Match(Model):
         return v
 
 
+def _when(place: str) -> classmethod:  # type: ignore[type-arg]
+    def check(cls: type, v: str | None) -> str | None:
+        from proxy.conditions.cel import check
+
+        return v if v is None else check(v, place)
+
+    return classmethod(check)
+
+
+When = Annotated[str, Field(description="A CEL condition that must hold (README: Conditions)")]
+
+
 class Access(Model):
     roles: list[str] | None = None
     """Roles allowed on the route; absent = any role, `*` = any role."""
+    when: When | None = None
+    """CEL over request, identity and time; false or an evaluation error denies."""
+
+    _w = field_validator("when")(_when("access"))
 
 
 class CredentialsSpec(Model):
@@ -183,6 +253,9 @@ class CredentialsSpec(Model):
     """Postgres routes: upstream user."""
     password: SecretTemplate | None = None
     """Postgres routes: upstream password."""
+    forward_token: bool = False
+    """Send the caller's verified identity token (`identity.jwt.header`) upstream; off,
+    it stays with the proxy."""
 
     @model_validator(mode="after")
     def _templates(self) -> CredentialsSpec:
@@ -247,6 +320,21 @@ class SqlFunctions(Model):
     built-ins. Bare (`my_func`) or schema-qualified (`app.my_func`); case-insensitive."""
 
 
+class SqlAllowTables(Model):
+    """Per-caller table scope as data. Each list that names the caller (one of its roles,
+    its tenant, or `*` for everyone else) bounds the tables a statement may name; a
+    caller no entry names is refused. Roles: the union of the caller's roles' lists."""
+
+    roles: dict[str, list[str]] | None = None
+    tenants: dict[str, list[str]] | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> SqlAllowTables:
+        if self.roles is None and self.tenants is None:
+            raise ValueError("set roles and/or tenants")
+        return self
+
+
 class SqlSpec(Model):
     dialect: str = "postgres"
     location: SqlLocation = SqlLocation(json="/query")  # type: ignore[call-arg]
@@ -263,6 +351,12 @@ class SqlSpec(Model):
     functions: SqlFunctions | None = None
     argument: str | None = None
     """MCP tools: the argument holding the SQL."""
+    allow_tables: SqlAllowTables | None = None
+    """Tables a role or tenant may read (beyond `allowed_tables`, which binds everyone)."""
+    when: When | None = None
+    """CEL over request, identity, time and sql (kind, tables); false or an error denies."""
+
+    _w = field_validator("when")(_when("sql"))
 
     @field_validator("dialect")
     @classmethod
@@ -298,6 +392,10 @@ class GraphSpec(Model):
     tenant route may call beyond the built-in read-only ones (db.labels, date.*, ...).
     Unknown procedures and functions are refused there: the guard cannot tell what they
     write or read. `blocked_procedures` wins. Tenant routes refuse CALL of any procedure."""
+    when: When | None = None
+    """CEL over request, identity and time; false or an evaluation error denies."""
+
+    _w = field_validator("when")(_when("graph"))
 
     @model_validator(mode="after")
     def _api(self) -> GraphSpec:
@@ -313,6 +411,10 @@ class McpTool(Model):
     tenant_argument: str | None = None
     idempotent: bool = False
     """Safe to retry (also taken from the server's readOnlyHint/idempotentHint)."""
+    when: When | None = None
+    """CEL over request, identity, time and tool (name, arguments, annotations)."""
+
+    _w = field_validator("when")(_when("tool"))
 
 
 class McpSpec(Model):
@@ -356,6 +458,10 @@ class Route(Model):
     postgres: PostgresSpec | None = None
     listen: str | None = None
     """Postgres routes: their own listener address (loopback by default)."""
+    identity: RouteIdentity | None = None
+    """required: a verified token (identity.jwt); optional: verified when sent, else
+    anonymous; headers: trust X-Tenant-ID/X-Caller-Role (sidecar). Default: required
+    when identity.jwt is set, else headers."""
 
     @model_validator(mode="after")
     def _kind(self) -> Route:
@@ -494,6 +600,12 @@ class Rules(Model):
                 if r.listen in listens:
                     problems.append(f"routes[{i}].listen: also used by route '{listens[r.listen]}'")
                 listens[r.listen] = r.name
+            if r.identity in ("required", "optional") and self.identity.jwt is None:
+                problems.append(f"routes[{i}].identity: {r.identity} needs identity.jwt")
+            if (r.kind == "postgres" and self.identity.jwt is not None
+                    and r.identity != "headers"):
+                problems.append(f"routes[{i}].identity: the PostgreSQL listener takes no "
+                                "token; set identity: headers on this route")
             if r.limits.rate and r.limits.rate.scope == "cluster" and self.redis is None:
                 problems.append(f"routes[{i}].limits.rate.scope: cluster needs a top-level 'redis'")
         if problems:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.conditions.activation import NO_FACTS, Facts, evaluate
+from proxy.conditions.cel import Condition
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
@@ -18,10 +20,18 @@ def roles_allow(allowed: frozenset[str], roles: frozenset[str]) -> bool:
 @dataclass(frozen=True, slots=True)
 class AccessGuard:
     roles: frozenset[str]
+    when: Condition | None = None
+    """`access.when`: CEL over request, identity and time (proxy/conditions/)."""
+    facts: Facts = NO_FACTS
     name: str = "access"
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
         if roles_allow(self.roles, call.caller.roles):
+            when = self.when
+            if when is not None:
+                out = evaluate(when, call, ctx.scratch, self.facts)
+                if not out.holds:
+                    return Deny(ErrorCode.POLICY_DENY, when.denial(out))
             return ALLOW
         if not call.caller.roles:
             return Deny(

@@ -84,7 +84,13 @@ def build(route: Route, rules: Rules, services: Services) -> CredentialsGuard | 
     if route.kind == "postgres":
         return None  # the wire listener judges startup and password messages itself
     spec = route.credentials
-    detector = Detector(spec.scan_headers, spec.allow, route.limits.max_inspect_bytes)
+    allow = list(spec.allow)
+    jwt = rules.identity.jwt
+    if jwt is not None and route.identity != "headers":
+        # The identity token is the proxy's own (verified, then dropped unless the route
+        # forwards it): not a plaintext credential sent to the tool.
+        allow.append(f"header {jwt.header}")
+    detector = Detector(spec.scan_headers, allow, route.limits.max_inspect_bytes)
     return CredentialsGuard(detector, rules.environment == "production")
 
 

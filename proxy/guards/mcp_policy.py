@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.compile import GUARD_BUILDERS, Services
+from proxy.conditions.activation import CREDENTIAL_HEADERS, Facts, evaluate, hidden_headers
 from proxy.config.schema import McpSpec, Route, Rules
 from proxy.guards.base import CallContext, FilterRefused
-from proxy.guards.sql_safety import sql_engine
+from proxy.guards.sql_safety import SqlScope, sql_engine
 from proxy.mcp.policy import McpPolicy, with_arguments
 from proxy.mcp.sse import SseEvent, SseParser
 from proxy.model.call import JsonRpcMessage, McpCall, ToolCall, evolve
@@ -235,11 +236,16 @@ class ToolsListFilter:
 @dataclass(frozen=True, slots=True)
 class McpPolicyGuard:
     runtime: McpRuntime
-    sql: dict[str, tuple[str, SqlGuard]]
-    """tool -> (argument, SqlGuard)."""
+    sql: dict[str, tuple[str, SqlGuard, SqlScope | None]]
+    """tool -> (argument, SqlGuard, its allow_tables / when)."""
     audit: bool = False
     """In audit mode tools/list is not filtered either: audit changes nothing it sends."""
+    hidden: frozenset[str] = CREDENTIAL_HEADERS
+    """Headers `request.headers` leaves out of a condition's view."""
     name: str = "mcp_policy"
+
+    def _facts(self, name: str, args: Any) -> Facts:
+        return Facts(name, args, self.runtime.hints.get(name), hidden_headers=self.hidden)
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
         if not isinstance(call, McpCall) or not call.messages:
@@ -310,11 +316,18 @@ class McpPolicyGuard:
         args = pinned if pinned is not None else args
         sql = self.sql.get(name)
         if sql is not None:
-            out = _judge_sql(sql, args, tenant)
+            out = _judge_sql(sql, args, call, ctx, self._facts(name, args))
             if isinstance(out, Deny):
                 return out
             if out is not None:
                 args, changed = out, True
+        rule = policy.tools.get(name)
+        when = rule.when if rule is not None else None
+        if when is not None:
+            # Judged on the arguments as they will be sent (tenant pinned, SQL rewritten).
+            verdict = evaluate(when, call, ctx.scratch, self._facts(name, args))
+            if not verdict.holds:
+                return Deny(ErrorCode.POLICY_DENY, when.denial(verdict))
         limits = policy.tool_limits(name)
         if limits is not None and limits.timeout_ms is not None:
             ctx.deadline = ctx.deadline.tightened(limits.timeout_ms / 1000)
@@ -322,16 +335,21 @@ class McpPolicyGuard:
 
 
 def _judge_sql(
-    sql: tuple[str, SqlGuard], args: Any, tenant: str | None
+    sql: tuple[str, SqlGuard, SqlScope | None], args: Any, call: McpCall, ctx: CallContext,
+    facts: Facts,
 ) -> Deny | dict[str, Any] | None:
     """Run the SQL guard on the tool's SQL argument: Deny, new arguments, or None."""
-    arg, guard = sql
+    arg, guard, scope = sql
     text = args.get(arg) if isinstance(args, dict) else None
     if not isinstance(text, str):
         return Deny(ErrorCode.INVALID_PARAMS, f"argument '{arg}' must be a string of SQL")
-    decision = guard.judge(text, tenant)
+    decision = guard.judge(text, call.caller.tenant)
     if decision.code is not None:
         return Deny(decision.code, decision.reason)
+    if scope is not None:
+        denied = scope.judge(call, decision, ctx, facts)
+        if denied is not None:
+            return denied
     if decision.rewritten:
         return {**args, arg: decision.sql}
     return None
@@ -344,15 +362,17 @@ def runtime_for(spec: McpSpec | None) -> McpRuntime:
 def build(route: Route, rules: Rules, services: Services) -> McpPolicyGuard | None:
     if route.kind != "mcp":
         return None
-    runtime = runtime_for(route.mcp)
-    sql: dict[str, tuple[str, SqlGuard]] = {}
+    runtime = McpRuntime(McpPolicy.from_spec(route.mcp or McpSpec(), route.name))
+    hidden = hidden_headers(rules)
+    sql: dict[str, tuple[str, SqlGuard, SqlScope | None]] = {}
     for tool in runtime.policy.tools:
         found = runtime.policy.sql_argument(tool)
         if found is not None:
             arg, spec = found
-            sql[tool] = (arg, sql_engine(spec, services))
+            scope = SqlScope.build(spec, f"routes[{route.name}].mcp.tools.{tool}.sql", hidden)
+            sql[tool] = (arg, sql_engine(spec, services), scope)
     mode = route.guard_modes.get("mcp_policy") or route.mode or rules.mode
-    return McpPolicyGuard(runtime, sql, audit=mode == "audit")
+    return McpPolicyGuard(runtime, sql, audit=mode == "audit", hidden=hidden)
 
 
 GUARD_BUILDERS["mcp_policy"] = build

@@ -69,6 +69,9 @@ class Caller:
     trace_id: str
     client: str = ""
     """Peer address of the connection."""
+    claims: Any = None
+    """The verified identity token's claims (a read-only mapping), or None when the
+    identity came from headers or the caller is anonymous."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,6 +211,10 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
             line["body_truncated"] = True
     if call is not None:
         line.update(call_fields(call, limit))
+        if call.caller.claims is not None:
+            # The verified token's claims (never the token), so replay can judge `when`
+            # conditions over identity.claims again.
+            line["claims"] = mask_json(dict(call.caller.claims))
     line.update(
         verdict=verdict_of(rec),
         outcome=rec.outcome,
