@@ -204,6 +204,9 @@ def admin_app(state: ProxyState) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/rules", rules)
+    from proxy.approval.admin import add_routes
+
+    add_routes(app, state)  # approvers: the admin port only
     return app
 
 
