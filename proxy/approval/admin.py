@@ -67,7 +67,7 @@ class ApprovalAdmin:
 
     @property
     def approvals(self) -> Approvals:
-        return approvals_of(self.state.services)
+        return approvals_of(self.state.services, self.state.compiled.rules)
 
     @property
     def spec(self) -> Any:

@@ -162,13 +162,20 @@ class Approvals:
         await self.store.aclose()
 
 
-def approvals_of(services: Any) -> Approvals:
-    """The process's Approvals, made on first use (kept across reloads on Services)."""
+def approvals_of(services: Any, rules: Any = None) -> Approvals:
+    """The process's Approvals, made on first use and kept across reloads on Services:
+    in Redis when the rules name one (every replica shares them), else in memory. The
+    store chosen at first use stays until a restart."""
     held = services.extra.get("approvals")
     if held is None:
-        held = services.extra["approvals"] = Approvals(
-            MemoryStore(), services.metrics, services.secrets
-        )
+        store: ApprovalStore
+        if rules is not None and rules.redis is not None:
+            from proxy.approval.redis_store import redis_store
+
+            store = redis_store(rules.redis)
+        else:
+            store = MemoryStore()
+        held = services.extra["approvals"] = Approvals(store, services.metrics, services.secrets)
     return held  # type: ignore[no-any-return]
 
 

@@ -163,7 +163,7 @@ def build(route: Route, rules: Rules, services: Services) -> ApprovalGuard | Non
     if route.approval is None and not tools:
         return None
     plan = ApprovalPlan(route.approval, tools, _safe_tools(route), route.kind == "mcp")
-    approvals = approvals_of(services)
+    approvals = approvals_of(services, rules)
     if services.secrets is not None:  # webhook URLs are references: resolvable, checked by /readyz
         hooks = [h.url for spec in (route.approval, *tools.values()) if spec for h in spec.notify]
         services.secrets.scope(f"approval:{route.name}", hooks)
