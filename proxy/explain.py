@@ -120,4 +120,5 @@ async def explain(args: argparse.Namespace) -> dict[str, Any]:
         "rewritten_sql": result.rewrite.get("rewritten_sql"),
         "sql_parser": parser_for(route.spec.sql.dialect) if route.spec.sql else None,
         "rewritten_body": result.rewrite.get("rewritten_body"),
+        "approval": result.approval,
     }

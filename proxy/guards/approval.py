@@ -55,12 +55,25 @@ class ApprovalGuard:
         self.approvals = approvals
         self.audit = audit
 
-    async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
-        judged = ctx.sql.sql if ctx.sql is not None else None
+    def _needed(self, call: ToolCall, ctx: CallContext) -> ApprovalSpec | None:
         read_only = ctx.sql.decision.read_only if ctx.sql is not None else None
         if isinstance(call, SqlCall) and ctx.sql is None:
             read_only = None  # not judged: a write as far as `writes` is concerned
-        spec = needed(self.plan, _tools(call), read_only)
+        return needed(self.plan, _tools(call), read_only)
+
+    def would_hold(self, call: ToolCall, ctx: CallContext) -> str | None:
+        """For dry runs (explain, replay): who would have to approve, never a hold."""
+        spec = self._needed(call, ctx)
+        if spec is None:
+            return None
+        return (
+            f"needs approval by {', '.join(spec.approvers)} "
+            f"({spec.mode} mode, expires after {spec.timeout_s:g}s)"
+        )
+
+    async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
+        judged = ctx.sql.sql if ctx.sql is not None else None
+        spec = self._needed(call, ctx)
         if spec is None:
             return ALLOW
         arguments = call_arguments(call, judged)
