@@ -18,6 +18,9 @@ from proxy.config.schema import ApprovalSpec, ApprovalWebhook
 
 log = logging.getLogger("callwarden.approval")
 NOTIFY_TIMEOUT_S = 5.0
+MAX_PENDING = 1000
+"""Pending approvals a process's store holds at most; beyond it new holds are refused
+(RATE_LIMITED): an agent looping on a held call must not grow the store without bound."""
 MAX_NOTIFY_TASKS = 256
 """Webhooks in flight at once; beyond it a notice is dropped (and counted), never queued
 without bound."""
@@ -65,8 +68,17 @@ class Approvals:
         digest: str,
         arguments: str,
         spec: ApprovalSpec,
-    ) -> ApprovalRecord:
+    ) -> ApprovalRecord | None:
+        """A new pending approval, or the one already pending for this exact call (the
+        same id again, no second notice); None when too many are pending."""
+        records = await self.expire_due()
         now = self.clock()
+        pending = [r for r in records if r.status is Status.PENDING]
+        for held in pending:
+            if held.digest == digest and held.route == route:
+                return held
+        if len(pending) >= MAX_PENDING:
+            return None
         rec = ApprovalRecord(
             id=new_id(),
             route=route,

@@ -115,7 +115,9 @@ class ApprovalGuard:
                 arguments=masked_arguments(arguments),
                 spec=spec,
             )
-        assert rec is not None
+            if rec is None:
+                return Deny(ErrorCode.RATE_LIMITED, "too many approvals pending", 60.0)
+        assert rec is not None  # a pending retry names an existing record
         ctx.record.approval = rec
         if spec.mode == "defer":
             return _deny(
@@ -141,14 +143,11 @@ class ApprovalGuard:
             got = await approvals.decide(got.id, Status.EXPIRED, None, None) or got
             ctx.record.approval = got
             return _deny(ErrorCode.APPROVAL_EXPIRED, f"approval {got.id} expired undecided", got)
-        # The caller's budget ran out first: the approval stays pending; a retry that
-        # names it goes through once it is approved.
+        # The call's deadline (the caller's budget or the route's timeout) came first:
+        # the approval stays pending; a retry that names it goes through once approved.
         deadline = ctx.deadline
-        return _deny(
-            deadline.timeout_code,
-            f"request budget ran out waiting for approval {got.id}",
-            got,
-        )
+        what = "request budget" if deadline.budget_bound else "route timeout"
+        return _deny(deadline.timeout_code, f"{what} ran out waiting for approval {got.id}", got)
 
     async def _through(self, rec: ApprovalRecord, ctx: CallContext) -> Verdict:
         ctx.record.approval = rec

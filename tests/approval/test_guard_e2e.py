@@ -70,6 +70,20 @@ async def test_webhook_bodies(upstream, hooks, admin_token, write_rules, start_p
     assert approval_id in got["slack"]["text"] and "billing" in got["slack"]["text"]
 
 
+async def test_the_same_call_again_gets_the_same_pending_approval(
+    upstream, hooks, admin_token, write_rules, start_proxy
+):
+    _, url = upstream
+    h, hurl = hooks
+    px = await start_proxy(write_rules([route(url, hurl, mode="defer")], **TOP))
+    ids = [(await send(px, "/billing/r", {"order": 1}))[2]["error"]["approval_id"] for _ in "ab"]
+    assert ids[0] == ids[1]
+    other = (await send(px, "/billing/r", {"order": 2}))[2]["error"]["approval_id"]
+    assert other != ids[0]
+    await asyncio.sleep(0.2)
+    assert len(h.bodies) == 4  # two notices (json, slack) per approval, not per call
+
+
 async def test_wait_denied_is_refused(upstream, admin_token, write_rules, start_proxy):
     up, url = upstream
     px = await start_proxy(write_rules([route(url)], **TOP))
