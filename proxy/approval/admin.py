@@ -308,7 +308,9 @@ def _page(body: str, status: int = 200) -> web.Response:
     )
     h["X-Frame-Options"] = "DENY"
     h["Cache-Control"] = "no-store"
-    h["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: under no-referrer browsers send `Origin: null` with
+    # the page's own form posts, and the Origin check would refuse them.
+    h["Referrer-Policy"] = "same-origin"
     return resp
 
 
