@@ -204,6 +204,9 @@ def admin_app(state: ProxyState) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/rules", rules)
+    from proxy.approval.admin import add_routes
+
+    add_routes(app, state)  # approvers: the admin port only
     return app
 
 
@@ -300,6 +303,9 @@ class Server:
         from proxy.upstream.resilience import cache_of
 
         await cache_of(self.state.services).aclose()  # Redis clients of cluster limiters
+        approvals = self.state.services.extra.get("approvals")
+        if approvals is not None:
+            await approvals.aclose()  # webhooks in flight, the approval store's client
         if self.state.decision_log is not None:
             await asyncio.to_thread(self.state.decision_log.close)
         await self.state.services.secrets.close()

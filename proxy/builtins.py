@@ -16,6 +16,7 @@ def load() -> None:
     import proxy.codecs.graph
     import proxy.codecs.mcp
     import proxy.codecs.sql
+    import proxy.guards.approval
     import proxy.guards.credentials
     import proxy.guards.graph_safety
     import proxy.guards.mcp_policy

@@ -29,6 +29,7 @@ GUARD_ORDER: tuple[tuple[str, str], ...] = (
     ("sql_safety", "query safety on the parsed statement"),
     ("graph_safety", "query safety for Cypher and Gremlin"),
     ("tenant_scope", "rewrites a statement already known to be safe"),
+    ("approval", "holds a call a person must approve: the statement as finally judged"),
     ("secrets", "last, so nothing before it can see or log a secret"),
 )
 GUARD_NAMES = tuple(name for name, _ in GUARD_ORDER)
@@ -168,7 +169,9 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         if guard is not None:
             chain.append(guard)
     parts = urlsplit(route.upstream)
-    drop = set(HOP_BY_HOP) | FRAMING | {"host", "x-forwarded-proto", "traceparent", "x-trace-id"}
+    drop = set(HOP_BY_HOP) | FRAMING | {
+        "host", "x-forwarded-proto", "traceparent", "x-trace-id", "x-callwarden-approval"
+    }
     if not route.forward_control_headers:
         drop |= control_headers(rules.identity)
     mode = identity_mode(route, rules)

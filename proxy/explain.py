@@ -129,4 +129,5 @@ async def explain(args: argparse.Namespace) -> dict[str, Any]:
         "sql_parser": parser_for(route.spec.sql.dialect) if route.spec.sql else None,
         "rewritten_body": result.rewrite.get("rewritten_body"),
         "conditions": result.conditions,
+        "approval": result.approval,
     }

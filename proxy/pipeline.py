@@ -52,6 +52,10 @@ DENIAL_CODES = frozenset(
         ErrorCode.HEADER_MISMATCH,
         ErrorCode.HOST_NOT_ALLOWED,
         ErrorCode.ORIGIN_NOT_ALLOWED,
+        ErrorCode.APPROVAL_PENDING,
+        ErrorCode.APPROVAL_DENIED,
+        ErrorCode.APPROVAL_EXPIRED,
+        ErrorCode.APPROVAL_MISMATCH,
     }
 )
 
@@ -135,7 +139,12 @@ async def run_guards(
             rec.would_deny.append((guard.name, str(verdict.code), verdict.reason))
             continue
         rec.guard = guard.name
-        raise ProxyError(verdict.code, verdict.reason, retry_after_s=verdict.retry_after_s)
+        raise ProxyError(
+            verdict.code,
+            verdict.reason,
+            retry_after_s=verdict.retry_after_s,
+            data=dict(verdict.data) if verdict.data else None,
+        )
     return call
 
 

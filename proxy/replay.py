@@ -31,7 +31,9 @@ from proxy.model.record import CallRecord
 from proxy.observe.decision_log import rewrite_fields
 from proxy.pipeline import parse_roles, run_guards
 
-SKIP_GUARDS = frozenset({"ratelimit", "secrets"})
+SKIP_GUARDS = frozenset({"ratelimit", "secrets", "approval"})
+"""Left out of dry runs: they count, inject or hold (approval: a dry run says who would
+have to approve instead, `Judgement.approval`)."""
 CATEGORIES = ("newly_denied", "newly_allowed", "rewritten_differently", "code_changed")
 
 
@@ -48,6 +50,8 @@ class Judgement:
     """rewritten_sql / rewritten_body, masked as the decision log masks them."""
     conditions: list[dict[str, Any]] = field(default_factory=list)
     """Each `when` evaluated: rule, expression, the values it read, whether it held."""
+    approval: str | None = None
+    """Who must approve this call before it goes out, when the route holds it."""
 
 
 def dry_compile(loaded: LoadedRules) -> CompiledRules:
@@ -87,9 +91,10 @@ async def judge(
     except Exception as exc:  # a guard bug: reported as such, never as a policy change
         return Judgement("error", route.name, str(ErrorCode.INTERNAL_ERROR),
                          exc.__class__.__name__)
+    held = next((g.would_hold(final, ctx) for g in route.chain if g.name == "approval"), None)
     return Judgement("allow", route.name, would_deny=_would(rec),
                      rewrite=rewrite_fields(call, final, cap),
-                     conditions=[s.as_dict() for s in seen])
+                     conditions=[s.as_dict() for s in seen], approval=held)
 
 
 def _would(rec: CallRecord) -> list[dict[str, str]]:

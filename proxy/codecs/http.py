@@ -82,6 +82,7 @@ def error_body(err: ProxyError, route: str, trace_id: str) -> dict[str, Any]:
             "route": route or None,
             "trace_id": trace_id,
             "retryable": err.spec.retryable,
+            **(err.data or {}),
         }
     }
 

@@ -26,6 +26,7 @@ GuardName = Literal[
     "graph_safety",
     "mcp_policy",
     "integrity",
+    "approval",
     "secrets",
 ]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -404,8 +405,46 @@ class GraphSpec(Model):
         return self
 
 
+class ApprovalWebhook(Model):
+    url: SecretTemplate
+    """Where the notice is POSTed; may be a reference (a Slack URL is a secret)."""
+    format: Literal["json", "slack"] = "json"
+    """json: the approval record (masked arguments); slack: an incoming-webhook `text`."""
+
+    _v = field_validator("url")(_check_template)
+
+
+class ApprovalSpec(Model):
+    """A person must approve these exact calls (proxy/approval/)."""
+
+    approvers: Annotated[list[str], Field(min_length=1)]
+    """Roles allowed to decide (the approver's role header on the admin port)."""
+    when: Literal["always", "writes", "destructive"] = "always"
+    """always; writes: SQL statements that can write; destructive: MCP tools whose pinned
+    annotations do not say readOnlyHint or destructiveHint: false (MCP's default)."""
+    timeout_s: PositiveFloat = 300
+    """An approval not decided by then expires."""
+    mode: Literal["wait", "defer"] = "wait"
+    """wait: the call is held open; defer: APPROVAL_PENDING at once, retry with the id."""
+    notify: list[ApprovalWebhook] = []
+    remember_s: Annotated[float, Field(ge=0)] = 0
+    """An approved digest lets the same call through again for this long (0: once)."""
+
+
+class ApprovalAdmin(Model):
+    """Top-level `approval:`: how approvers authenticate on the admin port."""
+
+    admin_token: SecretTemplate | None = None
+    """Bearer token approvers present (a reference); unset: nobody can decide."""
+    approver_header: str = "X-Approver"
+    role_header: str = "X-Approver-Role"
+
+    _v = field_validator("admin_token")(lambda v: v if v is None else _check_template(v))
+
+
 class McpTool(Model):
     roles: list[str] = ["*"]
+    approval: ApprovalSpec | None = None
     limits: PartialLimits | None = None
     sql: SqlSpec | None = None
     tenant_argument: str | None = None
@@ -450,6 +489,8 @@ class Route(Model):
     credentials: CredentialsSpec = CredentialsSpec()
     tenant: TenantSpec | None = None
     limits: Limits = Limits()
+    approval: ApprovalSpec | None = None
+    """Hold calls until a person approves them (MCP: also per tool)."""
     forward_control_headers: bool = False
     """Forward X-Caller-Role and friends upstream (off: they are the proxy's own)."""
     sql: SqlSpec | None = None
@@ -580,6 +621,7 @@ class Rules(Model):
     redis: RedisSpec | None = None
     observability: Observability = Observability()
     listen: Listen = Listen()
+    approval: ApprovalAdmin = ApprovalAdmin()
 
     @model_validator(mode="after")
     def _cross(self) -> Rules:

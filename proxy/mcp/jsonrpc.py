@@ -164,6 +164,8 @@ def error_response(
         "route": route,
         "trace_id": trace_id,
     }
+    if error.data:
+        data.update(error.data)
     if error.retry_after_s is not None:
         data["retry_after_ms"] = max(0, round(error.retry_after_s * 1000))
     return {

@@ -44,5 +44,7 @@ class CallRecord:
     """Secrets masked in the response."""
     filter_refusals: list[tuple[str, str]] = field(default_factory=list)
     """(filter, reason): a response filter could not run, so the answer was refused."""
+    approval: Any = None
+    """proxy.approval.model.ApprovalRecord this call was held on or went through with."""
     decision_input: dict | None = None
     """What the decision log records for replay (masked, capped); None when off."""

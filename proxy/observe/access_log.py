@@ -51,6 +51,8 @@ class AccessLog:
             "retries": rec.retries,
             "budget_ms": rec.budget_ms,
         }
+        if rec.approval:
+            line["approval"] = rec.approval.id
         if rec.would_deny:
             line["would_deny"] = [
                 {"guard": g, "code": c, "reason": log_text(r)} for g, c, r in rec.would_deny

@@ -226,6 +226,15 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
         status=rec.status,
     )
     line.update(rewrite_fields(call, final, limit))
+    if rec.approval is not None:
+        a = rec.approval
+        line["approval"] = {
+            "id": a.id,
+            "status": str(a.status),
+            "approver": a.decided_by,
+            "comment": log_text(a.comment) if a.comment else None,
+            "decision_s": round(a.decided_at - a.created, 3) if a.decided_at else None,
+        }
     return line
 
 
