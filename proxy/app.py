@@ -18,6 +18,7 @@ from prometheus_client.openmetrics.exposition import (
 )
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from proxy.capabilities import guard_table
 from proxy.compile import CompiledRules, Services, compile_rules
 from proxy.config.load import LoadedRules, RulesError, load_rules
 from proxy.model.record import CallRecord
@@ -217,6 +218,7 @@ def rules_summary(state: ProxyState) -> dict[str, Any]:
         "last_error": state.last_error,
         "mode": c.rules.mode,
         "environment": c.rules.environment,
+        "guard_order": guard_table(),
         "routes": [
             {
                 "name": r.name,

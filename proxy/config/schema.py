@@ -5,7 +5,7 @@ only what `compile` builds from them."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,18 +16,6 @@ Mode = Literal["enforce", "audit"]
 Kind = Literal["http", "sql", "graph", "mcp", "postgres"]
 KINDS: tuple[str, ...] = ("http", "sql", "graph", "mcp", "postgres")
 RateKey = Literal["tenant", "route", "tool", "role"]
-GuardName = Literal[
-    "identity",
-    "access",
-    "ratelimit",
-    "credentials",
-    "sql_safety",
-    "tenant_scope",
-    "graph_safety",
-    "mcp_policy",
-    "integrity",
-    "secrets",
-]
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -42,6 +30,25 @@ def _check_template(value: str) -> str:
 
 
 SecretTemplate = Annotated[str, Field(description="Text with ${env:..}/${file:..}/${vault:..}")]
+
+
+def _guard_names() -> tuple[str, ...]:
+    # Late: the guard table imports the guards, and they import this module.
+    from proxy.capabilities import GUARD_NAMES
+
+    return GUARD_NAMES
+
+
+def _known_guards(modes: dict[str, Mode]) -> dict[str, Mode]:
+    names = _guard_names()
+    for key in modes:
+        if key not in names:
+            raise ValueError(f"unknown guard '{key}' (guards: {', '.join(names)})")
+    return modes
+
+
+def _guard_names_schema(schema: dict[str, Any]) -> None:
+    schema["propertyNames"] = {"enum": list(_guard_names())}
 
 
 class Identity(Model):
@@ -342,8 +349,10 @@ class Route(Model):
     upstream: str
     mode: Mode | None = None
     """Route mode; absent = the file's `mode`."""
-    guard_modes: dict[GuardName, Mode] = {}
+    guard_modes: Annotated[dict[str, Mode], Field(json_schema_extra=_guard_names_schema)] = {}
     """Per-guard override, e.g. {tenant_scope: audit} while a new tenant rule beds in."""
+
+    _g = field_validator("guard_modes")(lambda v: _known_guards(v))
     access: Access = Access()
     credentials: CredentialsSpec = CredentialsSpec()
     tenant: TenantSpec | None = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.config.schema import Route, Rules
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 
 
 def roles_allow(allowed: frozenset[str], roles: frozenset[str]) -> bool:
@@ -28,3 +30,9 @@ class AccessGuard:
                 ErrorCode.PERMISSION_DENIED, "no caller role given for a role-restricted route"
             )
         return Deny(ErrorCode.PERMISSION_DENIED, "caller role not allowed on this route")
+
+
+def build(route: Route, rules: Rules, services: Services) -> AccessGuard | None:
+    if route.access.roles is None:
+        return None
+    return AccessGuard(frozenset(route.access.roles))

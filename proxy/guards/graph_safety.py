@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules
 from proxy.graph import neo4j
 from proxy.graph.cypher import judge_cypher
@@ -17,6 +16,7 @@ from proxy.guards.base import CallContext
 from proxy.model.call import GraphCall, GraphStatement, Request, ToolCall, evolve
 from proxy.model.jsonio import dumps
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+from proxy.services import Services
 
 
 def judge(policy: GraphPolicy, s: GraphStatement, tenant: str | None) -> GraphDecision:
@@ -76,5 +76,3 @@ def build(route: Route, rules: Rules, services: Services) -> GraphSafetyGuard | 
         return None
     return GraphSafetyGuard(GraphPolicy.from_spec(route.graph))
 
-
-GUARD_BUILDERS["graph_safety"] = build

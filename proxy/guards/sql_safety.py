@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules, SqlSpec
 from proxy.guards.base import CallContext, SqlJudgement
 from proxy.model.call import SqlCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 from proxy.sql.engine import SqlDecision, SqlGuard
 from proxy.sql.policy import SqlPolicy
 
@@ -60,5 +60,3 @@ def build(route: Route, rules: Rules, services: Services) -> SqlSafetyGuard | No
         return None
     return SqlSafetyGuard(sql_engine(route.sql, services))
 
-
-GUARD_BUILDERS["sql_safety"] = build

@@ -15,7 +15,6 @@ import psycopg
 import pytest
 from aiohttp import web
 
-from proxy import builtins
 from proxy.compile import Services, compile_route
 from proxy.config.schema import Rules
 from proxy.guards.base import CallContext
@@ -121,7 +120,6 @@ async def test_audit_of_sql_safety_never_opens_the_tenant_guard(
 # --- the guard alone, through run_guards ----------------------------------------------------
 
 def compiled(guard_modes: dict[str, str], tenant: bool = True) -> Any:
-    builtins.load()
     sql: dict[str, Any] = {"dialect": "postgres"}
     if tenant:
         sql["tenant"] = {"column": "tenant_id", "tables": ["orders"]}

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from proxy import builtins
 from proxy.compile import Services, compile_route
 from proxy.config.schema import Route, Rules
 from proxy.integrity import monitor as monitor_module
@@ -186,7 +185,6 @@ def test_invalid_pinned_schema_is_refused() -> None:
 
 
 async def test_compiled_route_carries_the_monitor(tmp_path: Any) -> None:
-    builtins.load()
     save_pins(tmp_path / "pins.yaml", PINS)
     rules = Rules.model_validate(
         {
