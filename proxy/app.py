@@ -8,7 +8,6 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -373,7 +372,3 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
     log.info("shutting down: draining in-flight calls (up to %.0fs)", drain_s)
     await server.stop(drain_s)
     return 0
-
-
-def default_rules_path() -> str:
-    return str(Path(__file__).resolve().parent.parent / "rules")
