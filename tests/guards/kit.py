@@ -112,11 +112,12 @@ def graph_call(*statements: str | tuple[str, dict[str, Any]], tenant: str | None
 
 
 def rpc(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:
+    """A JSON-RPC request (id None: a notification)."""
     msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-    if id is not None:
-        msg["id"] = id
     if params is not None:
         msg["params"] = params
+    if id is not None:
+        msg["id"] = id
     return msg
 
 
