@@ -566,15 +566,13 @@ class PostgresRoute(RouteBase):
         return self
 
 
-def _route_kind(value: Any) -> str | None:
-    """The tag of a route: its `kind`, http when absent."""
-    if isinstance(value, dict):
-        kind = value.get("kind", "http")
-        return kind if isinstance(kind, str) else None
-    return getattr(value, "kind", None)
+def _route_kind(value: Any) -> str:
+    """The tag of a route: its `kind`, http when absent (a kind that is no kind's name is
+    refused by the tag check; a route that is not a mapping by the http model)."""
+    kind = value.get("kind", "http") if isinstance(value, dict) else getattr(value, "kind", "http")
+    return kind if isinstance(kind, str) else repr(kind)
 
 
-AnyRoute = HttpRoute | SqlRoute | GraphRoute | McpRoute | PostgresRoute
 Route = Annotated[
     Annotated[HttpRoute, Tag("http")]
     | Annotated[SqlRoute, Tag("sql")]

@@ -111,6 +111,8 @@ def test_each_kind_gets_its_model_and_absent_sections_read_as_none() -> None:
     [
         ({**HTTP, "kind": "ftp"}, "routes[0].kind: kind must be one of http, sql, graph, mcp, "
                                   "postgres"),
+        ({**HTTP, "kind": 5}, "routes[0].kind: kind must be one of http, sql, graph, mcp, "
+                              "postgres"),
         ({**HTTP, "kind": "sql"}, "routes[0]: a sql route needs a 'sql' section"),
         ({**HTTP, "kind": "graph"}, "routes[0]: a graph route needs a 'graph' section"),
         ({k: v for k, v in PG.items() if k != "listen"},
