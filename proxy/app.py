@@ -8,7 +8,6 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from prometheus_client.openmetrics.exposition import (
 )
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from proxy.capabilities import guard_table
 from proxy.compile import CompiledRules, Services, compile_rules
 from proxy.config.load import LoadedRules, RulesError, load_rules
 from proxy.model.record import CallRecord
@@ -220,6 +220,7 @@ def rules_summary(state: ProxyState) -> dict[str, Any]:
         "last_error": state.last_error,
         "mode": c.rules.mode,
         "environment": c.rules.environment,
+        "guard_order": guard_table(),
         "routes": [
             {
                 "name": r.name,
@@ -380,7 +381,3 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
     log.info("shutting down: draining in-flight calls (up to %.0fs)", drain_s)
     await server.stop(drain_s)
     return 0
-
-
-def default_rules_path() -> str:
-    return str(Path(__file__).resolve().parent.parent / "rules")

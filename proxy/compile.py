@@ -4,86 +4,18 @@ Reload builds a new `CompiledRules` and swaps one reference."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.codecs.http import FRAMING, HOP_BY_HOP, HttpCodec
+from proxy.capabilities import CODECS, GUARDS
+from proxy.codecs.http import FRAMING, HOP_BY_HOP
 from proxy.config.load import LoadedRules
 from proxy.config.schema import Identity, Route, Rules
-from proxy.guards.access import AccessGuard
 from proxy.guards.base import Guard
-from proxy.guards.identity import IdentityGuard
 from proxy.routing import RouteTable, make_entry
+from proxy.services import Services
 from proxy.upstream.resilience import RouteResilience, build_resilience, cache_of
-
-# The guard order, fixed here with the reason for each position.
-GUARD_ORDER: tuple[tuple[str, str], ...] = (
-    ("identity", "no tenant, no call: later guards and the upstream read the tenant"),
-    ("access", "RBAC first: a caller without the role learns nothing more"),
-    ("mcp_policy", "per-tool RBAC and tenant arguments: access, at tool granularity"),
-    ("ratelimit", "after access, so denied calls spend no quota"),
-    ("credentials", "judges what the caller sent, before anything rewrites it"),
-    ("integrity", "pinned tool definitions and argument schemas, before query safety"),
-    ("sql_safety", "query safety on the parsed statement"),
-    ("graph_safety", "query safety for Cypher and Gremlin"),
-    ("tenant_scope", "rewrites a statement already known to be safe"),
-    ("approval", "holds a call a person must approve: the statement as finally judged"),
-    ("secrets", "last, so nothing before it can see or log a secret"),
-)
-GUARD_NAMES = tuple(name for name, _ in GUARD_ORDER)
-
-GuardBuilder = Callable[[Route, Rules, "Services"], "Guard | None"]
-
-
-@dataclass(slots=True)
-class Services:
-    """Process-wide collaborators that guards may need (secret store, metrics ...)."""
-
-    metrics: Any = None
-    secrets: Any = None
-    redis: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# Builders register by guard name; modules for later capabilities add theirs.
-GUARD_BUILDERS: dict[str, GuardBuilder] = {}
-
-
-def _identity(route: Route, rules: Rules, services: Services) -> Guard | None:
-    if route_needs_tenant(route):
-        if route.kind == "postgres":  # the wire names its tenant in the startup packet
-            param = route.tenant.startup_parameter if route.tenant else None
-            return IdentityGuard(f"tenant (startup parameter {param or 'options'})")
-        return IdentityGuard(rules.identity.tenant_header)
-    return None
-
-
-def _access(route: Route, rules: Rules, services: Services) -> Guard | None:
-    spec = route.access
-    if spec.roles is None and spec.when is None:
-        return None
-    from proxy.conditions.activation import Facts, hidden_headers
-    from proxy.conditions.cel import Condition
-
-    when = None
-    if spec.when is not None:
-        when = Condition.build(f"routes[{route.name}].access.when", spec.when, "access")
-    roles = frozenset(spec.roles) if spec.roles is not None else frozenset({"*"})
-    return AccessGuard(roles, when, Facts(hidden_headers=hidden_headers(rules)))
-
-
-GUARD_BUILDERS["identity"] = _identity
-GUARD_BUILDERS["access"] = _access
-
-
-def route_needs_tenant(route: Route) -> bool:
-    if route.tenant is not None:
-        return route.tenant.required
-    if route.sql is not None and route.sql.tenant is not None:
-        return True
-    return route.graph is not None and route.graph.tenant is not None
 
 
 @dataclass(slots=True)
@@ -133,9 +65,6 @@ class CompiledRules:
         return self.loaded.rules
 
 
-CODECS: dict[str, Callable[[Route], Any]] = {"http": lambda r: HttpCodec()}
-
-
 def control_headers(identity: Identity) -> frozenset[str]:
     return frozenset(
         h.lower()
@@ -161,13 +90,21 @@ def route_resilience(route: Route, services: Services) -> RouteResilience | None
     return build_resilience(route.name, lim, tools, services.metrics, cache_of(services))
 
 
-def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRoute:
+def build_chain(route: Route, rules: Rules, services: Services) -> tuple[Guard, ...]:
+    """The route's guards, in the table's order."""
     chain = []
-    for name in GUARD_NAMES:
-        builder = GUARD_BUILDERS.get(name)
-        guard = builder(route, rules, services) if builder else None
-        if guard is not None:
-            chain.append(guard)
+    for entry in GUARDS:
+        guard = entry.build(route, rules, services)
+        if guard is None:
+            continue
+        if guard.name != entry.name:  # guard_modes and metrics find a guard by its name
+            raise ValueError(f"guard '{entry.name}' built a guard named '{guard.name}'")
+        chain.append(guard)
+    return tuple(chain)
+
+
+def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRoute:
+    chain = build_chain(route, rules, services)
     parts = urlsplit(route.upstream)
     drop = set(HOP_BY_HOP) | FRAMING | {
         "host", "x-forwarded-proto", "traceparent", "x-trace-id", "x-callwarden-approval"
@@ -179,8 +116,7 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         assert rules.identity.jwt is not None
         drop.add(rules.identity.jwt.header.lower())  # SECURITY: the token stays here
     drop.add(rules.identity.budget_header.lower())  # re-set with the remaining budget
-    codec_factory = CODECS.get(route.kind)
-    if codec_factory is None and route.kind != "postgres":  # its listener is its codec
+    if route.kind not in CODECS:
         # SECURITY: never fall back to a pass-through codec
         raise ValueError(f"route '{route.name}': kind {route.kind} has no codec in this build")
     return CompiledRoute(
@@ -190,8 +126,8 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         mode=route.mode or rules.mode,
         guard_modes=dict(route.guard_modes),
         timeout_s=route.limits.timeout_ms / 1000,
-        chain=tuple(chain),
-        codec=codec_factory(route) if codec_factory else None,
+        chain=chain,
+        codec=codec(route) if (codec := CODECS[route.kind]) else None,
         upstream_prefix=f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}",
         upstream_host=parts.netloc,
         drop_headers=frozenset(drop),
@@ -233,9 +169,6 @@ def jwt_verifier(rules: Rules, services: Services) -> Any:
 
 
 def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
-    from proxy import builtins
-
-    builtins.load()
     cache = cache_of(services)  # limiter/breaker state carried across reloads
     cache.begin()
     rules = loaded.rules

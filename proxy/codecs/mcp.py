@@ -29,11 +29,11 @@ from proxy.codecs.http import (
     render_http_error,
     start_stream,
 )
-from proxy.compile import CODECS
 from proxy.config.schema import Route
 from proxy.guards.base import CallContext, FilterRefused
-from proxy.guards.mcp_policy import DENIALS, McpRuntime, runtime_for
+from proxy.guards.mcp_policy import DENIALS
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
+from proxy.mcp.tools_list import McpRuntime, runtime_for
 from proxy.model.call import Caller, McpCall, Request, ToolCall, evolve
 from proxy.model.errors import TRANSPORT_CODES, ErrorCode, ProxyError
 
@@ -300,5 +300,3 @@ def _response(
     resp.body = json.dumps(body, separators=(",", ":")).encode()
     return resp
 
-
-CODECS["mcp"] = McpCodec

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from proxy.config.schema import Rules
+from proxy.config.schema import ROUTE_TAGS, Rules
 
 
 class RulesError(Exception):
@@ -153,6 +153,10 @@ def _format(exc: ValidationError, first: Path, origins: list[tuple[Path, int]]) 
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        if loc[:1] == ("routes",) and len(loc) > 2 and loc[2] in ROUTE_TAGS:
+            loc = loc[:2] + loc[3:]  # the union's tag (the route's kind) is not a key
+        elif err["type"] == "route_kind":
+            loc = (*loc, "kind")
         msg = err["msg"].removeprefix("Value error, ")
         if loc[:1] == ("routes",) and len(loc) > 1 and isinstance(loc[1], int):
             file, idx = origins[loc[1]]

@@ -18,12 +18,12 @@ from proxy.approval.model import (
     masked_arguments,
 )
 from proxy.approval.service import Approvals, approvals_of
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import ApprovalSpec, Route, Rules
 from proxy.guards.base import CallContext
 from proxy.model.call import McpCall, SqlCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 
 HEADER = "X-CallWarden-Approval"
 _ID = re.compile(r"apr_[A-Za-z0-9_-]{1,64}\Z")
@@ -182,5 +182,3 @@ def build(route: Route, rules: Rules, services: Services) -> ApprovalGuard | Non
     audit = route.guard_modes.get("approval", route.mode or rules.mode) == "audit"
     return ApprovalGuard(route.name, plan, approvals, audit)
 
-
-GUARD_BUILDERS["approval"] = build

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.conditions.activation import NO_FACTS, Facts, evaluate, hidden_headers
 from proxy.conditions.cel import Condition
 from proxy.config.schema import Route, Rules
@@ -22,6 +21,7 @@ from proxy.model.call import GraphCall, GraphStatement, Request, ToolCall, evolv
 from proxy.model.errors import ErrorCode
 from proxy.model.jsonio import dumps
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+from proxy.services import Services
 
 
 def judge(policy: GraphPolicy, s: GraphStatement, tenant: str | None) -> GraphDecision:
@@ -94,5 +94,3 @@ def build(route: Route, rules: Rules, services: Services) -> GraphSafetyGuard | 
     return GraphSafetyGuard(GraphPolicy.from_spec(spec), when,
                             Facts(hidden_headers=hidden_headers(rules)))
 
-
-GUARD_BUILDERS["graph_safety"] = build

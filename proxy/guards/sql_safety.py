@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.conditions.activation import CREDENTIAL_HEADERS, Facts, evaluate, hidden_headers
 from proxy.conditions.cel import Condition
 from proxy.config.schema import Route, Rules, SqlSpec
@@ -15,6 +14,7 @@ from proxy.guards.base import CallContext, SqlJudgement
 from proxy.model.call import SqlCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 from proxy.sql.engine import SqlDecision, SqlGuard
 from proxy.sql.policy import SqlPolicy
 from proxy.sql.scope import TableScope
@@ -103,5 +103,3 @@ def build(route: Route, rules: Rules, services: Services) -> SqlSafetyGuard | No
     scope = SqlScope.build(route.sql, f"routes[{route.name}].sql", hidden_headers(rules))
     return SqlSafetyGuard(sql_engine(route.sql, services), scope)
 
-
-GUARD_BUILDERS["sql_safety"] = build

@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -188,18 +188,6 @@ def decode_header_value(value: str) -> str | None:
         return raw.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-
-
-def duplicated_routing_header(raw_headers: Iterable[tuple[str, str]]) -> str | None:
-    """A routing header sent twice (first-copy and last-copy readers would disagree)."""
-    seen: set[str] = set()
-    for name, _ in raw_headers:
-        low = name.lower()
-        if low in ROUTING_HEADERS:
-            if low in seen:
-                return low
-            seen.add(low)
-    return None
 
 
 def headers_required(version: str | None) -> bool:

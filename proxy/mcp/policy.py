@@ -87,15 +87,6 @@ class McpPolicy:
             return result
         return {**result, "tools": kept}
 
-    def filter_list_response(self, message: Any, roles: frozenset[str]) -> dict[str, Any] | None:
-        """For a JSON-RPC response to tools/list: the filtered message, or None when it is
-        unchanged (forward the original bytes). Call only for ids of tools/list requests."""
-        if not isinstance(message, dict) or not isinstance(message.get("result"), dict):
-            return None
-        result = message["result"]
-        filtered = self.visible_tools(result, roles)
-        return None if filtered is result else {**message, "result": filtered}
-
     def tool_is_idempotent(self, name: str, annotations: Any = None) -> bool:
         """Safe to retry: declared in rules, or advertised by the server as read-only or
         idempotent (hints from the server's own tools/list)."""

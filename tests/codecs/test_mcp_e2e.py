@@ -19,6 +19,7 @@ from proxy.model.call import Caller, Request
 from proxy.model.errors import ERROR_TABLE, ErrorCode
 from proxy.model.verdict import Deny
 from tests.codecs.mcp_servers import TOOLS, FakeMcp
+from tests.guards.kit import rpc
 from tests.mcp.sdk_server import RunningServer, start_server
 
 TOOLS_RULES = {
@@ -54,15 +55,6 @@ def mcp_route(url: str, **extra: Any) -> dict[str, Any]:
         "mcp": TOOLS_RULES,
         **extra,
     }
-
-
-def rpc(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:
-    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-    if params is not None:
-        msg["params"] = params
-    if id is not None:
-        msg["id"] = id
-    return msg
 
 
 def call(name: str, args: dict[str, Any], id: Any = 1) -> dict[str, Any]:

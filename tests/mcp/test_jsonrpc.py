@@ -12,7 +12,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from proxy.mcp.jsonrpc import (
     check_routing_headers,
     decode_header_value,
-    duplicated_routing_header,
     error_response,
     kind,
     parse_body,
@@ -200,11 +199,6 @@ def test_header_value_decoding() -> None:
     assert decode_header_value("=?base64?w6k=?=") == "é"
     assert decode_header_value("=?base64?w6k?=") is None  # not canonical
     assert decode_header_value("=?base64?//8=?=") is None  # not UTF-8
-
-
-def test_duplicated_routing_header() -> None:
-    assert duplicated_routing_header([("Mcp-Name", "a"), ("mcp-name", "b")]) == "mcp-name"
-    assert duplicated_routing_header([("Mcp-Name", "a"), ("Mcp-Method", "b")]) is None
 
 
 def test_docstring_documents_every_code() -> None:
