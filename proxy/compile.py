@@ -41,6 +41,11 @@ class CompiledRoute:
     extra: dict[str, Any] = field(default_factory=dict)
     identity_mode: str = "headers"
     """required | optional (a verified token, proxy/identity/) | headers."""
+    caller_chain: tuple[Guard, ...] = ()
+    """The chain's leading caller guards (identity, access), run before the body is read
+    or decoded: a caller the route refuses learns nothing about its body's problems."""
+    call_chain: tuple[Guard, ...] | None = None
+    """The rest of the chain, run on the decoded call (None: all of `chain`)."""
 
     def guard_mode(self, guard: str) -> str:
         return self.guard_modes.get(guard, self.mode)
@@ -103,8 +108,24 @@ def build_chain(route: Route, rules: Rules, services: Services) -> tuple[Guard, 
     return tuple(chain)
 
 
+CALLER_GUARDS = frozenset({"identity", "access"})
+"""Guards that judge who calls, not what: they need no body."""
+
+
+def split_chain(kind: str, chain: tuple[Guard, ...]) -> tuple[tuple[Guard, ...], tuple[Guard, ...]]:
+    """(caller guards, the rest). MCP routes keep one chain: a refusal answers in kind,
+    with the JSON-RPC ids only the decoded body gives."""
+    if kind == "mcp":
+        return (), chain
+    n = 0
+    while n < len(chain) and chain[n].name in CALLER_GUARDS:
+        n += 1
+    return chain[:n], chain[n:]
+
+
 def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRoute:
     chain = build_chain(route, rules, services)
+    caller_chain, call_chain = split_chain(route.kind, chain)
     parts = urlsplit(route.upstream)
     drop = set(HOP_BY_HOP) | FRAMING | {
         "host", "x-forwarded-proto", "traceparent", "x-trace-id", "x-callwarden-approval"
@@ -127,6 +148,8 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         guard_modes=dict(route.guard_modes),
         timeout_s=route.limits.timeout_ms / 1000,
         chain=chain,
+        caller_chain=caller_chain,
+        call_chain=call_chain,
         codec=codec(route) if (codec := CODECS[route.kind]) else None,
         upstream_prefix=f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}",
         upstream_host=parts.netloc,

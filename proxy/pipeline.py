@@ -19,7 +19,7 @@ from proxy.guards.base import CallContext, Guard
 from proxy.guards.identity import identity_problem
 from proxy.hosts import HOST_REFUSED, HostPolicy
 from proxy.identity.caller import resolve as resolve_identity
-from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
+from proxy.model.call import EMPTY_QUERY, Caller, HttpCall, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import PHASE_TIMEOUTS, ErrorCode, ProxyError
 from proxy.model.record import CallRecord
@@ -306,6 +306,13 @@ class Pipeline:
         raw_query: str,
     ) -> web.StreamResponse:
         rec = ctx.record
+        query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
+        if route.caller_chain:
+            # Who calls is judged before the body is read: a refused caller learns nothing
+            # about it (and its refusal is counted under the guard that made it).
+            bare = Request(req.method, upstream_path, raw_query, query, req.headers, None)
+            await run_guards(route, HttpCall(route.name, route.kind, caller, bare), ctx,
+                             route.caller_chain)
         # 1. accept: body read only when a guard needs it, with the route's size cap; the
         # framing and coding are decided here (proxy/framing.py) and never copied on.
         body, stream = None, None
@@ -324,7 +331,6 @@ class Pipeline:
                 body = await read_body(req.content, coding, limit)
             else:
                 stream = await stream_body(req.content, coding, cap, length)
-        query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
         request = Request(req.method, upstream_path, raw_query, query, req.headers, body)
         # 3. decode into a typed call.
         di = rec.decision_input
@@ -336,7 +342,7 @@ class Pipeline:
         rec.tool = call.tool
         ctx.scratch["call"] = call  # render_error answers in kind (MCP: the JSON-RPC ids)
         # 4. guards, in the fixed order.
-        call = await run_guards(route, call, ctx)
+        call = await run_guards(route, call, ctx, route.call_chain)
         ctx.scratch[IDEMPOTENT] = call.idempotent  # may the upstream client retry it
         if di is not None:
             di["final"] = call
