@@ -27,7 +27,6 @@ from proxy.model.verdict import Allow, Deny, Rewrite
 from proxy.reference import REFERENCE
 from proxy.upstream.breaker import Outcome
 from proxy.upstream.client import translate
-from proxy.upstream.resilience import IDEMPOTENT
 
 if TYPE_CHECKING:
     from proxy.app import ProxyState
@@ -252,9 +251,9 @@ class Pipeline:
                 raise
             rec.budget_ms, rec.phase = deadline.budget_ms, deadline.phase
             ctx = CallContext(deadline, rec, compiled.rules.environment)
-            ctx.scratch["trace_flags"] = flags
+            ctx.trace_flags = flags
             if rec.span is not None:
-                ctx.scratch["span_id"] = tracing.span_id(rec.span)  # type: ignore[union-attr]
+                ctx.span_id = tracing.span_id(rec.span)  # type: ignore[union-attr]
             inflight = self.state.call_metrics.child(metrics.inflight, route.name)
             inflight.inc()
             try:
@@ -340,10 +339,10 @@ class Pipeline:
         if di is not None:
             di["call"] = call
         rec.tool = call.tool
-        ctx.scratch["call"] = call  # render_error answers in kind (MCP: the JSON-RPC ids)
+        ctx.call = call  # render_error answers in kind (MCP: the JSON-RPC ids)
         # 4. guards, in the fixed order.
         call = await run_guards(route, call, ctx, route.call_chain)
-        ctx.scratch[IDEMPOTENT] = call.idempotent  # may the upstream client retry it
+        ctx.idempotent = call.idempotent  # may the upstream client retry it
         if di is not None:
             di["final"] = call
         # 5-7. send and respond within the deadline (the whole exchange, body included).
@@ -355,7 +354,7 @@ class Pipeline:
         try:
             async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timer:
                 live.add(timer)
-                ctx.scratch["timer"] = timer  # a long-lived GET event stream lifts it
+                ctx.timer = timer  # a long-lived GET event stream lifts it
                 out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
                 try:

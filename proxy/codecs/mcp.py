@@ -158,7 +158,7 @@ class McpCodec(HttpCodec):
             return await super().respond(req, route, call, ctx, upstream)
         # A held-open answer lives as long as the subscription: the call deadline bounded
         # sending the request and the head's arrival, not the stream's life.
-        timer = ctx.scratch.get("timer")
+        timer = ctx.timer
         if timer is not None:
             timer.reschedule(None)
         ctype = upstream.headers.get("Content-Type", "").lower()
@@ -218,7 +218,7 @@ class McpCodec(HttpCodec):
         server then closes it): so a first piece ending on an event boundary and holding
         as many JSON-RPC messages as the POST had requests, one a result or an error, is
         the whole answer but for the body's end. A wrong guess costs one SETTLE_S wait."""
-        call = ctx.scratch.get("call")
+        call = ctx.call
         if not isinstance(call, McpCall) or not call.messages:
             return None
         wanted = sum(1 for m in call.messages if m.id is not None and m.method)
@@ -238,7 +238,7 @@ class McpCodec(HttpCodec):
         self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any
     ) -> web.StreamResponse:
         if call is None and ctx is not None:
-            call = ctx.scratch.get("call")
+            call = ctx.call
         headers = list(ctx.response_headers) if ctx else []
         body: Any
         requests = (

@@ -3,6 +3,7 @@ owns short-circuit, audit mode, metrics and logging."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,6 +16,7 @@ from proxy.model.verdict import Verdict
 if TYPE_CHECKING:
     from proxy.mcp.sse import SseEvent
     from proxy.sql.engine import SqlDecision
+    from proxy.upstream.resilience import CallResilience
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +86,26 @@ class CallContext:
     read by the next, so a statement is parsed once. A decision, never a verdict: each
     guard draws its own verdict from it (a guard in audit mode changes no other's)."""
     scratch: dict[str, Any] = field(default_factory=dict)
-    """Values one stage computes for a later one (trace flags, the upstream timer)."""
+    """Values one stage computes for a later one, not yet given a field of their own."""
     on_done: list[Any] = field(default_factory=list)
     """Callables run when the call ends (release a concurrency slot, ...)."""
     streaming: Any = None
     """The caller's response once its head was sent (errors after that cut the stream)."""
+    # -- written by the pipeline, read by codecs and the upstream seam ------------------
+    call: ToolCall | None = None
+    """The decoded call: a refusal answers in kind (MCP: with the JSON-RPC ids)."""
+    trace_flags: str = "01"
+    span_id: str | None = None
+    """The span this call is in, when tracing; else the upstream gets a new span id."""
+    idempotent: bool = False
+    """The judged call may be repeated: the upstream client may retry it."""
+    timer: asyncio.Timeout | None = None
+    """The deadline around the exchange; a long-lived GET event stream lifts it."""
+    # -- written and read by the upstream seam (proxy/upstream/resilience.py) ----------
+    resilience: CallResilience | None = None
+    """The breaker and retry state picked for this call on its first attempt."""
+    retry_refused: str | None = None
+    """Why a failed attempt was not retried (attempts, budget, deadline, breaker ...)."""
 
 
 class Guard(Protocol):
