@@ -55,6 +55,7 @@ class JwtSpec(Model):
     """Verified caller identity: when set, roles and tenant come from a signed token."""
 
     header: str = "Authorization"
+    """Header carrying the token."""
     scheme: str | None = "Bearer"
     """Prefix before the token in `header` (case-insensitive); null: the whole value."""
     issuer: str
@@ -62,6 +63,7 @@ class JwtSpec(Model):
     audiences: Annotated[list[str], Field(min_length=1)]
     """`aud` must name one of these."""
     algorithms: Annotated[list[JwtAlgorithm], Field(min_length=1)] = ["RS256", "ES256", "EdDSA"]
+    """Signature algorithms accepted (asymmetric only)."""
     jwks_file: str | None = None
     """A JWKS file, reloaded when it changes (a mounted Secret or ConfigMap)."""
     jwks_url: str | None = None
@@ -71,7 +73,9 @@ class JwtSpec(Model):
     min_refetch_s: PositiveFloat = 30
     """A token with an unknown `kid` fetches the URL again at most this often."""
     fetch_timeout_s: PositiveFloat = 5
+    """Seconds one JWKS fetch may take."""
     clock_skew_s: Annotated[float, Field(ge=0, le=600)] = 30
+    """Seconds of clock difference tolerated on exp, nbf and iat."""
     roles_claim: str = "roles"
     """Claim with the roles: a list, or a space-separated string (`scope`); a dotted path
     reads a nested claim (`realm_access.roles`)."""
@@ -400,7 +404,9 @@ class SqlAllowTables(Model):
     caller no entry names is refused. Roles: the union of the caller's roles' lists."""
 
     roles: dict[str, list[str]] | None = None
+    """Role -> tables it may name (`*` for any other role)."""
     tenants: dict[str, list[str]] | None = None
+    """Tenant -> tables it may name (`*` for any other tenant)."""
 
     @model_validator(mode="after")
     def _some(self) -> SqlAllowTables:
@@ -515,6 +521,7 @@ class ApprovalSpec(Model):
     mode: Literal["wait", "defer"] = "wait"
     """wait: the call is held open; defer: APPROVAL_PENDING at once, retry with the id."""
     notify: list[ApprovalWebhook] = []
+    """Webhooks told of each held call: a generic JSON POST or a Slack-compatible body."""
     remember_s: Annotated[float, Field(ge=0)] = 0
     """An approved digest lets the same call through again for this long (0: once)."""
 
@@ -525,7 +532,9 @@ class ApprovalAdmin(Model):
     admin_token: SecretTemplate | None = None
     """Bearer token approvers present (a reference); unset: nobody can decide."""
     approver_header: str = "X-Approver"
+    """Header naming the approver on the admin API (recorded with the decision)."""
     role_header: str = "X-Approver-Role"
+    """Header with the approver's roles, matched against `approvers`."""
 
     _v = field_validator("admin_token")(lambda v: v if v is None else _check_template(v))
 

@@ -14,10 +14,13 @@ proxy.model.errors.ERROR_TABLE):
     -32015 DATA_NOT_FOUND        -32016 MAX_ROWS_EXCEEDED    -32017 PLAN_INVALID
     -32018 HOST_NOT_ALLOWED      -32019 ORIGIN_NOT_ALLOWED
     -32020 HEADER_MISMATCH       (MCP's own HeaderMismatch, SEP-2243; HTTP 400)
+    -31001 APPROVAL_PENDING      -31002 APPROVAL_DENIED      -31003 APPROVAL_EXPIRED
+    -31004 APPROVAL_MISMATCH     (held for a person: the approval id in `data`)
 
 The other -320xx codes sit in JSON-RPC's implementation-defined server range, below the
 span MCP 2026-07-28 reserves for itself (-32020..-32099; -32002 retired; -32001 is the
-SDK's client-side timeout); clients should read `data.error_code`, which is stable.
+SDK's client-side timeout); the approval codes sit outside both, in the application
+range. Clients should read `data.error_code`, which is stable.
 """
 
 from __future__ import annotations

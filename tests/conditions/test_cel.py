@@ -154,8 +154,11 @@ def test_pruned_activation_equals_the_whole_one(args, region, extra, headers, ro
     c = cond(src)
     call = make_call(tuple(roles), {"region": region, **extra}, headers)
     facts = Facts("refund", args, {}, "select", ("orders",))
-    whole = values_for(c, call, facts, prune=False)
-    assert c.evaluate(values_for(c, call, facts)) == c.evaluate(whole)
+    whole = c.evaluate(values_for(c, call, facts, prune=False))
+    pruned = c.evaluate(values_for(c, call, facts))
+    # the verdict, and false versus an evaluation error, are the same; which error text
+    # the runtime gives for a missing field may differ between a pruned and a whole map
+    assert (pruned.holds, pruned.reason == "is false") == (whole.holds, whole.reason == "is false")
 
 
 @pytest.mark.parametrize("headers", [{"X-Env": "dev"}, {"x-env": "prod"}, {}])
