@@ -33,6 +33,7 @@ from proxy.config.schema import Route
 from proxy.guards.base import CallContext, FilterRefused
 from proxy.guards.mcp_policy import DENIALS
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
+from proxy.mcp.outcome import ToolOutcome
 from proxy.mcp.tools_list import McpRuntime, runtime_for
 from proxy.model.call import Caller, McpCall, Request, ToolCall, evolve
 from proxy.model.errors import TRANSPORT_CODES, ErrorCode, ProxyError
@@ -154,6 +155,8 @@ class McpCodec(HttpCodec):
         ctx: CallContext,
         upstream: Any,
     ) -> web.StreamResponse:
+        if call.tool is not None:  # one tools/call: its answer may report a tool failure
+            ctx.response_filters.append(ToolOutcome(ctx.record))
         if not _holds_open(call):
             return await super().respond(req, route, call, ctx, upstream)
         # A held-open answer lives as long as the subscription: the call deadline bounded

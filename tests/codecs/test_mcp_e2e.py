@@ -435,3 +435,28 @@ async def test_sse_answer_settles_into_one_response_or_streams(fake, write_rules
         assert not r.content.at_eof()
         up.hold.set()
         assert first + await r.read() == raw
+
+
+@pytest.mark.parametrize("sse", [False, True], ids=["json", "sse"])
+async def test_tool_failures_are_upstream_errors(fake, write_rules, start_proxy, sse):
+    """A tool result with isError, or a JSON-RPC error from the server, passes unchanged
+    but counts as upstream_error (the SLO alerts and the tool error ratio read it)."""
+    up, url = fake
+    up.sse = sse
+    px = await start_proxy(write_rules([mcp_route(url)]))
+    outcomes = []
+    hdrs = {**JSON_SSE, "X-Caller-Role": "analyst", "X-Tenant-ID": "acme"}
+    for args in ({"a": 1}, {"fail": "tool"}, {"fail": "rpc"}):
+        async with px.session.post(px.url + "/mcp", json=call("add", args), headers=hdrs) as r:
+            assert r.status == 200
+            raw = (await r.read()).decode()
+        answer = [ln[5:] for ln in raw.splitlines() if ln.startswith("data:")][-1] if sse else raw
+        body = json.loads(answer)
+        outcomes.append("error" in body or body["result"].get("isError") is True)
+    assert outcomes == [False, True, True]  # passed on as the server sent them
+    labels = {"route": "tools", "tool": "add"}
+    await px.metric_eventually("callwarden_mcp_tool_calls_total", 2, outcome="upstream_error",
+                               **labels)
+    assert px.metric("callwarden_mcp_tool_calls_total", outcome="ok", **labels) == 1
+    assert px.metric("callwarden_requests_total", route="tools", kind="mcp",
+                     outcome="upstream_error", error_code="") == 2
