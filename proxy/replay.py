@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from proxy.compile import CompiledRoute, CompiledRules, Services, compile_rules
-from proxy.conditions.activation import SEEN, Seen
+from proxy.conditions.activation import Seen
 from proxy.config.load import LoadedRules
 from proxy.guards.base import CallContext
 from proxy.model.call import Caller, Request
@@ -76,7 +76,7 @@ async def judge(
     deadline = make_deadline(rec.start, route.timeout_s, None, None)
     ctx = CallContext(deadline, rec, compiled.rules.environment)
     seen: list[Seen] = []
-    ctx.scratch[SEEN] = seen
+    ctx.conditions_seen = seen
     wants = route.codec.wants_body(route, request.method, request.headers)
     if request.body is not None and not wants:
         request = dataclasses.replace(request, body=None)  # as `run` would: streamed unread

@@ -31,7 +31,6 @@ from proxy.codecs.http import (
 )
 from proxy.config.schema import Route
 from proxy.guards.base import CallContext, FilterRefused
-from proxy.guards.mcp_policy import DENIALS
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
 from proxy.mcp.outcome import ToolOutcome
 from proxy.mcp.tools_list import McpRuntime, runtime_for
@@ -265,7 +264,7 @@ class McpCodec(HttpCodec):
         if not call.batch:
             body = error_response(requests[0][1].id, err, route, trace_id)
         else:
-            denials = ctx.scratch.get(DENIALS) if ctx and ctx.record.guard == "mcp_policy" else None
+            denials = ctx.mcp_denials if ctx and ctx.record.guard == "mcp_policy" else None
             body = [
                 error_response(m.id, _element_error(denials, i, err), route, trace_id)
                 for i, m in requests

@@ -15,8 +15,6 @@ CREDENTIAL_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token",
 })
 """Never in `request.headers` (nor is the identity token header, whatever its name)."""
-SEEN = "conditions_seen"
-"""ctx.scratch key: when present (explain, replay), each evaluation is appended there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +136,11 @@ def _plain(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-def evaluate(cond: Condition, call: ToolCall, scratch: dict[str, Any],
+def evaluate(cond: Condition, call: ToolCall, seen: list[Any] | None,
              facts: Facts = NO_FACTS) -> Outcome:
+    """`seen`: a dry run's list, each evaluation appended (CallContext.conditions_seen)."""
     values = values_for(cond, call, facts)
     out = cond.evaluate(values)
-    seen = scratch.get(SEEN)
     if seen is not None:
         seen.append(Seen(cond.rule, cond.source, values, out.holds, out.reason))
     return out

@@ -31,7 +31,7 @@ class AccessGuard:
         if roles_allow(self.roles, call.caller.roles):
             when = self.when
             if when is not None:
-                out = evaluate(when, call, ctx.scratch, self.facts)
+                out = evaluate(when, call, ctx.conditions_seen, self.facts)
                 if not out.holds:
                     return Deny(ErrorCode.POLICY_DENY, when.denial(out))
             return ALLOW

@@ -11,7 +11,7 @@ from proxy.model.call import ToolCall
 from proxy.model.deadline import Deadline
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
-from proxy.model.verdict import Verdict
+from proxy.model.verdict import Deny, Verdict
 
 if TYPE_CHECKING:
     from proxy.mcp.sse import SseEvent
@@ -73,7 +73,8 @@ class FilterRefused(ProxyError):
 
 @dataclass(slots=True)
 class CallContext:
-    """Per-call scratch that guards may add to (never shared between calls)."""
+    """One call's state between stages, each field typed and named for who writes and who
+    reads it (never shared between calls)."""
 
     deadline: Deadline
     record: CallRecord
@@ -85,8 +86,6 @@ class CallContext:
     """Written by the first SQL guard that judges the call (sql_safety, tenant_scope) and
     read by the next, so a statement is parsed once. A decision, never a verdict: each
     guard draws its own verdict from it (a guard in audit mode changes no other's)."""
-    scratch: dict[str, Any] = field(default_factory=dict)
-    """Values one stage computes for a later one, not yet given a field of their own."""
     on_done: list[Any] = field(default_factory=list)
     """Callables run when the call ends (release a concurrency slot, ...)."""
     streaming: Any = None
@@ -106,6 +105,12 @@ class CallContext:
     """The breaker and retry state picked for this call on its first attempt."""
     retry_refused: str | None = None
     """Why a failed attempt was not retried (attempts, budget, deadline, breaker ...)."""
+    # -- written by guards for the codec or a dry run ------------------------------------
+    mcp_denials: dict[int, Deny] | None = None
+    """mcp_policy: {message index: Deny} when elements of a batch were refused (the codec
+    answers each refused element, and the others 'not sent')."""
+    conditions_seen: list[Any] | None = None
+    """A dry run (explain, replay) sets a list: each `when` evaluation is appended."""
 
 
 class Guard(Protocol):

@@ -51,7 +51,7 @@ class GraphSafetyGuard:
             return ALLOW  # commit / rollback of an open transaction, discovery
         when = self.when
         if when is not None:
-            out = evaluate(when, call, ctx.scratch, self.facts)
+            out = evaluate(when, call, ctx.conditions_seen, self.facts)
             if not out.holds:
                 return Deny(ErrorCode.POLICY_DENY, when.denial(out))
         policy = self.policy

@@ -26,9 +26,6 @@ from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.services import Services
 from proxy.sql.engine import SqlGuard
 
-DENIALS = "mcp_denials"
-"""ctx.scratch key: {message index: Deny} when a batch element was refused."""
-
 
 @dataclass(frozen=True, slots=True)
 class McpPolicyGuard:
@@ -65,7 +62,7 @@ class McpPolicyGuard:
         if denials:
             first_i, first = next(iter(denials.items()))
             if call.batch:
-                ctx.scratch[DENIALS] = denials
+                ctx.mcp_denials = denials
                 reason = f"batch[{first_i}]: {first.reason}"
                 return Deny(first.code, reason, first.retry_after_s, first.headers)
             return first
@@ -122,7 +119,7 @@ class McpPolicyGuard:
         when = rule.when if rule is not None else None
         if when is not None:
             # Judged on the arguments as they will be sent (tenant pinned, SQL rewritten).
-            verdict = evaluate(when, call, ctx.scratch, self._facts(name, args))
+            verdict = evaluate(when, call, ctx.conditions_seen, self._facts(name, args))
             if not verdict.holds:
                 return Deny(ErrorCode.POLICY_DENY, when.denial(verdict))
         limits = policy.tool_limits(name)

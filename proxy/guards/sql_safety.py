@@ -65,7 +65,7 @@ class SqlScope:
             facts = Facts(base.tool_name, base.tool_arguments, base.tool_annotations,
                           decision.statement_kind, decision.tables, decision.columns,
                           self.hidden)
-            out = evaluate(when, call, ctx.scratch, facts)
+            out = evaluate(when, call, ctx.conditions_seen, facts)
             if not out.holds:
                 return Deny(ErrorCode.POLICY_DENY, when.denial(out))
         return None

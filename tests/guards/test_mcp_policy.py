@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from proxy.guards.mcp_policy import DENIALS
 from proxy.mcp.tools_list import ToolsListFilter
 from proxy.model.call import evolve
 from proxy.model.verdict import ALLOW, Deny, Rewrite
@@ -105,7 +104,7 @@ async def test_a_refused_batch_element_refuses_the_batch_and_names_it() -> None:
     call = mcp_call(tool_call("weather", id=1), tool_call("admin_tool", id=2), batch=True)
     v = await ask(g, call, ctx)
     assert isinstance(v, Deny) and v.reason.startswith("batch[1]: ")
-    assert list(ctx.scratch[DENIALS]) == [1]
+    assert list(ctx.mcp_denials or ()) == [1]
 
 
 async def test_tools_list_adds_the_filter_except_in_audit() -> None:
