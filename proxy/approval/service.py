@@ -21,6 +21,8 @@ NOTIFY_TIMEOUT_S = 5.0
 MAX_PENDING = 1000
 """Pending approvals a process's store holds at most; beyond it new holds are refused
 (RATE_LIMITED): an agent looping on a held call must not grow the store without bound."""
+SWEEP_MIN_S = 0.05
+SWEEP_MAX_S = 30.0
 MAX_NOTIFY_TASKS = 256
 """Webhooks in flight at once; beyond it a notice is dropped (and counted), never queued
 without bound."""
@@ -56,6 +58,7 @@ class Approvals:
         self.secrets = secrets
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def create(
         self,
@@ -95,6 +98,8 @@ class Approvals:
         )
         await self.store.put(rec)
         await self.refresh_gauge()
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
         for hook in spec.notify:
             self._notify(hook, rec)
         return rec
@@ -141,6 +146,24 @@ class Approvals:
         for route, n in counts.items():
             self.metrics.approvals_pending.labels(route).set(n)
 
+    async def _sweep(self) -> None:
+        """Expire pending approvals when their time is up, even if nobody looks (the
+        expired counter and the pending gauge stay true); ends when none is pending."""
+        while True:
+            try:
+                records = await self.expire_due()
+            except Exception as exc:  # a store hiccup: try again later, never crash the loop
+                log.warning("approval expiry sweep failed: %s", exc.__class__.__name__)
+                records = None
+            if records is not None:
+                due = [r.expires for r in records if r.status is Status.PENDING]
+                if not due:
+                    return
+                wait = min(due) - self.clock()
+            else:
+                wait = SWEEP_MAX_S
+            await asyncio.sleep(min(max(wait, SWEEP_MIN_S), SWEEP_MAX_S))
+
     def _notify(self, hook: ApprovalWebhook, rec: ApprovalRecord) -> None:
         if len(self._tasks) >= MAX_NOTIFY_TASKS:
             self._failed(rec, "too many notices in flight")
@@ -169,6 +192,8 @@ class Approvals:
             self.metrics.approval_notify_failures.labels(rec.route).inc()
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in list(self._tasks):
             task.cancel()
         await self.store.aclose()

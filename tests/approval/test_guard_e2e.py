@@ -240,3 +240,15 @@ async def test_audit_mode_does_not_hold(upstream, write_rules, start_proxy):
         error_code="APPROVAL_PENDING",
     )
     assert value == 1
+
+
+async def test_undecided_defer_approval_expires_on_its_own(
+    upstream, admin_token, write_rules, start_proxy
+):
+    _, url = upstream
+    px = await start_proxy(write_rules([route(url, mode="defer", timeout_s=0.3)], **TOP))
+    assert (await send(px, "/billing/refund", {"order": 7}))[0] == 428
+    assert px.metric("callwarden_approvals_pending", route="billing") == 1
+    labels = {"route": "billing", "result": "expired"}
+    assert await px.metric_eventually("callwarden_approval_decisions_total", 1, **labels) == 1
+    assert px.metric("callwarden_approvals_pending", route="billing") == 0
