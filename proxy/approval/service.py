@@ -59,6 +59,8 @@ class Approvals:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self.closing = asyncio.Event()
+        """Set when the process drains: held calls answer at once instead of being cut."""
 
     async def create(
         self,
@@ -124,6 +126,23 @@ class Approvals:
             )
             await self.refresh_gauge()
         return rec
+
+    async def hold(self, rec: ApprovalRecord, limit: float) -> ApprovalRecord | None:
+        """Wait-mode: the record once decided, or as it is after `limit`; None when the
+        process started draining first."""
+        if self.closing.is_set():
+            return None
+        waiting = asyncio.ensure_future(self.store.wait(rec.id, limit))
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not waiting.done():
+                waiting.cancel()
+        if not waiting.done() or waiting.cancelled():
+            return None
+        return waiting.result() or rec
 
     async def expire_due(self) -> list[ApprovalRecord]:
         """Every record, pending ones past their expiry marked expired first."""
