@@ -281,6 +281,9 @@ class Server:
         from proxy.listeners import stop_listeners
 
         self.state.draining = True
+        approvals = self.state.services.extra.get("approvals")
+        if approvals is not None:
+            approvals.closing.set()  # calls held for approval answer now, ids kept
         await stop_listeners(self.state)
         for runner in self.runners:
             for site in list(runner.sites):

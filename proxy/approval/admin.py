@@ -87,11 +87,16 @@ class ApprovalAdmin:
     async def _api_approver(self, req: web.Request) -> Approver | web.Response:
         auth = req.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
-        ok = await self._token_ok(token.strip()) if scheme.lower() == "bearer" else False
-        if ok is None:
+        token = token.strip()
+        ok = await self._token_ok(token) if scheme.lower() == "bearer" and token else False
+        if not ok:
+            verified = await self._verified(token) if scheme.lower() == "bearer" else None
+            if verified is not None:
+                return verified
+        if ok is None and self.state.compiled.rules.identity.jwt is None:
             return _error(403, "approvals are off: set approval.admin_token in the rules")
         if not ok:
-            return _error(401, "admin token missing or wrong")
+            return _error(401, "admin token or verified identity token missing or wrong")
         name = req.headers.get(self.spec.approver_header, "")
         roles = _roles(req.headers.get(self.spec.role_header))
         if not _APPROVER.match(name) or roles is None:
@@ -99,6 +104,24 @@ class ApprovalAdmin:
                 401, f"{self.spec.approver_header} and {self.spec.role_header} are required"
             )
         return Approver(name, roles)
+
+    async def _verified(self, token: str) -> Approver | None:
+        """An approver from a token the rules' `identity.jwt` verifies: name = `sub`,
+        roles = the token's roles (no header can add any)."""
+        rules = self.state.compiled.rules
+        if rules.identity.jwt is None or not token:
+            return None
+        from proxy.compile import jwt_verifier
+        from proxy.identity.jwt import TokenRefused
+
+        try:
+            verified = await jwt_verifier(rules, self.state.services).verify(token)
+        except TokenRefused:
+            return None
+        sub = verified.claims.get("sub")
+        if not isinstance(sub, str) or not sub or len(sub) > 256 or not sub.isprintable():
+            return None
+        return Approver(sub, frozenset(verified.roles))
 
     # -- JSON API ---------------------------------------------------------------------
 

@@ -63,8 +63,10 @@ def new_id() -> str:
 
 
 def caller_identity(call: ToolCall) -> str:
-    """A verified subject when an identity layer set one, else tenant and roles."""
-    subject = getattr(call.caller, "subject", None)
+    """The verified token's subject (`sub`) when the caller presented one, else tenant
+    and roles (what header identity knows)."""
+    claims = call.caller.claims
+    subject = claims.get("sub") if claims is not None else None
     if isinstance(subject, str) and subject:
         return subject
     roles = ",".join(sorted(call.caller.roles)) or "-"

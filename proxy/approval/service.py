@@ -21,6 +21,8 @@ NOTIFY_TIMEOUT_S = 5.0
 MAX_PENDING = 1000
 """Pending approvals a process's store holds at most; beyond it new holds are refused
 (RATE_LIMITED): an agent looping on a held call must not grow the store without bound."""
+SWEEP_MIN_S = 0.05
+SWEEP_MAX_S = 30.0
 MAX_NOTIFY_TASKS = 256
 """Webhooks in flight at once; beyond it a notice is dropped (and counted), never queued
 without bound."""
@@ -56,6 +58,9 @@ class Approvals:
         self.secrets = secrets
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.closing = asyncio.Event()
+        """Set when the process drains: held calls answer at once instead of being cut."""
 
     async def create(
         self,
@@ -95,6 +100,8 @@ class Approvals:
         )
         await self.store.put(rec)
         await self.refresh_gauge()
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
         for hook in spec.notify:
             self._notify(hook, rec)
         return rec
@@ -120,6 +127,23 @@ class Approvals:
             await self.refresh_gauge()
         return rec
 
+    async def hold(self, rec: ApprovalRecord, limit: float) -> ApprovalRecord | None:
+        """Wait-mode: the record once decided, or as it is after `limit`; None when the
+        process started draining first."""
+        if self.closing.is_set():
+            return None
+        waiting = asyncio.ensure_future(self.store.wait(rec.id, limit))
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not waiting.done():
+                waiting.cancel()
+        if not waiting.done() or waiting.cancelled():
+            return None
+        return waiting.result() or rec
+
     async def expire_due(self) -> list[ApprovalRecord]:
         """Every record, pending ones past their expiry marked expired first."""
         now = self.clock()
@@ -140,6 +164,24 @@ class Approvals:
                 counts[rec.route] += 1
         for route, n in counts.items():
             self.metrics.approvals_pending.labels(route).set(n)
+
+    async def _sweep(self) -> None:
+        """Expire pending approvals when their time is up, even if nobody looks (the
+        expired counter and the pending gauge stay true); ends when none is pending."""
+        while True:
+            try:
+                records = await self.expire_due()
+            except Exception as exc:  # a store hiccup: try again later, never crash the loop
+                log.warning("approval expiry sweep failed: %s", exc.__class__.__name__)
+                records = None
+            if records is not None:
+                due = [r.expires for r in records if r.status is Status.PENDING]
+                if not due:
+                    return
+                wait = min(due) - self.clock()
+            else:
+                wait = SWEEP_MAX_S
+            await asyncio.sleep(min(max(wait, SWEEP_MIN_S), SWEEP_MAX_S))
 
     def _notify(self, hook: ApprovalWebhook, rec: ApprovalRecord) -> None:
         if len(self._tasks) >= MAX_NOTIFY_TASKS:
@@ -169,6 +211,8 @@ class Approvals:
             self.metrics.approval_notify_failures.labels(rec.route).inc()
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in list(self._tasks):
             task.cancel()
         await self.store.aclose()

@@ -132,8 +132,15 @@ class ApprovalGuard:
         approvals = self.approvals
         limit = min(rec.expires - approvals.clock(), ctx.deadline.remaining())
         started = time.monotonic()
-        got = await approvals.store.wait(rec.id, limit) or rec
+        got = await approvals.hold(rec, limit)
         ctx.record.approval = got
+        if got is None:  # the proxy is shutting down: answer now; the approval stays
+            ctx.record.approval = rec
+            return _deny(
+                ErrorCode.UPSTREAM_UNAVAILABLE,
+                f"proxy shutting down: retry with approval {rec.id} (still pending)",
+                rec,
+            )
         ctx.record.warnings.append(f"held {time.monotonic() - started:.1f}s for approval")
         if got.status is Status.APPROVED:
             return await self._through(got, ctx)

@@ -15,7 +15,8 @@ proxy.model.errors.ERROR_TABLE):
     -32018 HOST_NOT_ALLOWED      -32019 ORIGIN_NOT_ALLOWED
     -32020 HEADER_MISMATCH       (MCP's own HeaderMismatch, SEP-2243; HTTP 400)
     -31001 APPROVAL_PENDING      -31002 APPROVAL_DENIED      -31003 APPROVAL_EXPIRED
-    -31004 APPROVAL_MISMATCH     (held for a person: the approval id in `data`)
+    -31004 APPROVAL_MISMATCH     (human approval; application codes outside JSON-RPC's
+                                 reserved -32768..-32000; `data.approval_id` names it)
 
 The other -320xx codes sit in JSON-RPC's implementation-defined server range, below the
 span MCP 2026-07-28 reserves for itself (-32020..-32099; -32002 retired; -32001 is the

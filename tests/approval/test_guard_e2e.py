@@ -240,3 +240,31 @@ async def test_audit_mode_does_not_hold(upstream, write_rules, start_proxy):
         error_code="APPROVAL_PENDING",
     )
     assert value == 1
+
+
+async def test_undecided_defer_approval_expires_on_its_own(
+    upstream, admin_token, write_rules, start_proxy
+):
+    _, url = upstream
+    px = await start_proxy(write_rules([route(url, mode="defer", timeout_s=0.3)], **TOP))
+    assert (await send(px, "/billing/refund", {"order": 7}))[0] == 428
+    assert px.metric("callwarden_approvals_pending", route="billing") == 1
+    labels = {"route": "billing", "result": "expired"}
+    assert await px.metric_eventually("callwarden_approval_decisions_total", 1, **labels) == 1
+    assert px.metric("callwarden_approvals_pending", route="billing") == 0
+
+
+async def test_drain_answers_held_calls(upstream, admin_token, write_rules, start_proxy):
+    up, url = upstream
+    px = await start_proxy(write_rules([route(url, timeout_s=30)], **TOP))
+    held = asyncio.create_task(send(px, "/billing/refund", {"order": 7}))
+    approval_id = await pending_id(px)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    stopping = asyncio.create_task(px.server.stop(drain_s=10))
+    status, headers, body = await held
+    assert loop.time() - t0 < 5  # answered at once, not cut after the drain
+    assert status == 502 and body["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert headers["X-CallWarden-Approval"] == approval_id
+    await stopping
+    assert not up.calls

@@ -49,3 +49,15 @@ def test_masked_arguments_hide_secrets():
     text = masked_arguments({"password": "hunter2", "nested": {"api_key": "k"}, "n": 1})
     assert "hunter2" not in text and '"k"' not in text and '"n": 1' in text
     assert len(masked_arguments({"x": "y" * 10000})) < 5000
+
+
+def test_caller_identity_prefers_the_verified_subject():
+    from types import MappingProxyType
+
+    from proxy.approval.model import caller_identity
+
+    headers = Caller("acme", frozenset({"agent"}), "t")
+    token = Caller("acme", frozenset({"agent"}), "t", claims=MappingProxyType({"sub": "bot-7"}))
+    req = Request("POST", "/")
+    assert caller_identity(HttpCall("r", "http", headers, req)) == "acme/agent"
+    assert caller_identity(HttpCall("r", "http", token, req)) == "bot-7"

@@ -37,27 +37,34 @@ def browser() -> Any:
 
 def drive(admin: str, evil: str, approval_id: str) -> dict[str, Any]:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     seen: dict[str, Any] = {}
     d = browser()
+
+    def shows(text: str) -> str:
+        """The page once it shows `text` (a click may return before the next page)."""
+        WebDriverWait(d, 30).until(lambda drv: text in drv.page_source)
+        return d.page_source  # type: ignore[no-any-return]
+
     try:
-        d.set_page_load_timeout(20)
+        d.set_page_load_timeout(60)
         d.get(admin + "/approvals/ui")
         d.find_element(By.NAME, "token").send_keys(TOKEN)
         d.find_element(By.NAME, "name").send_keys("dana")
         d.find_element(By.NAME, "roles").send_keys("on-call")
         d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        seen["listing"] = d.page_source
+        seen["listing"] = shows("Signed in as")
         # another site's form, submitted by the signed-in browser (a click: no JS needed)
         d.get(evil + f"/?id={approval_id}")
         d.find_element(By.ID, "go").click()
-        seen["evil"] = d.page_source
+        seen["evil"] = shows("Refused")
         d.get(admin + "/approvals/ui")
         row = d.find_element(By.XPATH, f"//tr[td[text()='{approval_id}']]")
         form = row.find_element(By.XPATH, ".//form[input[@name='action'][@value='approve']]")
         form.find_element(By.NAME, "comment").send_keys("INC-981")
         form.find_element(By.CSS_SELECTOR, "button").click()
-        seen["after"] = d.page_source
+        seen["after"] = shows("INC-981")
     except Exception as exc:
         seen["error"] = exc
     finally:
