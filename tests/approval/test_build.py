@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proxy.compile import Services
-from proxy.config.schema import Route, Rules
+from proxy.config.schema import HttpRoute, McpRoute, Rules
 from proxy.guards.approval import build
 from proxy.integrity.pins import pins_from_tools, save_pins
 
@@ -20,7 +20,7 @@ def test_destructive_reads_pinned_annotations(tmp_path):
     ]
     pins = tmp_path / "pins.yaml"
     save_pins(pins, pins_from_tools("tools", tools))
-    route = Route(
+    route = McpRoute(
         name="tools",
         kind="mcp",
         match={"path_prefix": "/mcp"},
@@ -34,5 +34,5 @@ def test_destructive_reads_pinned_annotations(tmp_path):
 
 
 def test_no_approval_no_guard():
-    route = Route(name="r", match={"path_prefix": "/r"}, upstream="http://127.0.0.1:9")
+    route = HttpRoute(name="r", match={"path_prefix": "/r"}, upstream="http://127.0.0.1:9")
     assert build(route, Rules(routes=[route]), Services()) is None
