@@ -25,6 +25,7 @@ from typing import Any
 
 from cel_expr_python import cel
 
+from proxy import reference
 from proxy.conditions.reads import key_reads
 
 T = cel.Type
@@ -64,7 +65,7 @@ PLACES: dict[str, tuple[str, ...]] = {
 `access.when` is judged before any tool or statement is known."""
 
 
-REFERENCE: bool = os.environ.get("CALLWARDEN_CEL_REFERENCE") == "1"
+REFERENCE: bool = reference.REFERENCE or os.environ.get("CALLWARDEN_CEL_REFERENCE") == "1"
 """Fast paths off: whole values (no key pruning), no outcome memo (CI runs both)."""
 MEMO_MAX = 4096
 MEMO_PROBE = 1024
