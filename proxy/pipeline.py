@@ -338,7 +338,7 @@ class Pipeline:
         call = route.codec.decode(route, request, caller)
         if di is not None:
             di["call"] = call
-        rec.tool = call.tool
+        rec.tool, rec.tool_name = call.tool, call.tool_name
         ctx.call = call  # render_error answers in kind (MCP: the JSON-RPC ids)
         # 4. guards, in the fixed order.
         call = await run_guards(route, call, ctx, route.call_chain)

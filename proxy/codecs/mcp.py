@@ -14,6 +14,7 @@ JSON-RPC error codes: see proxy/mcp/jsonrpc.py (`data.error_code` is the stable 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from proxy.codecs.http import (
     start_stream,
 )
 from proxy.config.schema import Route
+from proxy.credentials.mask import Masker
 from proxy.guards.base import CallContext, FilterRefused
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
 from proxy.mcp.outcome import ToolOutcome
@@ -62,6 +64,19 @@ class HeaderRefusal(ProxyError):
     def __init__(self, code: ErrorCode, message: str, *, request_id: Any = None) -> None:
         super().__init__(code, message)
         self.request_id = request_id
+
+
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}\Z")
+_FORMATS = Masker((), formats=True)
+
+
+def loggable_tool(name: object) -> str | None:
+    """A tool name fit for a log line (charset and length bounded; MCP names are plain
+    identifiers), else None: a denied unknown tool is logged by its name, not "other"."""
+    # SECURITY: a token sent as a tool name is not written down either
+    if isinstance(name, str) and _TOOL_NAME.match(name) and not _FORMATS.spans(name):
+        return name
+    return None
 
 
 class McpCodec(HttpCodec):
@@ -105,13 +120,14 @@ class McpCodec(HttpCodec):
         except ProxyError as exc:
             one = messages[0].id if not batch and messages[0].method else None
             raise HeaderRefusal(exc.code, exc.message, request_id=one) from None
-        tool = None
+        tool = tool_name = None
         idempotent = True
         for m in messages:
             if m.method == "tools/call":
                 name = m.params.get("name") if isinstance(m.params, dict) else None
                 if not batch:
                     tool = rt.policy.tool_label(name)
+                    tool_name = loggable_tool(name)
                 idempotent = idempotent and rt.idempotent(name)
             elif m.method is not None and m.method not in READ_METHODS:
                 idempotent = False
@@ -122,6 +138,7 @@ class McpCodec(HttpCodec):
             caller,
             request,
             tool=tool,
+            tool_name=tool_name,
             json=doc,
             idempotent=idempotent,
             messages=messages,

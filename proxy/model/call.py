@@ -100,6 +100,8 @@ class ToolCall:
     request: Request
     tool: str | None = None
     """MCP tool name (label-bounded by the rules), else None."""
+    tool_name: str | None = None
+    """The MCP tool as the caller named it, when it is a plain name (for the logs)."""
     json: Any = None
     """The decoded JSON body, when a codec decoded one."""
     rewritten_body: bytes | None = None

@@ -21,6 +21,9 @@ class CallRecord:
     tenant: str | None = None
     roles: str = ""
     tool: str | None = None
+    tool_name: str | None = None
+    """The tool as the caller named it, for the logs (`tool` is the metric label: tools
+    the rules do not name are "other" there); only a name that passes a plain grammar."""
     outcome: str = "ok"
     """ok (answered by the upstream), denied (refused by policy), error."""
     error_code: str = ""

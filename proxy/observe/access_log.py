@@ -40,7 +40,7 @@ class AccessLog:
             "kind": rec.kind,
             "method": log_method(rec.method),
             "path": log_path(rec.path),
-            "tool": rec.tool,
+            "tool": rec.tool_name or rec.tool,
             "verdict": rec.outcome,
             "error_code": rec.error_code or None,
             "reason": log_text(rec.reason) if rec.reason else None,

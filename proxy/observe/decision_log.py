@@ -201,7 +201,7 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
         "headers": mask_headers(di["headers"], identity) if "headers" in di else [],
         "tenant": rec.tenant,
         "role": rec.roles,
-        "tool": rec.tool,
+        "tool": rec.tool_name or rec.tool,
     }
     if request is not None and request.body is not None:
         ctype = request.headers.get("Content-Type", "")

@@ -460,3 +460,27 @@ async def test_tool_failures_are_upstream_errors(fake, write_rules, start_proxy,
     assert px.metric("callwarden_mcp_tool_calls_total", outcome="ok", **labels) == 1
     assert px.metric("callwarden_requests_total", route="tools", kind="mcp",
                      outcome="upstream_error", error_code="") == 2
+
+
+async def test_a_denied_tool_is_logged_by_its_name(fake, write_rules, start_proxy, caplog):
+    """Metrics keep "other" for tools the rules do not name (bounded labels); the access
+    log says which tool was refused, when its name is a plain one and not a token."""
+    import logging
+
+    _up, url = fake
+    caplog.set_level(logging.INFO, logger="callwarden.access")
+    px = await start_proxy(write_rules([mcp_route(url)]))
+    from tests.credentials.fakes import github
+
+    for name in ("drop_everything", github(), "bad name!"):
+        status, _, body = await post(px, call(name, {}))
+        assert status == 200 and body["error"]["data"]["error_code"] == "POLICY_DENY"
+    for _ in range(100):
+        lines = [json.loads(r.getMessage()) for r in caplog.records
+                 if r.name == "callwarden.access"]
+        if len(lines) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert [ln["tool"] for ln in lines] == ["drop_everything", "other", "other"]
+    assert px.metric("callwarden_mcp_tool_calls_total", route="tools", tool="other",
+                     outcome="denied") == 3
