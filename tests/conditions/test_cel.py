@@ -203,7 +203,7 @@ def test_nul_is_refused(args, claims) -> None:
     assert not out.holds and "NUL" in out.reason
 
 
-@pytest.mark.skipif(REFERENCE, reason="CALLWARDEN_CEL_REFERENCE=1: no memo")
+@pytest.mark.fast_path
 def test_memo_drops_itself_when_it_does_not_hit() -> None:
     c = cond("tool.arguments.amount <= 500")
     call = make_call()
@@ -221,7 +221,7 @@ def test_no_memo_for_the_clock() -> None:
     assert cond("time.now > timestamp('2020-01-01T00:00:00Z')", "access").memo is None
 
 
-@pytest.mark.skipif(REFERENCE, reason="CALLWARDEN_CEL_REFERENCE=1: no pruning")
+@pytest.mark.fast_path
 def test_pruning_reads_only_named_keys() -> None:
     c = cond(PRUNED[2], "access")
     assert c.keys["request.headers"] == {"x-env", "X-Env", "authorization"}
