@@ -295,8 +295,13 @@ class Server:
             # Calls still waiting get an answer with a code, not a closed socket.
             now = asyncio.get_running_loop().time()
             for timer in list(self.state.live):
+                if timer.expired():
+                    continue  # firing already: it answers with its own code
                 self.state.cut.add(timer)
-                timer.reschedule(now)
+                try:
+                    timer.reschedule(now)
+                except RuntimeError:  # expiring between the check and here
+                    self.state.cut.discard(timer)
             for _ in range(20):  # bounded: up to ~1 s for the refusals to be written
                 if _inflight(self.state) <= 0:
                     break

@@ -35,7 +35,7 @@ def address_problem(value: str | None) -> str | None:
     if value is None:
         return None
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         return f"must be HOST:PORT, e.g. 127.0.0.1:15001 (got {value!r})"
     if host.startswith("[") != host.endswith("]"):
         return f"an IPv6 host goes in brackets, e.g. [::1]:15001 (got {value!r})"

@@ -15,7 +15,7 @@ from multidict import MultiDictProxy
 
 from proxy.credentials.mask import Masker
 from proxy.framing import read_body, request_coding, stream_body, too_large
-from proxy.guards.base import CallContext, Guard
+from proxy.guards.base import CallContext, FilterRefused, Guard
 from proxy.guards.identity import identity_problem
 from proxy.hosts import HOST_REFUSED, HostPolicy
 from proxy.identity.caller import resolve as resolve_identity
@@ -351,12 +351,14 @@ class Pipeline:
         t_up = time.monotonic()
         live = self.state.live
         timer: asyncio.Timeout | None = None
+        headed = False  # the upstream's head arrived: a failure from here is mid-answer
         try:
             async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timer:
                 live.add(timer)
                 ctx.timer = timer  # a long-lived GET event stream lifts it
                 out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
+                headed = True
                 try:
                     rec.status = upstream.status
                     resp = await route.codec.respond(req, route, call, ctx, upstream)
@@ -365,18 +367,30 @@ class Pipeline:
         except TimeoutError:
             rec.upstream_s = time.monotonic() - t_up
             if timer in self.state.cut:
+                self._not_blamed(route, ctx)
                 raise ProxyError(
                     ErrorCode.UPSTREAM_UNAVAILABLE, "proxy shutting down: the call was cut"
                 ) from None
-            if ctx.streaming is not None and not deadline.budget_bound:
+            if deadline.budget_bound:
+                self._not_blamed(route, ctx)  # the caller's budget, not the backend
+            elif headed:
                 self._broke_mid_body(route, ctx, "timeout")
             phase = (deadline.phase or "execute") if deadline.budget_bound else "route"
             self.state.metrics.timeouts.labels(route.name, phase).inc()
             raise deadline.expired_error() from None
         except ProxyError as err:
             rec.upstream_s = time.monotonic() - t_up
-            if ctx.streaming is not None and err.code is ErrorCode.UPSTREAM_UNAVAILABLE:
+            # SECURITY: a filter refusing an answer (one a caller can ask to be huge) or the
+            # caller's own framing is never the backend's failure: the breaker must not be
+            # opened for everyone by what one caller asks for.
+            if headed and err.code is ErrorCode.UPSTREAM_UNAVAILABLE \
+                    and not isinstance(err, FilterRefused):
                 self._broke_mid_body(route, ctx, "connect")
+            else:
+                self._not_blamed(route, ctx)
+            raise
+        except asyncio.CancelledError:
+            self._not_blamed(route, ctx)  # the caller hung up
             raise
         except Exception as exc:
             rec.upstream_s = time.monotonic() - t_up
@@ -384,8 +398,9 @@ class Pipeline:
                 # The caller hung up mid-stream (MCP clients do once they have their answer):
                 # not an upstream failure, and nobody is left to answer.
                 rec.warnings.append("caller disconnected")
+                self._not_blamed(route, ctx)
                 return ctx.streaming
-            if ctx.streaming is not None:
+            if headed:
                 self._broke_mid_body(route, ctx, "connect")
             raise translate(exc) from None
         finally:
@@ -393,12 +408,19 @@ class Pipeline:
                 live.discard(timer)
                 self.state.cut.discard(timer)
             if route.resilience is not None:
-                route.resilience.settle(ctx)  # the body went through (or was not ours to blame)
+                route.resilience.settle(ctx)  # the answer went through whole: a success
         rec.upstream_s = time.monotonic() - t_up
         rec.status = resp.status
         if resp.status >= 500:
             rec.outcome = "upstream_error"  # passed on as sent, yet the SLO must see it
         return resp
+
+    @staticmethod
+    def _not_blamed(route: CompiledRoute, ctx: CallContext) -> None:
+        """The exchange ended for a reason that says nothing about the backend: no
+        outcome, and a half-open probe's slot handed back."""
+        if route.resilience is not None:
+            route.resilience.abandon(ctx)
 
     @staticmethod
     def _broke_mid_body(route: CompiledRoute, ctx: CallContext, how: Outcome) -> None:

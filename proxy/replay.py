@@ -24,7 +24,7 @@ from proxy.compile import CompiledRoute, CompiledRules, Services, compile_rules
 from proxy.conditions.activation import Seen
 from proxy.config.load import LoadedRules
 from proxy.guards.base import CallContext
-from proxy.model.call import Caller, Request
+from proxy.model.call import Caller, HttpCall, Request
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
@@ -81,11 +81,17 @@ async def judge(
     if request.body is not None and not wants:
         request = dataclasses.replace(request, body=None)  # as `run` would: streamed unread
     call = None
+    first = tuple(g for g in route.caller_chain if g.name not in SKIP_GUARDS)
+    rest = chain if route.call_chain is None else tuple(
+        g for g in route.call_chain if g.name not in SKIP_GUARDS)
     try:
+        if first:  # as `run`: who calls is judged before the body is read or decoded
+            bare = dataclasses.replace(request, body=None)
+            await run_guards(dry, HttpCall(route.name, route.kind, caller, bare), ctx, first)
         call = route.codec.decode(route, request, caller)
-        final = await run_guards(dry, call, ctx)
+        final = await run_guards(dry, call, ctx, rest if first else None)
     except ProxyError as err:
-        guard = rec.guard or ("decode" if call is None else None)
+        guard = rec.guard or ("decode" if call is None else None)  # a guard names itself
         return Judgement("deny", route.name, str(err.code), err.message, guard, _would(rec),
                          conditions=[s.as_dict() for s in seen])
     except Exception as exc:  # a guard bug: reported as such, never as a policy change

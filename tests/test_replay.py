@@ -214,3 +214,18 @@ async def test_rate_limited_calls_stay_denied_under_unchanged_rules(upstream, st
     code, out = await cli("replay", "--rules", lifted, "--log", str(log))
     assert code == 0 and "newly allowed: 1" in out
     assert not any(line.rstrip().endswith("->") for line in out.splitlines())
+
+
+async def test_a_refused_caller_replays_as_refused_by_the_same_guard(upstream, start_proxy,
+                                                                     tmp_path):
+    """`run` judges the caller before the body: a refused caller's record carries no
+    body, and replay must not decode one and report a changed code."""
+    _, url = upstream
+    v1 = [rt(url, "db", ["analyst"], kind="sql", sql={"dialect": "sqlite"})]
+    log = await record(start_proxy, tmp_path, v1, [("intern", "/db/query", {"sql": "x"})])
+    (line,) = [json.loads(x) for x in log.read_text().splitlines()]
+    assert (line["code"], line["guard"]) == ("PERMISSION_DENIED", "access")
+    same = write(tmp_path / "same.yaml", v1)
+    code, out = await cli("replay", "--rules", same, "--log", str(log), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["unchanged"] == 1 and report["code_changed"]["count"] == 0

@@ -33,6 +33,7 @@ class UpstreamApp:
         r.add_route("*", "/sse-once", self.sse_once)
         r.add_get("/big", self.big)
         r.add_get("/broken", self.broken)
+        r.add_get("/broken-small", self.broken_small)
         r.add_post("/upload", self.upload)
         r.add_get("/chunked-json", self.chunked_json)
         r.add_route("*", "/{tail:.*}", self.echo)
@@ -128,6 +129,18 @@ class UpstreamApp:
         resp.content_length = 1 << 20
         await resp.prepare(req)
         await resp.write(b"x" * 65536)
+        await asyncio.sleep(0.05)
+        assert req.transport is not None
+        req.transport.abort()
+        return resp
+
+    async def broken_small(self, req: web.Request) -> web.StreamResponse:
+        """Promises 100 bytes (an answer the proxy buffers), sends 10, then resets."""
+        self._seen(req)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = 100
+        await resp.prepare(req)
+        await resp.write(b'{"a": 1234')
         await asyncio.sleep(0.05)
         assert req.transport is not None
         req.transport.abort()

@@ -465,7 +465,7 @@ def _unfinished(rest: bytes, filters: list[Any]) -> bytes:
 
 def names(filters: list[Any]) -> tuple[str, ...]:
     """Metric labels of these filters (bounded: the filter kinds there are)."""
-    return tuple(filter_name(f) for f in filters)
+    return tuple(filter_name(f) for f in filters if not getattr(f, "watch_only", False))
 
 
 def filter_name(f: Any) -> str:

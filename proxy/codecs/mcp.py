@@ -171,7 +171,8 @@ class McpCodec(HttpCodec):
         ctx: CallContext,
         upstream: Any,
     ) -> web.StreamResponse:
-        if call.tool is not None:  # one tools/call: its answer may report a tool failure
+        if call.tool is not None and ctx.response_filters:
+            # one tools/call whose answer is filtered anyway: watch it for a tool failure
             ctx.response_filters.append(ToolOutcome(ctx.record))
         if not _holds_open(call):
             return await super().respond(req, route, call, ctx, upstream)

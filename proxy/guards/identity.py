@@ -19,6 +19,7 @@ from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.reference import REFERENCE
 from proxy.services import Services
 
 TENANT_GRAMMAR = "1-128 of A-Z a-z 0-9 . _ : @ -"
@@ -61,7 +62,7 @@ def verdict(tenant: str | None, roles: str | None) -> int:
     """0, or BAD_TENANT | BAD_ROLES for the values that break their grammar (an absent or
     empty value breaks none: tenant routes refuse a missing tenant later)."""
     key = (tenant, roles)
-    v = _VERDICTS.get(key)
+    v = None if REFERENCE else _VERDICTS.get(key)
     if v is None:
         v = (BAD_TENANT if tenant and not _acceptable(tenant, _tenant_ok) else 0) | (
             BAD_ROLES if roles and not _acceptable(roles, _roles_ok) else 0

@@ -3,8 +3,10 @@
 error ratio must count them (`upstream_error`), or a failing tool looks healthy.
 
 A watcher, not a filter: it changes no byte, never refuses, and reads only answers that
-name an error at all (a substring test first, the JSON parse only then). A large answer
-streamed in pieces is not read (tool answers are small and arrive whole)."""
+name an error at all (a substring test first, the JSON parse only then). It rides along
+only where the route already filters answers (MCP routes mask by default), so it never
+moves an answer off the pass-through path. A large answer streamed in pieces is not read
+(tool answers are small and arrive whole)."""
 
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ def _may_fail(data: bytes) -> bool:
 class ToolOutcome:
     record: CallRecord
     name: str = "tool_outcome"
+    watch_only: bool = True
+    """Never the reason an answer is refused, nor named among the filters that were."""
 
     def _see(self, text: bytes | str) -> None:
         try:

@@ -93,7 +93,11 @@ class Upstream:
                     res.record_outcome(ctx, "timeout", time.monotonic() - t0)
                 raise
             except ProxyError:
-                raise  # ours (a streamed body over the route's cap), not the upstream's
+                # ours (a streamed body over the route's cap, broken caller framing), not
+                # the upstream's: no outcome, and a half-open probe's slot handed back
+                if res is not None:
+                    res.abandon(ctx)
+                raise
             except Exception as exc:
                 err = translate(exc)
                 if res is None:

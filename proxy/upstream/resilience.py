@@ -166,6 +166,7 @@ class RouteResilience:
                 state.pending = True  # a body that breaks later is this call's outcome
             else:
                 state.breaker.record(outcome)
+                state.probe = False  # its outcome is in: nothing left to hand back
 
     def settle(self, ctx: CallContext, failure: Outcome | None = None) -> None:
         """The exchange is over: a success the head announced is recorded now, or the
@@ -175,14 +176,18 @@ class RouteResilience:
             state.pending = False
             if state.breaker is not None:
                 state.breaker.record(failure or "success")
+                state.probe = False
 
     def abandon(self, ctx: CallContext) -> None:
         """The attempt was cut by the caller (its budget, or it hung up): the backend is
         not to blame, so the breaker hears no outcome (one caller's short budget must not
         open the circuit for every caller) and a probe's slot is freed."""
         state: CallResilience | None = ctx.resilience
-        if state is not None and state.breaker is not None:
-            state.breaker.abandon(state.probe)
+        if state is not None:
+            state.pending = False  # nor is a success the head announced recorded later
+            if state.breaker is not None:
+                state.breaker.abandon(state.probe)
+                state.probe = False  # one slot, handed back once
 
     def retry_delay(
         self,

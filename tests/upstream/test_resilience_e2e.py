@@ -123,6 +123,19 @@ async def test_upstream_5xx_and_mid_body_failures_are_errors_the_slo_sees(
     assert await get(px, "/api/x") == (503, "CIRCUIT_OPEN")
 
 
+async def test_a_buffered_answer_that_breaks_is_a_failure_not_a_success(
+    upstream, write_rules, start_proxy
+):
+    """A small answer the proxy reads whole (no stream started) that resets mid-body is
+    the backend failing: two of them open a breaker of two failures."""
+    _up, url = upstream
+    px = await start_proxy(write_rules([route(url, breaker={"failures": 2})]))
+    for _ in range(2):
+        status, code = await get(px, "/api/broken-small")
+        assert (status, code) == (502, "UPSTREAM_UNAVAILABLE")
+    assert px.metric("callwarden_breaker_state", route="api") == 2
+
+
 async def test_half_open_probe_failure_reopens_success_closes(upstream, write_rules, start_proxy):
     up, url = upstream
     px = await start_proxy(
