@@ -15,6 +15,7 @@ from proxy.model.verdict import Verdict
 if TYPE_CHECKING:
     from proxy.mcp.sse import SseEvent
     from proxy.sql.engine import SqlDecision
+    from proxy.sql.pg.userfns import UserFunctions
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,9 @@ class CallContext:
     """Written by the first SQL guard that judges the call (sql_safety, tenant_scope) and
     read by the next, so a statement is parsed once. A decision, never a verdict: each
     guard draws its own verdict from it (a guard in audit mode changes no other's)."""
+    sql_catalog: UserFunctions | None = None
+    """The upstream's user-function table (proxy.sql.pg.userfns.UserFunctions) when the
+    wire listener has read it; None over HTTP."""
     scratch: dict[str, Any] = field(default_factory=dict)
     """Values one stage computes for a later one (trace flags, the upstream timer)."""
     on_done: list[Any] = field(default_factory=list)

@@ -27,6 +27,8 @@ def sql_decision(guard: SqlGuard, call: SqlCall, ctx: CallContext) -> SqlDecisio
     tenant = call.caller.tenant
     if memo is not None and memo.sql == call.sql and memo.tenant == tenant:
         return memo.decision
+    if ctx.sql_catalog is not None:
+        guard = guard.with_user_functions(ctx.sql_catalog)
     t0 = time.perf_counter()
     decision = guard.judge(call.sql, tenant)
     ctx.record.sql_s = time.perf_counter() - t0

@@ -31,6 +31,7 @@ from sqlglot.tokens import Token, TokenType
 from proxy.model.errors import ErrorCode
 from proxy.sql.digest import MARK, FastDigest, comment_hazard, digest, fast_digest
 from proxy.sql.pg import hook as pg_hook
+from proxy.sql.pg.userfns import NO_USER_FUNCTIONS, UserFunctions
 from proxy.sql.plan import (
     Parts,
     Plan,
@@ -289,13 +290,18 @@ class _Lru(Generic[K, V]):
 
 class SqlGuard:
     def __init__(self, policy: SqlPolicy, cache_size: int = 4096,
-                 fast: bool | None = None) -> None:
+                 fast: bool | None = None,
+                 user_functions: UserFunctions = NO_USER_FUNCTIONS) -> None:
         if fast is None:
             fast = not REFERENCE
         self.policy = policy
         self._reuse = fast  # digest plans serve other texts of the shape
+        self._cache_size = cache_size
+        self.user_functions = user_functions
+        self._variants: OrderedDict[UserFunctions, SqlGuard] = OrderedDict()
         # --- PostgreSQL: libpg_query decides (proxy/sql/pg); sqlglot only rewrites ---
-        self._pg = pg_hook.judge_for(policy, cache_size, cached=fast)
+        self._pg = pg_hook.judge_for(policy, cache_size, cached=fast,
+                                     user_functions=user_functions)
         self.parser = pg_hook.parser_for(policy.dialect)
         """Which parser judges this route's text (callwarden explain shows it)."""
         self._pg_only = self._pg is not None and pg_hook.decides_alone(policy)
@@ -323,6 +329,19 @@ class SqlGuard:
         self.cold = 0  # full parses so far (tests and metrics)
         self.fast_hits = 0  # texts bound without a tokenize (tests and benchmarks)
         self.shape_hits = 0  # of those, texts a shape regex matched (no split either)
+
+    def with_user_functions(self, table: UserFunctions) -> SqlGuard:
+        """This policy judged with an upstream's user-function table (the wire listener
+        reads it): a guard of its own, with its own caches, since verdicts differ."""
+        if table == self.user_functions or self._pg is None:
+            return self
+        guard = self._variants.get(table)
+        if guard is None:
+            guard = SqlGuard(self.policy, self._cache_size, self._reuse, table)
+            self._variants[table] = guard
+            if len(self._variants) > 8:  # databases behind one route: few
+                self._variants.popitem(last=False)
+        return guard
 
     def clear(self) -> None:
         """Forget every cached verdict (benchmarks; a reload builds a new guard anyway)."""
