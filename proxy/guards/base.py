@@ -4,7 +4,7 @@ owns short-circuit, audit mode, metrics and logging."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from proxy.model.call import ToolCall
 from proxy.model.deadline import Deadline
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from proxy.sql.pg.userfns import UserFunctions
 
 
-@dataclass(frozen=True, slots=True)
-class SqlJudgement:
-    """The SQL engine's decision on one exact text for one tenant."""
+class SqlJudgement(NamedTuple):
+    """The SQL engine's decision on one exact text for one tenant (a tuple: made on every
+    SQL call, see sql_safety.sql_decision)."""
 
     sql: str
     tenant: str | None

@@ -16,6 +16,7 @@ from proxy.model.verdict import ALLOW, Deny, Verdict
 from proxy.sql.engine import SqlDecision, SqlGuard
 from proxy.sql.policy import SqlPolicy
 
+_judgement = tuple.__new__  # a NamedTuple without its Python __new__ (every SQL call)
 SQL_KINDS = frozenset({"sql", "postgres"})
 """Route kinds whose calls carry SQL (postgres: statements seen by the wire listener)."""
 
@@ -32,7 +33,7 @@ def sql_decision(guard: SqlGuard, call: SqlCall, ctx: CallContext) -> SqlDecisio
     t0 = time.perf_counter()
     decision = guard.judge(call.sql, tenant)
     ctx.record.sql_s = time.perf_counter() - t0
-    ctx.sql = SqlJudgement(call.sql, tenant, decision)
+    ctx.sql = _judgement(SqlJudgement, (call.sql, tenant, decision))
     return decision
 
 

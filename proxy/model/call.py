@@ -17,6 +17,7 @@ _KEEP: Any = object()
 _EVOLVERS: dict[type, Callable[..., Any]] = {}
 _DICT_FIELDS: dict[type, frozenset[str]] = {}
 _alloc = object.__new__
+_setattr = object.__setattr__
 
 
 def evolve(obj: T, **changes: Any) -> T:
@@ -26,10 +27,10 @@ def evolve(obj: T, **changes: Any) -> T:
     cls = type(obj)
     known = _DICT_FIELDS.get(cls)
     if known is not None and known.issuperset(changes):
-        new = _alloc(cls)  # a call: its dict is the old one's, updated
-        state = new.__dict__
-        state.update(obj.__dict__)  # type: ignore[attr-defined]
+        new = _alloc(cls)  # a call: its dict is a copy of the old one's, updated
+        state = obj.__dict__.copy()  # type: ignore[attr-defined]
         state.update(changes)
+        _setattr(new, "__dict__", state)
         return new  # type: ignore[no-any-return]
     fn = _EVOLVERS.get(cls)
     if fn is None:
