@@ -13,7 +13,7 @@ from proxy.codecs.http import HttpCodec
 from proxy.compile import CODECS
 from proxy.config.schema import Route, SqlSpec
 from proxy.guards.base import FilterRefused
-from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve
+from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve, new_call
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.jsonio import dumps, loads
 from proxy.sql import location
@@ -40,7 +40,8 @@ class SqlCodec(HttpCodec):
         if request.body and where.kind == "json":
             doc = location.json_body(request.body)  # decoded once: guards read call.json
         sql, params = location.extract(where, request.query, request.body, doc)
-        return SqlCall(route.name, route.kind, caller, request, json=doc, sql=sql, params=params)
+        return new_call(SqlCall, route=route.name, kind=route.kind, caller=caller,
+                        request=request, json=doc, sql=sql, params=params)
 
 
 def with_sql(where: location.Where, call: SqlCall, new_sql: str, statement_kind: str,
