@@ -115,6 +115,10 @@ def replace(
 ) -> tuple[Pairs | None, bytes | None]:
     """(new query pairs or None, new body or None): only the SQL changes. `doc` is the
     body already decoded; it is not modified (the call that holds it stays as judged)."""
+    if type(doc) is dict and len(w.steps) == 1 and w.kind == "json":  # `_with`, inline
+        new_doc = doc.copy()
+        new_doc[w.steps[0]] = new_sql
+        return None, dumps(new_doc, body or b"")
     kind = _kind(w, query)
     if kind == "query":
         return [(k, new_sql if k == w.name else v) for k, v in query.items()], None
