@@ -331,8 +331,9 @@ class SqlGuard:
         self._shapes: list[_Shape] = []  # most recently used first
         self._quoted: dict[str, str | None] = {}
         self.cold = 0  # full parses so far (tests and metrics)
-        self.fast_hits = 0  # texts bound without a tokenize (tests and benchmarks)
-        self.shape_hits = 0  # of those, texts a shape regex matched (no split either)
+        self._split_hits = 0  # texts bound from the fast split
+        self.shape_hits = 0  # texts a shape regex matched (no split either)
+        self._tenant_required = bool(policy.tenant_column)
 
     def with_user_functions(self, table: UserFunctions) -> SqlGuard:
         """This policy judged with an upstream's user-function table (the wire listener
@@ -355,6 +356,11 @@ class SqlGuard:
         self._shapes.clear()
 
     @property
+    def fast_hits(self) -> int:
+        """Texts bound without a tokenize (tests and benchmarks)."""
+        return self._split_hits + self.shape_hits
+
+    @property
     def cached(self) -> int:
         fast = len(self._fast) if self._fast is not None else 0
         return len(self._texts) + len(self._plans) + len(self._pins) + fast
@@ -362,6 +368,12 @@ class SqlGuard:
     def judge(self, sql: str, tenant: str | None) -> SqlDecision:
         """Never raises: an unexpected failure is a refusal (fail closed)."""
         try:
+            shapes = self._shapes
+            if shapes and (tenant or not self._tenant_required):
+                first = shapes[0]  # the hot shape, matched here: no call frame more
+                m = first.rx.fullmatch(sql)
+                if m is not None and first.runs_hold(sql, m):
+                    return self._shape_decision(first, m, sql, tenant)
             return self._judge(sql, tenant)
         except Exception:
             return SqlDecision(BLOCKED, "SQL could not be judged", sql, False, "unknown", False)
@@ -371,12 +383,8 @@ class SqlGuard:
             return SqlDecision(ErrorCode.AUTH_FAILED, "this route requires a tenant id", sql,
                                False, "unknown", False)
         shapes = self._shapes
-        if shapes:
-            first = shapes[0]  # the hot shape: matched here, without _find_shape's loop
-            m = first.rx.fullmatch(sql)
-            if m is not None and first.runs_hold(sql, m):
-                return self._shape_decision(first, m, sql, tenant)
-            hit = _find_shape(shapes, sql) if len(shapes) > 1 else None
+        if len(shapes) > 1:  # the first was tried in judge()
+            hit = _find_shape(shapes, sql)
             if hit is not None:
                 return self._shape_decision(*hit, sql, tenant)
         prep = self._texts.get(sql)
@@ -407,7 +415,6 @@ class SqlGuard:
         """What `_bind_fast` and the tail of `_judge` give the text a shape matched, read
         from the match: its kept text that holds literals, between the rest of the
         rewrite with this tenant already quoted in."""
-        self.fast_hits += 1
         self.shape_hits += 1
         p = shape.plan
         if p.code is not None:
@@ -547,7 +554,7 @@ class SqlGuard:
         for k, raw in entry.pinned:
             if parts[2 * k + 1] != raw:
                 return None
-        self.fast_hits += 1
+        self._split_hits += 1
         self._learn(sql, fd, entry)
         p = entry.plan
         if p.code is not None:
