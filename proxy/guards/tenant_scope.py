@@ -44,7 +44,11 @@ class TenantScopeGuard:
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
         if not isinstance(call, SqlCall):
             return ALLOW
-        decision = sql_decision(self.engine, call, ctx)
+        memo = ctx.sql  # sql_safety judged this very call: its decision, without a call
+        if memo is not None and memo.sql is call.sql and memo.tenant is call.caller.tenant:
+            decision = memo.decision
+        else:
+            decision = sql_decision(self.engine, call, ctx)
         if decision.code is SQL_BLOCKED:
             if self.engine.policy.tenant_column is None:
                 return ALLOW  # nothing to scope; sql_safety's verdict stands alone
