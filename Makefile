@@ -23,8 +23,15 @@ conformance-deps:
 demo: setup
 	$(VENV)/bin/callwarden demo
 
+# The whole suite, then the end-to-end suites again in reference mode (every cache and
+# fast path off, proxy/reference.py): a fast path that disagrees with its reference fails.
+REFERENCE_SUITES := tests/codecs tests/guards tests/security tests/sql tests/mcp tests/credentials \
+	tests/graph tests/test_pipeline.py tests/test_proxy_smoke.py tests/test_routing.py \
+	tests/model tests/conditions
+
 test: system-deps conformance-deps setup
 	$(PY) -m pytest
+	CALLWARDEN_REFERENCE=1 $(PY) -m pytest $(REFERENCE_SUITES)
 
 lint: setup
 	$(VENV)/bin/ruff check .

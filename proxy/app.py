@@ -8,7 +8,6 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from prometheus_client.openmetrics.exposition import (
 )
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from proxy.capabilities import guard_table
 from proxy.compile import CompiledRules, Services, compile_rules
 from proxy.config.load import LoadedRules, RulesError, load_rules
 from proxy.model.record import CallRecord
@@ -204,6 +204,9 @@ def admin_app(state: ProxyState) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/rules", rules)
+    from proxy.approval.admin import add_routes
+
+    add_routes(app, state)  # approvers: the admin port only
     return app
 
 
@@ -217,6 +220,7 @@ def rules_summary(state: ProxyState) -> dict[str, Any]:
         "last_error": state.last_error,
         "mode": c.rules.mode,
         "environment": c.rules.environment,
+        "guard_order": guard_table(),
         "routes": [
             {
                 "name": r.name,
@@ -277,6 +281,9 @@ class Server:
         from proxy.listeners import stop_listeners
 
         self.state.draining = True
+        approvals = self.state.services.extra.get("approvals")
+        if approvals is not None:
+            approvals.closing.set()  # calls held for approval answer now, ids kept
         await stop_listeners(self.state)
         for runner in self.runners:
             for site in list(runner.sites):
@@ -300,9 +307,15 @@ class Server:
         from proxy.upstream.resilience import cache_of
 
         await cache_of(self.state.services).aclose()  # Redis clients of cluster limiters
+        approvals = self.state.services.extra.get("approvals")
+        if approvals is not None:
+            await approvals.aclose()  # webhooks in flight, the approval store's client
         if self.state.decision_log is not None:
             await asyncio.to_thread(self.state.decision_log.close)
         await self.state.services.secrets.close()
+        for key, held in list(self.state.services.extra.items()):
+            if isinstance(key, tuple) and key[:1] == ("jwt_verifier",):
+                await held.close()  # a JWKS URL's HTTP session
 
 
 def _inflight(state: ProxyState) -> float:
@@ -371,7 +384,3 @@ async def serve(rules_path: str, listen: str, admin: str | None, drain_s: float 
     log.info("shutting down: draining in-flight calls (up to %.0fs)", drain_s)
     await server.stop(drain_s)
     return 0
-
-
-def default_rules_path() -> str:
-    return str(Path(__file__).resolve().parent.parent / "rules")

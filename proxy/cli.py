@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--route", required=True)
     ex.add_argument("--tenant")
     ex.add_argument("--role")
+    ex.add_argument("--claims", help="verified token claims as JSON (identity.claims)")
     what = ex.add_mutually_exclusive_group(required=True)
     what.add_argument("--sql")
     what.add_argument("--request", help="JSON file: {method, path, headers, body}")

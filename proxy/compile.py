@@ -4,77 +4,18 @@ Reload builds a new `CompiledRules` and swaps one reference."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.codecs.http import FRAMING, HOP_BY_HOP, HttpCodec
+from proxy.capabilities import CODECS, GUARDS
+from proxy.codecs.http import FRAMING, HOP_BY_HOP
 from proxy.config.load import LoadedRules
 from proxy.config.schema import Identity, Route, Rules
-from proxy.guards.access import AccessGuard
 from proxy.guards.base import Guard
-from proxy.guards.identity import IdentityGuard
 from proxy.routing import RouteTable, make_entry
+from proxy.services import Services
 from proxy.upstream.resilience import RouteResilience, build_resilience, cache_of
-
-# The guard order, fixed here with the reason for each position.
-GUARD_ORDER: tuple[tuple[str, str], ...] = (
-    ("identity", "no tenant, no call: later guards and the upstream read the tenant"),
-    ("access", "RBAC first: a caller without the role learns nothing more"),
-    ("mcp_policy", "per-tool RBAC and tenant arguments: access, at tool granularity"),
-    ("ratelimit", "after access, so denied calls spend no quota"),
-    ("credentials", "judges what the caller sent, before anything rewrites it"),
-    ("integrity", "pinned tool definitions and argument schemas, before query safety"),
-    ("sql_safety", "query safety on the parsed statement"),
-    ("graph_safety", "query safety for Cypher and Gremlin"),
-    ("tenant_scope", "rewrites a statement already known to be safe"),
-    ("secrets", "last, so nothing before it can see or log a secret"),
-)
-GUARD_NAMES = tuple(name for name, _ in GUARD_ORDER)
-
-GuardBuilder = Callable[[Route, Rules, "Services"], "Guard | None"]
-
-
-@dataclass(slots=True)
-class Services:
-    """Process-wide collaborators that guards may need (secret store, metrics ...)."""
-
-    metrics: Any = None
-    secrets: Any = None
-    redis: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# Builders register by guard name; modules for later capabilities add theirs.
-GUARD_BUILDERS: dict[str, GuardBuilder] = {}
-
-
-def _identity(route: Route, rules: Rules, services: Services) -> Guard | None:
-    if route_needs_tenant(route):
-        if route.kind == "postgres":  # the wire names its tenant in the startup packet
-            param = route.tenant.startup_parameter if route.tenant else None
-            return IdentityGuard(f"tenant (startup parameter {param or 'options'})")
-        return IdentityGuard(rules.identity.tenant_header)
-    return None
-
-
-def _access(route: Route, rules: Rules, services: Services) -> Guard | None:
-    if route.access.roles is None:
-        return None
-    return AccessGuard(frozenset(route.access.roles))
-
-
-GUARD_BUILDERS["identity"] = _identity
-GUARD_BUILDERS["access"] = _access
-
-
-def route_needs_tenant(route: Route) -> bool:
-    if route.tenant is not None:
-        return route.tenant.required
-    if route.sql is not None and route.sql.tenant is not None:
-        return True
-    return route.graph is not None and route.graph.tenant is not None
 
 
 @dataclass(slots=True)
@@ -98,6 +39,13 @@ class CompiledRoute:
     max_request_bytes: int | None
     resilience: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    identity_mode: str = "headers"
+    """required | optional (a verified token, proxy/identity/) | headers."""
+    caller_chain: tuple[Guard, ...] = ()
+    """The chain's leading caller guards (identity, access), run before the body is read
+    or decoded: a caller the route refuses learns nothing about its body's problems."""
+    call_chain: tuple[Guard, ...] | None = None
+    """The rest of the chain, run on the decoded call (None: all of `chain`)."""
 
     def guard_mode(self, guard: str) -> str:
         return self.guard_modes.get(guard, self.mode)
@@ -111,13 +59,15 @@ class CompiledRules:
     identity: Identity
     tenant_label_routes: frozenset[str] = frozenset()
     """Routes whose rules opt in to a tenant label on metrics."""
+    verifier: Any = None
+    """proxy.identity.jwt.Verifier when `identity.jwt` is set."""
+    identity_headers: tuple[str, ...] = ()
+    """Headers that carry who the caller is: never logged as sent (tenant and roles are
+    logged validated; the token never)."""
 
     @property
     def rules(self) -> Rules:
         return self.loaded.rules
-
-
-CODECS: dict[str, Callable[[Route], Any]] = {"http": lambda r: HttpCodec()}
 
 
 def control_headers(identity: Identity) -> frozenset[str]:
@@ -145,20 +95,49 @@ def route_resilience(route: Route, services: Services) -> RouteResilience | None
     return build_resilience(route.name, lim, tools, services.metrics, cache_of(services))
 
 
-def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRoute:
+def build_chain(route: Route, rules: Rules, services: Services) -> tuple[Guard, ...]:
+    """The route's guards, in the table's order."""
     chain = []
-    for name in GUARD_NAMES:
-        builder = GUARD_BUILDERS.get(name)
-        guard = builder(route, rules, services) if builder else None
-        if guard is not None:
-            chain.append(guard)
+    for entry in GUARDS:
+        guard = entry.build(route, rules, services)
+        if guard is None:
+            continue
+        if guard.name != entry.name:  # guard_modes and metrics find a guard by its name
+            raise ValueError(f"guard '{entry.name}' built a guard named '{guard.name}'")
+        chain.append(guard)
+    return tuple(chain)
+
+
+CALLER_GUARDS = frozenset({"identity", "access"})
+"""Guards that judge who calls, not what: they need no body."""
+
+
+def split_chain(kind: str, chain: tuple[Guard, ...]) -> tuple[tuple[Guard, ...], tuple[Guard, ...]]:
+    """(caller guards, the rest). MCP routes keep one chain: a refusal answers in kind,
+    with the JSON-RPC ids only the decoded body gives."""
+    if kind == "mcp":
+        return (), chain
+    n = 0
+    while n < len(chain) and chain[n].name in CALLER_GUARDS:
+        n += 1
+    return chain[:n], chain[n:]
+
+
+def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRoute:
+    chain = build_chain(route, rules, services)
+    caller_chain, call_chain = split_chain(route.kind, chain)
     parts = urlsplit(route.upstream)
-    drop = set(HOP_BY_HOP) | FRAMING | {"host", "x-forwarded-proto", "traceparent", "x-trace-id"}
+    drop = set(HOP_BY_HOP) | FRAMING | {
+        "host", "x-forwarded-proto", "traceparent", "x-trace-id", "x-callwarden-approval"
+    }
     if not route.forward_control_headers:
         drop |= control_headers(rules.identity)
+    mode = identity_mode(route, rules)
+    if mode != "headers" and not route.credentials.forward_token:
+        assert rules.identity.jwt is not None
+        drop.add(rules.identity.jwt.header.lower())  # SECURITY: the token stays here
     drop.add(rules.identity.budget_header.lower())  # re-set with the remaining budget
-    codec_factory = CODECS.get(route.kind)
-    if codec_factory is None and route.kind != "postgres":  # its listener is its codec
+    if route.kind not in CODECS:
         # SECURITY: never fall back to a pass-through codec
         raise ValueError(f"route '{route.name}': kind {route.kind} has no codec in this build")
     return CompiledRoute(
@@ -168,8 +147,10 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         mode=route.mode or rules.mode,
         guard_modes=dict(route.guard_modes),
         timeout_s=route.limits.timeout_ms / 1000,
-        chain=tuple(chain),
-        codec=codec_factory(route) if codec_factory else None,
+        chain=chain,
+        caller_chain=caller_chain,
+        call_chain=call_chain,
+        codec=codec(route) if (codec := CODECS[route.kind]) else None,
         upstream_prefix=f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}",
         upstream_host=parts.netloc,
         drop_headers=frozenset(drop),
@@ -183,13 +164,34 @@ def compile_route(route: Route, rules: Rules, services: Services) -> CompiledRou
         # Guards may publish objects for other stages (e.g. the integrity monitor that the
         # MCP tools/list filter consults) through an `extra` mapping.
         extra={k: v for g in chain for k, v in (getattr(g, "extra", None) or {}).items()},
+        identity_mode=mode,
     )
 
 
-def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
-    from proxy import builtins
+def identity_mode(route: Route, rules: Rules) -> str:
+    """The route's `identity`, defaulting to `required` when the rules verify tokens."""
+    if route.identity is not None:
+        return route.identity
+    return "required" if rules.identity.jwt is not None and route.kind != "postgres" \
+        else "headers"
 
-    builtins.load()
+
+def jwt_verifier(rules: Rules, services: Services) -> Any:
+    """One verifier (its key source and token cache) per `identity.jwt`, kept across
+    reloads while that section is unchanged."""
+    spec = rules.identity.jwt
+    if spec is None:
+        return None
+    from proxy.identity.jwt import Verifier, source_for
+
+    key = ("jwt_verifier", spec.model_dump_json())
+    verifier = services.extra.get(key)
+    if verifier is None:
+        verifier = services.extra[key] = Verifier(spec, source_for(spec))
+    return verifier
+
+
+def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
     cache = cache_of(services)  # limiter/breaker state carried across reloads
     cache.begin()
     rules = loaded.rules
@@ -206,4 +208,8 @@ def compile_rules(loaded: LoadedRules, services: Services) -> CompiledRules:
             )
     cache.end()  # only after a successful compile: drops state of removed/changed specs
     labelled = frozenset(r.name for r in rules.routes if r.tenant is not None and r.tenant.label)
-    return CompiledRules(loaded, RouteTable(entries), routes, rules.identity, labelled)
+    ident = rules.identity
+    headers = (ident.tenant_header, ident.role_header) + (
+        (ident.jwt.header,) if ident.jwt is not None else ())
+    return CompiledRules(loaded, RouteTable(entries), routes, ident, labelled,
+                         jwt_verifier(rules, services), headers)

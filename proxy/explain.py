@@ -103,7 +103,15 @@ async def explain(args: argparse.Namespace) -> dict[str, Any]:
     own = {ident.tenant_header.lower(), ident.role_header.lower()}
     headers = [(k, v) for k, v in headers if k.lower() not in own]
     headers += [(h, v) for h, v in ((ident.tenant_header, tenant), (ident.role_header, roles)) if v]
-    caller = Caller(tenant or None, parse_roles(roles), "explain")
+    claims = None
+    if getattr(args, "claims", None):
+        try:
+            claims = json.loads(args.claims)
+        except ValueError:
+            raise RulesError(["--claims must be a JSON object"]) from None
+        if not isinstance(claims, dict):
+            raise RulesError(["--claims must be a JSON object"])
+    caller = Caller(tenant or None, parse_roles(roles), "explain", "", claims)
     result = await judge(compiled, route, make_request(method, path, query, headers, body), caller)
     reasons = [f"{result.guard}: {result.reason}"] if result.reason else []
     return {
@@ -120,4 +128,6 @@ async def explain(args: argparse.Namespace) -> dict[str, Any]:
         "rewritten_sql": result.rewrite.get("rewritten_sql"),
         "sql_parser": parser_for(route.spec.sql.dialect) if route.spec.sql else None,
         "rewritten_body": result.rewrite.get("rewritten_body"),
+        "conditions": result.conditions,
+        "approval": result.approval,
     }

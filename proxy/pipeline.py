@@ -18,14 +18,15 @@ from proxy.framing import read_body, request_coding, stream_body, too_large
 from proxy.guards.base import CallContext, Guard
 from proxy.guards.identity import identity_problem
 from proxy.hosts import HOST_REFUSED, HostPolicy
-from proxy.model.call import EMPTY_QUERY, Caller, Request, ToolCall
+from proxy.identity.caller import resolve as resolve_identity
+from proxy.model.call import EMPTY_QUERY, Caller, HttpCall, Request, ToolCall
 from proxy.model.deadline import make_deadline
 from proxy.model.errors import PHASE_TIMEOUTS, ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import Allow, Deny, Rewrite
+from proxy.reference import REFERENCE
 from proxy.upstream.breaker import Outcome
 from proxy.upstream.client import translate
-from proxy.upstream.resilience import IDEMPOTENT
 
 if TYPE_CHECKING:
     from proxy.app import ProxyState
@@ -50,6 +51,10 @@ DENIAL_CODES = frozenset(
         ErrorCode.HEADER_MISMATCH,
         ErrorCode.HOST_NOT_ALLOWED,
         ErrorCode.ORIGIN_NOT_ALLOWED,
+        ErrorCode.APPROVAL_PENDING,
+        ErrorCode.APPROVAL_DENIED,
+        ErrorCode.APPROVAL_EXPIRED,
+        ErrorCode.APPROVAL_MISMATCH,
     }
 )
 
@@ -76,10 +81,10 @@ _ROLES: dict[str, frozenset[str]] = {}
 def parse_roles(raw: str | None) -> frozenset[str]:
     if not raw:
         return frozenset()
-    roles = _ROLES.get(raw)
+    roles = None if REFERENCE else _ROLES.get(raw)
     if roles is None:
         roles = frozenset(r for r in (p.strip() for p in raw.split(",")) if r)
-        if len(raw) <= 256:
+        if not REFERENCE and len(raw) <= 256:
             if len(_ROLES) >= 1024:
                 _ROLES.clear()
             _ROLES[raw] = roles
@@ -133,7 +138,12 @@ async def run_guards(
             rec.would_deny.append((guard.name, str(verdict.code), verdict.reason))
             continue
         rec.guard = guard.name
-        raise ProxyError(verdict.code, verdict.reason, retry_after_s=verdict.retry_after_s)
+        raise ProxyError(
+            verdict.code,
+            verdict.reason,
+            retry_after_s=verdict.retry_after_s,
+            data=dict(verdict.data) if verdict.data else None,
+        )
     return call
 
 
@@ -198,7 +208,7 @@ class Pipeline:
                     "query": raw_query,
                     "headers": headers,
                     # logged as the validated tenant/role fields, never as sent
-                    "identity_headers": (identity.tenant_header, identity.role_header),
+                    "identity_headers": compiled.identity_headers,
                 }
             if found is None:
                 raise ProxyError(ErrorCode.POLICY_DENY, "no route matches this request")
@@ -216,12 +226,16 @@ class Pipeline:
                 problem = f"{identity.tenant_header} sent more than once"
             if problem is not None:
                 raise ProxyError(ErrorCode.AUTH_FAILED, problem)
-            caller = Caller(
-                tenant,
-                parse_roles(roles_raw),
-                trace_id,
-                req.remote or "",
-            )
+            roles = parse_roles(roles_raw)
+            claims = None
+            if route.identity_mode != "headers":
+                # SECURITY: roles and tenant from the verified token; headers may only
+                # repeat it (proxy/identity/caller.py).
+                who = await resolve_identity(
+                    compiled.verifier, route.identity_mode, headers, identity, tenant, roles
+                )
+                tenant, roles, roles_raw, claims = who.tenant, who.roles, who.roles_text, who.claims
+            caller = Caller(tenant, roles, trace_id, req.remote or "", claims)
             rec.tenant = caller.tenant
             rec.roles = roles_raw or ""
             try:
@@ -237,9 +251,9 @@ class Pipeline:
                 raise
             rec.budget_ms, rec.phase = deadline.budget_ms, deadline.phase
             ctx = CallContext(deadline, rec, compiled.rules.environment)
-            ctx.scratch["trace_flags"] = flags
+            ctx.trace_flags = flags
             if rec.span is not None:
-                ctx.scratch["span_id"] = tracing.span_id(rec.span)  # type: ignore[union-attr]
+                ctx.span_id = tracing.span_id(rec.span)  # type: ignore[union-attr]
             inflight = self.state.call_metrics.child(metrics.inflight, route.name)
             inflight.inc()
             try:
@@ -291,6 +305,13 @@ class Pipeline:
         raw_query: str,
     ) -> web.StreamResponse:
         rec = ctx.record
+        query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
+        if route.caller_chain:
+            # Who calls is judged before the body is read: a refused caller learns nothing
+            # about it (and its refusal is counted under the guard that made it).
+            bare = Request(req.method, upstream_path, raw_query, query, req.headers, None)
+            await run_guards(route, HttpCall(route.name, route.kind, caller, bare), ctx,
+                             route.caller_chain)
         # 1. accept: body read only when a guard needs it, with the route's size cap; the
         # framing and coding are decided here (proxy/framing.py) and never copied on.
         body, stream = None, None
@@ -309,7 +330,6 @@ class Pipeline:
                 body = await read_body(req.content, coding, limit)
             else:
                 stream = await stream_body(req.content, coding, cap, length)
-        query: MultiDictProxy[str] = req.query if raw_query else EMPTY_QUERY
         request = Request(req.method, upstream_path, raw_query, query, req.headers, body)
         # 3. decode into a typed call.
         di = rec.decision_input
@@ -318,11 +338,11 @@ class Pipeline:
         call = route.codec.decode(route, request, caller)
         if di is not None:
             di["call"] = call
-        rec.tool = call.tool
-        ctx.scratch["call"] = call  # render_error answers in kind (MCP: the JSON-RPC ids)
+        rec.tool, rec.tool_name = call.tool, call.tool_name
+        ctx.call = call  # render_error answers in kind (MCP: the JSON-RPC ids)
         # 4. guards, in the fixed order.
-        call = await run_guards(route, call, ctx)
-        ctx.scratch[IDEMPOTENT] = call.idempotent  # may the upstream client retry it
+        call = await run_guards(route, call, ctx, route.call_chain)
+        ctx.idempotent = call.idempotent  # may the upstream client retry it
         if di is not None:
             di["final"] = call
         # 5-7. send and respond within the deadline (the whole exchange, body included).
@@ -334,7 +354,7 @@ class Pipeline:
         try:
             async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timer:
                 live.add(timer)
-                ctx.scratch["timer"] = timer  # a long-lived GET event stream lifts it
+                ctx.timer = timer  # a long-lived GET event stream lifts it
                 out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
                 try:

@@ -14,12 +14,14 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from proxy.compile import CompiledRoute, CompiledRules, Services, compile_rules
+from proxy.conditions.activation import Seen
 from proxy.config.load import LoadedRules
 from proxy.guards.base import CallContext
 from proxy.model.call import Caller, Request
@@ -29,7 +31,9 @@ from proxy.model.record import CallRecord
 from proxy.observe.decision_log import rewrite_fields
 from proxy.pipeline import parse_roles, run_guards
 
-SKIP_GUARDS = frozenset({"ratelimit", "secrets"})
+SKIP_GUARDS = frozenset({"ratelimit", "secrets", "approval"})
+"""Left out of dry runs: they count, inject or hold (approval: a dry run says who would
+have to approve instead, `Judgement.approval`)."""
 CATEGORIES = ("newly_denied", "newly_allowed", "rewritten_differently", "code_changed")
 
 
@@ -44,6 +48,10 @@ class Judgement:
     would_deny: list[dict[str, str]] = field(default_factory=list)
     rewrite: dict[str, Any] = field(default_factory=dict)
     """rewritten_sql / rewritten_body, masked as the decision log masks them."""
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    """Each `when` evaluated: rule, expression, the values it read, whether it held."""
+    approval: str | None = None
+    """Who must approve this call before it goes out, when the route holds it."""
 
 
 def dry_compile(loaded: LoadedRules) -> CompiledRules:
@@ -67,6 +75,8 @@ async def judge(
     dry = dataclasses.replace(route, chain=chain)
     deadline = make_deadline(rec.start, route.timeout_s, None, None)
     ctx = CallContext(deadline, rec, compiled.rules.environment)
+    seen: list[Seen] = []
+    ctx.conditions_seen = seen
     wants = route.codec.wants_body(route, request.method, request.headers)
     if request.body is not None and not wants:
         request = dataclasses.replace(request, body=None)  # as `run` would: streamed unread
@@ -76,12 +86,15 @@ async def judge(
         final = await run_guards(dry, call, ctx)
     except ProxyError as err:
         guard = rec.guard or ("decode" if call is None else None)
-        return Judgement("deny", route.name, str(err.code), err.message, guard, _would(rec))
+        return Judgement("deny", route.name, str(err.code), err.message, guard, _would(rec),
+                         conditions=[s.as_dict() for s in seen])
     except Exception as exc:  # a guard bug: reported as such, never as a policy change
         return Judgement("error", route.name, str(ErrorCode.INTERNAL_ERROR),
                          exc.__class__.__name__)
+    held = next((g.would_hold(final, ctx) for g in route.chain if g.name == "approval"), None)
     return Judgement("allow", route.name, would_deny=_would(rec),
-                     rewrite=rewrite_fields(call, final, cap))
+                     rewrite=rewrite_fields(call, final, cap),
+                     conditions=[s.as_dict() for s in seen], approval=held)
 
 
 def _would(rec: CallRecord) -> list[dict[str, str]]:
@@ -116,7 +129,9 @@ async def rejudge(compiled: CompiledRules, old: dict[str, Any], cap: int) -> Jud
     body = old["body"].encode() if old.get("body") is not None else None
     request = make_request(old.get("method") or "GET", upstream_path, old.get("query") or "",
                            headers, body)
-    caller = Caller(old.get("tenant"), parse_roles(old.get("role")), old.get("trace_id") or "")
+    claims = old.get("claims")
+    caller = Caller(old.get("tenant"), parse_roles(old.get("role")), old.get("trace_id") or "",
+                    "", MappingProxyType(claims) if isinstance(claims, dict) else None)
     new = await judge(compiled, route, request, caller, cap)
     skipped = old.get("guard")
     if old["verdict"] == "deny" and skipped in SKIP_GUARDS and new.verdict == "allow" and any(

@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from proxy.model.errors import ErrorCode, ProxyError
+from proxy.reference import REFERENCE
 
 T = TypeVar("T")
 
@@ -149,13 +150,13 @@ class RouteTable(Generic[T]):
         remembered per table (a reload compiles a new table); a bad path is not."""
         head, _, query = raw_target.partition("?")
         key = (head, host_header)
-        hit = self._memo.get(key)
+        hit = None if REFERENCE else self._memo.get(key)
         if hit is None:
             host, raw_path, _ = split_target(head)
             path = normalize_path(raw_path)
             host = host or host_only(host_header)
             hit = (path, host, self.match(host, path))
-            if len(head) + len(host_header or "") <= MEMO_KEY_MAX:
+            if not REFERENCE and len(head) + len(host_header or "") <= MEMO_KEY_MAX:
                 if len(self._memo) >= MEMO_MAX:
                     self._memo.clear()
                 self._memo[key] = hit

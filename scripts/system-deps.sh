@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: PostgreSQL (SQL rewrites, wire listener), Redis
 # (cluster-wide limits), Prometheus + promtool (dashboard and alert checks), wrk (bench),
-# openssl (TLS to PostgreSQL), npm (scripts/conformance-deps.sh). Installs only what is
-# missing; needs root or sudo.
+# openssl (TLS to PostgreSQL), npm (scripts/conformance-deps.sh), chromium + chromium-driver
+# (the approvals page in a real headless browser). Installs only what is missing; needs root
+# or sudo.
 set -euo pipefail
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
@@ -13,6 +14,8 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v openssl >/dev/null || need+=(openssl)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v npm >/dev/null || need+=(npm)  # fetches the pinned MCP conformance CLI and Node 22
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

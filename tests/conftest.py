@@ -15,6 +15,7 @@ from aiohttp import web
 
 from proxy.app import Server, build_state
 from proxy.config.load import load_rules
+from proxy.reference import REFERENCE
 from tests.postgres_fixture import postgres_dsn  # noqa: F401
 from tests.redis_fixture import fresh_redis, redis_server, redis_url  # noqa: F401
 from tests.upstream_server import UpstreamApp
@@ -23,6 +24,17 @@ REPO = Path(__file__).resolve().parent.parent
 NO_SKIP = os.environ.get("CALLWARDEN_NO_SKIP") == "1"
 """Set by `.ci/run`: a test that would skip for a missing real server fails instead, so a
 CI without PostgreSQL, Redis or Prometheus cannot pass by running less."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Reference mode (CALLWARDEN_REFERENCE=1) turns the caches off: tests marked
+    `fast_path` assert a cache's own behaviour and are deselected, not skipped."""
+    if not REFERENCE:
+        return
+    dropped = [i for i in items if i.get_closest_marker("fast_path") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i.get_closest_marker("fast_path") is None]
 
 
 @pytest.hookimpl(hookwrapper=True)

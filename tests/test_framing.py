@@ -125,17 +125,21 @@ async def test_a_bomb_stops_at_the_cap_without_inflating_it_all() -> None:
 
 async def test_empty_blocks_cannot_keep_the_proxy_reading() -> None:
     z = zlib.compressobj(wbits=31)
-    empty = z.compress(b"") + z.flush(zlib.Z_SYNC_FLUSH)
-    block = z.flush(zlib.Z_SYNC_FLUSH)  # a few bytes that decode to nothing
+    start = z.compress(b"x") + z.flush(zlib.Z_SYNC_FLUSH)  # ends byte-aligned
+    block = b"\x00\x00\x00\xff\xff"  # an empty stored block: five bytes, no output
+    probe = Decoder("gzip")
+    assert b"".join(probe.feed(start + block * 3)) == b"x"
 
     async def endless() -> AsyncIterator[bytes]:
-        yield empty
+        yield start
         while True:
             yield block * 10000
+            await asyncio.sleep(0)  # as a socket would: the timeout below can fire
 
     with pytest.raises(ProxyError) as info:
-        async for _ in decoded(endless(), "gzip", 1 << 20):
-            pass
+        async with asyncio.timeout(20):
+            async for _ in decoded(endless(), "gzip", 1 << 20):
+                pass
     assert info.value.http_status == 413
 
 

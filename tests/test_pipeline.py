@@ -8,6 +8,7 @@ import socket
 import aiohttp
 import pytest
 
+from proxy.capabilities import GUARD_NAMES
 from tests.upstream_server import LEAKED_TOKEN, UpstreamApp
 
 
@@ -374,6 +375,8 @@ async def test_admin_endpoints(upstream, write_rules, start_proxy):
         rules = await r.json()
         assert rules["routes"][0]["guards"] == ["access", "credentials"]
         assert len(rules["digest"]) == 64
+        assert [g["name"] for g in rules["guard_order"]] == list(GUARD_NAMES)
+        assert all(g["reason"] for g in rules["guard_order"])
     async with px.session.get(px.admin + "/metrics") as r:
         text = await r.text()
         assert (

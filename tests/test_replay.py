@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy import builtins
 from proxy.cli import main
-from proxy.compile import CODECS
 from proxy.config.load import load_rules
 from proxy.replay import Judgement, classify, dry_compile, read_log, replay
 
@@ -176,12 +174,6 @@ def test_classify(old, new, expected):
     assert classify(old, new) == expected
 
 
-def _has_sql_codec() -> bool:
-    builtins.load()
-    return "sql" in CODECS
-
-
-@pytest.mark.skipif(not _has_sql_codec(), reason="the SQL codec is not registered in this build")
 async def test_replay_sees_a_new_tenant_predicate(upstream, start_proxy, tmp_path):
     _, url = upstream
 

@@ -100,6 +100,7 @@ def test_resolve_is_split_normalize_match(target: str, host_header: str | None) 
     assert table.resolve(target, host_header) == expected
 
 
+@pytest.mark.fast_path
 def test_resolve_keeps_each_query_and_never_memoises_a_bad_path() -> None:
     table = _table()
     assert table.resolve("/api/x?a=1", None)[2] == "a=1"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.codecs.http import HttpCodec, bad_json, duplicate_key
-from proxy.compile import CODECS
 from proxy.config.schema import GraphSpec, Route
 from proxy.graph import neo4j
 from proxy.model.call import Caller, GraphCall, Request
@@ -57,5 +56,3 @@ class GraphCodec(HttpCodec):
             statements=statements,
         )
 
-
-CODECS["graph"] = GraphCodec

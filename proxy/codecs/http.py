@@ -82,6 +82,7 @@ def error_body(err: ProxyError, route: str, trace_id: str) -> dict[str, Any]:
             "route": route or None,
             "trace_id": trace_id,
             "retryable": err.spec.retryable,
+            **(err.data or {}),
         }
     }
 
@@ -188,8 +189,8 @@ class HttpCodec:
         trace_id = call.caller.trace_id
         out["X-Trace-ID"] = trace_id
         if len(trace_id) == 32:
-            flags = ctx.scratch.get("trace_flags", "01")
-            span = ctx.scratch.get("span_id") or new_span_id()
+            flags = ctx.trace_flags
+            span = ctx.span_id or new_span_id()
             out["traceparent"] = f"00-{trace_id}-{span}-{flags}"
         if ctx.deadline.budget_ms is not None:
             out[route.budget_header] = str(ctx.deadline.remaining_ms())
@@ -252,7 +253,7 @@ class HttpCodec:
         if req.method == "GET" and "text/event-stream" in ctype:
             # A standalone event stream (MCP's GET stream) lives as long as the session:
             # the call deadline bounded its opening, not its life.
-            timer = ctx.scratch.get("timer")
+            timer = ctx.timer
             if timer is not None:
                 timer.reschedule(None)
         filters = ctx.response_filters

@@ -14,6 +14,7 @@ JSON-RPC error codes: see proxy/mcp/jsonrpc.py (`data.error_code` is the stable 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +30,12 @@ from proxy.codecs.http import (
     render_http_error,
     start_stream,
 )
-from proxy.compile import CODECS
 from proxy.config.schema import Route
+from proxy.credentials.mask import Masker
 from proxy.guards.base import CallContext, FilterRefused
-from proxy.guards.mcp_policy import DENIALS, McpRuntime, runtime_for
 from proxy.mcp.jsonrpc import ROUTING_HEADERS, check_routing_headers, error_response, parse_body
+from proxy.mcp.outcome import ToolOutcome
+from proxy.mcp.tools_list import McpRuntime, runtime_for
 from proxy.model.call import Caller, McpCall, Request, ToolCall, evolve
 from proxy.model.errors import TRANSPORT_CODES, ErrorCode, ProxyError
 
@@ -62,6 +64,19 @@ class HeaderRefusal(ProxyError):
     def __init__(self, code: ErrorCode, message: str, *, request_id: Any = None) -> None:
         super().__init__(code, message)
         self.request_id = request_id
+
+
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}\Z")
+_FORMATS = Masker((), formats=True)
+
+
+def loggable_tool(name: object) -> str | None:
+    """A tool name fit for a log line (charset and length bounded; MCP names are plain
+    identifiers), else None: a denied unknown tool is logged by its name, not "other"."""
+    # SECURITY: a token sent as a tool name is not written down either
+    if isinstance(name, str) and _TOOL_NAME.match(name) and not _FORMATS.spans(name):
+        return name
+    return None
 
 
 class McpCodec(HttpCodec):
@@ -105,13 +120,14 @@ class McpCodec(HttpCodec):
         except ProxyError as exc:
             one = messages[0].id if not batch and messages[0].method else None
             raise HeaderRefusal(exc.code, exc.message, request_id=one) from None
-        tool = None
+        tool = tool_name = None
         idempotent = True
         for m in messages:
             if m.method == "tools/call":
                 name = m.params.get("name") if isinstance(m.params, dict) else None
                 if not batch:
                     tool = rt.policy.tool_label(name)
+                    tool_name = loggable_tool(name)
                 idempotent = idempotent and rt.idempotent(name)
             elif m.method is not None and m.method not in READ_METHODS:
                 idempotent = False
@@ -122,6 +138,7 @@ class McpCodec(HttpCodec):
             caller,
             request,
             tool=tool,
+            tool_name=tool_name,
             json=doc,
             idempotent=idempotent,
             messages=messages,
@@ -154,11 +171,13 @@ class McpCodec(HttpCodec):
         ctx: CallContext,
         upstream: Any,
     ) -> web.StreamResponse:
+        if call.tool is not None:  # one tools/call: its answer may report a tool failure
+            ctx.response_filters.append(ToolOutcome(ctx.record))
         if not _holds_open(call):
             return await super().respond(req, route, call, ctx, upstream)
         # A held-open answer lives as long as the subscription: the call deadline bounded
         # sending the request and the head's arrival, not the stream's life.
-        timer = ctx.scratch.get("timer")
+        timer = ctx.timer
         if timer is not None:
             timer.reschedule(None)
         ctype = upstream.headers.get("Content-Type", "").lower()
@@ -218,7 +237,7 @@ class McpCodec(HttpCodec):
         server then closes it): so a first piece ending on an event boundary and holding
         as many JSON-RPC messages as the POST had requests, one a result or an error, is
         the whole answer but for the body's end. A wrong guess costs one SETTLE_S wait."""
-        call = ctx.scratch.get("call")
+        call = ctx.call
         if not isinstance(call, McpCall) or not call.messages:
             return None
         wanted = sum(1 for m in call.messages if m.id is not None and m.method)
@@ -238,7 +257,7 @@ class McpCodec(HttpCodec):
         self, err: ProxyError, route: str, trace_id: str, ctx: CallContext | None, call: Any
     ) -> web.StreamResponse:
         if call is None and ctx is not None:
-            call = ctx.scratch.get("call")
+            call = ctx.call
         headers = list(ctx.response_headers) if ctx else []
         body: Any
         requests = (
@@ -262,7 +281,7 @@ class McpCodec(HttpCodec):
         if not call.batch:
             body = error_response(requests[0][1].id, err, route, trace_id)
         else:
-            denials = ctx.scratch.get(DENIALS) if ctx and ctx.record.guard == "mcp_policy" else None
+            denials = ctx.mcp_denials if ctx and ctx.record.guard == "mcp_policy" else None
             body = [
                 error_response(m.id, _element_error(denials, i, err), route, trace_id)
                 for i, m in requests
@@ -300,5 +319,3 @@ def _response(
     resp.body = json.dumps(body, separators=(",", ":")).encode()
     return resp
 
-
-CODECS["mcp"] = McpCodec

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from proxy.config.schema import Rules
+from proxy.config.schema import ROUTE_TAGS, Rules
 
 
 class RulesError(Exception):
@@ -152,6 +153,10 @@ def _format(exc: ValidationError, first: Path, origins: list[tuple[Path, int]]) 
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        if loc[:1] == ("routes",) and len(loc) > 2 and loc[2] in ROUTE_TAGS:
+            loc = loc[:2] + loc[3:]  # the union's tag (the route's kind) is not a key
+        elif err["type"] == "route_kind":
+            loc = (*loc, "kind")
         msg = err["msg"].removeprefix("Value error, ")
         if loc[:1] == ("routes",) and len(loc) > 1 and isinstance(loc[1], int):
             file, idx = origins[loc[1]]
@@ -196,6 +201,21 @@ def _raw_cross_checks(routes: list[Any], origins: list[tuple[Path, int]]) -> lis
     return problems
 
 
+REQUIRE_IDENTITY = "CALLWARDEN_REQUIRE_IDENTITY"
+"""Set to 1 (the Helm chart's standalone mode does): rules must verify every caller."""
+
+
+def identity_required_problems(rules: Rules, where: str) -> list[str]:
+    """A shared gateway is reached by every pod of the cluster: X-Caller-Role and
+    X-Tenant-ID prove nothing there, so every route must take identity from a token."""
+    if rules.identity.jwt is None:
+        return [f"{where}: identity.jwt: verified caller identity is required here "
+                f"({REQUIRE_IDENTITY}=1; the chart's standalone.requireVerifiedIdentity)"]
+    return [f"{where}: routes[{i}].identity: 'headers' trusts caller-written headers, "
+            f"refused with {REQUIRE_IDENTITY}=1" for i, r in enumerate(rules.routes)
+            if r.identity == "headers"]
+
+
 def load_rules(path: str | Path) -> LoadedRules:
     """Load, merge and validate; raises RulesError listing every problem found."""
     files = rule_files(Path(path))
@@ -211,6 +231,10 @@ def load_rules(path: str | Path) -> LoadedRules:
         # Cross-route checks run only once every field is valid; report them anyway.
         found += [p for p in _raw_cross_checks(merged["routes"], origins) if p not in found]
         raise RulesError(found) from None
+    if os.environ.get(REQUIRE_IDENTITY) == "1":
+        found = identity_required_problems(rules, str(files[0]))
+        if found:
+            raise RulesError(found)
     digest = hashlib.sha256(
         json.dumps(rules.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
     ).hexdigest()

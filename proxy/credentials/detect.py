@@ -24,6 +24,7 @@ from proxy.credentials.literals import (
     split_auth_scheme,
 )
 from proxy.model.jsonio import loads_unique
+from proxy.reference import REFERENCE
 
 AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
 KEY_HEADERS = frozenset({
@@ -236,7 +237,7 @@ class Detector:
         which the stdlib parser reads too) every key and string of the document is in
         `body` as written, and a finding needs a format's literal prefix in a value or a
         key holding a key hint (tests/credentials/test_detect.py holds both)."""
-        if b"\\" in body or b"\x00" in body:
+        if REFERENCE or b"\\" in body or b"\x00" in body:
             return False
         return not formats.may_match(body.decode("utf-8", "surrogateescape"))
 

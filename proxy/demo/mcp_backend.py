@@ -36,7 +36,7 @@ async def start_mcp_backend(port: int, db: Any) -> Callable[[], Awaitable[None]]
 
     @server.tool()
     def delete_customer(customer_id: int) -> str:
-        """Destructive: the demo rules deny it."""
+        """Destructive: the demo rules hold it for an on-call approval."""
         return f"deleted {customer_id}"
 
     app = server.streamable_http_app(

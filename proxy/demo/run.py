@@ -20,9 +20,12 @@ from proxy.demo.mcp_backend import start_mcp_backend
 
 DEMO_PORTS = {"api": 18081, "sql": 18082, "mcp": 18083}
 RULES = Path(__file__).resolve().parents[2] / "rules"
+DEMO_APPROVAL_TOKEN = "demo-approver-token-not-a-secret"
+"""The demo's own approver token (never a real secret)."""
 
 
-def curl_examples(proxy: str) -> str:
+def curl_examples(proxy: str, admin: str = "http://127.0.0.1:15090") -> str:
+    token = os.environ.get("DEMO_APPROVAL_TOKEN", DEMO_APPROVAL_TOKEN)
     mcp_headers = "-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream'"
     q = '\'{"query": "SELECT item, amount FROM orders ORDER BY id"}\''
     drop = '\'{"query": "DROP TABLE orders"}\''
@@ -50,13 +53,21 @@ curl -s -w '\\n' {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' 
 curl -s -w '\\n' {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
      -d '{{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "run_sql", "arguments": {{"query": "SELECT item FROM orders"}}}}}}'
 
-# 7. MCP: an unlisted tool is a JSON-RPC error (POLICY_DENY), never sent
+# 7. MCP: a tool the caller's role may not call is a JSON-RPC error, never sent
 curl -s -w '\\n' {proxy}/mcp -H 'X-Caller-Role: analyst' -H 'X-Tenant-ID: acme' {mcp_headers} \\
      -d '{{"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {{"name": "delete_customer", "arguments": {{"customer_id": 1}}}}}}'
 
 # 8. A spent budget is refused before the upstream is called (EXECUTE_TIMEOUT, 504)
 curl -s -w '\\n' {proxy}/crm/x -H 'X-Caller-Role: admin' -H 'X-Tenant-ID: acme' \\
      -H 'X-Request-Budget-Ms: 0' -H 'X-Orchestration-Phase: execute'
+
+# 9. MCP: delete_customer is held for an on-call approval (APPROVAL_PENDING, id in data)
+curl -s -w '\\n' {proxy}/mcp -H 'X-Caller-Role: admin' -H 'X-Tenant-ID: acme' {mcp_headers} \\
+     -d '{{"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {{"name": "delete_customer", "arguments": {{"customer_id": 1}}}}}}'
+#    approve it on the admin port (or sign in at {admin}/approvals/ui), then send the same
+#    call again with -H 'X-CallWarden-Approval: <id>': it goes through once
+curl -s -X POST {admin}/approvals/<id>/approve -H 'Authorization: Bearer {token}' \\
+     -H 'X-Approver: dana' -H 'X-Approver-Role: on-call' -d '{{"comment": "demo"}}'
 """
 
 
@@ -85,6 +96,7 @@ async def run_demo(
     backends (default 18081-18083)."""
     # The demo's own token, so the injected-credential path runs; never a real secret.
     os.environ.setdefault("DEMO_CRM_TOKEN", "demo-token-not-a-secret")
+    os.environ.setdefault("DEMO_APPROVAL_TOKEN", DEMO_APPROVAL_TOKEN)
     logging.getLogger("mcp").setLevel(logging.WARNING)  # the SDK's lines are not ours
     ports = dict(DEMO_PORTS)
     if backend_port is not None:
@@ -119,7 +131,9 @@ async def run_demo(
         if mcp is not None:
             await mcp()
         return 1
-    print(curl_examples(f"http://127.0.0.1:{server.ports['proxy']}"), flush=True)
+    proxy_url = f"http://127.0.0.1:{server.ports['proxy']}"
+    admin_url = f"http://127.0.0.1:{server.ports.get('admin', 15090)}"
+    print(curl_examples(proxy_url, admin_url), flush=True)
     print(f"admin: http://127.0.0.1:{server.ports['admin']}/metrics  /rules  /healthz", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

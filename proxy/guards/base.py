@@ -3,6 +3,7 @@ owns short-circuit, audit mode, metrics and logging."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -10,12 +11,13 @@ from proxy.model.call import ToolCall
 from proxy.model.deadline import Deadline
 from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
-from proxy.model.verdict import Verdict
+from proxy.model.verdict import Deny, Verdict
 
 if TYPE_CHECKING:
     from proxy.mcp.sse import SseEvent
     from proxy.sql.engine import SqlDecision
     from proxy.sql.pg.userfns import UserFunctions
+    from proxy.upstream.resilience import CallResilience
 
 
 class SqlJudgement(NamedTuple):
@@ -72,7 +74,8 @@ class FilterRefused(ProxyError):
 
 @dataclass(slots=True)
 class CallContext:
-    """Per-call scratch that guards may add to (never shared between calls)."""
+    """One call's state between stages, each field typed and named for who writes and who
+    reads it (never shared between calls)."""
 
     deadline: Deadline
     record: CallRecord
@@ -87,12 +90,31 @@ class CallContext:
     sql_catalog: UserFunctions | None = None
     """The upstream's user-function table (proxy.sql.pg.userfns.UserFunctions) when the
     wire listener has read it; None over HTTP."""
-    scratch: dict[str, Any] = field(default_factory=dict)
-    """Values one stage computes for a later one (trace flags, the upstream timer)."""
     on_done: list[Any] = field(default_factory=list)
     """Callables run when the call ends (release a concurrency slot, ...)."""
     streaming: Any = None
     """The caller's response once its head was sent (errors after that cut the stream)."""
+    # -- written by the pipeline, read by codecs and the upstream seam ------------------
+    call: ToolCall | None = None
+    """The decoded call: a refusal answers in kind (MCP: with the JSON-RPC ids)."""
+    trace_flags: str = "01"
+    span_id: str | None = None
+    """The span this call is in, when tracing; else the upstream gets a new span id."""
+    idempotent: bool = False
+    """The judged call may be repeated: the upstream client may retry it."""
+    timer: asyncio.Timeout | None = None
+    """The deadline around the exchange; a long-lived GET event stream lifts it."""
+    # -- written and read by the upstream seam (proxy/upstream/resilience.py) ----------
+    resilience: CallResilience | None = None
+    """The breaker and retry state picked for this call on its first attempt."""
+    retry_refused: str | None = None
+    """Why a failed attempt was not retried (attempts, budget, deadline, breaker ...)."""
+    # -- written by guards for the codec or a dry run ------------------------------------
+    mcp_denials: dict[int, Deny] | None = None
+    """mcp_policy: {message index: Deny} when elements of a batch were refused (the codec
+    answers each refused element, and the others 'not sent')."""
+    conditions_seen: list[Any] | None = None
+    """A dry run (explain, replay) sets a list: each `when` evaluation is appended."""
 
 
 class Guard(Protocol):

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import Route, Rules
 from proxy.credentials.detect import Detector, Finding, describe
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 
 CLEAN_CACHE = 4096
 """Header (name, value) pairs known clean; the same few headers arrive on every call."""
@@ -84,8 +84,12 @@ def build(route: Route, rules: Rules, services: Services) -> CredentialsGuard | 
     if route.kind == "postgres":
         return None  # the wire listener judges startup and password messages itself
     spec = route.credentials
-    detector = Detector(spec.scan_headers, spec.allow, route.limits.max_inspect_bytes)
+    allow = list(spec.allow)
+    jwt = rules.identity.jwt
+    if jwt is not None and route.identity != "headers":
+        # The identity token is the proxy's own (verified, then dropped unless the route
+        # forwards it): not a plaintext credential sent to the tool.
+        allow.append(f"header {jwt.header}")
+    detector = Detector(spec.scan_headers, allow, route.limits.max_inspect_bytes)
     return CredentialsGuard(detector, rules.environment == "production")
 
-
-GUARD_BUILDERS["credentials"] = build

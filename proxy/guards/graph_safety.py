@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.compile import GUARD_BUILDERS, Services
+from proxy.conditions.activation import NO_FACTS, Facts, evaluate, hidden_headers
+from proxy.conditions.cel import Condition
 from proxy.config.schema import Route, Rules
 from proxy.graph import neo4j
 from proxy.graph.cypher import judge_cypher
@@ -17,8 +18,10 @@ from proxy.graph.gremlin import judge_gremlin
 from proxy.graph.policy import GraphDecision, GraphPolicy
 from proxy.guards.base import CallContext
 from proxy.model.call import GraphCall, GraphStatement, Request, ToolCall, evolve
+from proxy.model.errors import ErrorCode
 from proxy.model.jsonio import dumps
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+from proxy.services import Services
 
 
 def judge(policy: GraphPolicy, s: GraphStatement, tenant: str | None) -> GraphDecision:
@@ -38,11 +41,19 @@ def repeatable(api: str, request: Request) -> bool:
 @dataclass(frozen=True, slots=True)
 class GraphSafetyGuard:
     policy: GraphPolicy
+    when: Condition | None = None
+    """`graph.when`: CEL over request, identity and time, on every call with statements."""
+    facts: Facts = NO_FACTS
     name: str = "graph_safety"
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
         if not isinstance(call, GraphCall) or not call.statements:
             return ALLOW  # commit / rollback of an open transaction, discovery
+        when = self.when
+        if when is not None:
+            out = evaluate(when, call, ctx.conditions_seen, self.facts)
+            if not out.holds:
+                return Deny(ErrorCode.POLICY_DENY, when.denial(out))
         policy = self.policy
         out: list[GraphStatement] = []
         changed = False
@@ -76,7 +87,10 @@ class GraphSafetyGuard:
 def build(route: Route, rules: Rules, services: Services) -> GraphSafetyGuard | None:
     if route.kind != "graph" or route.graph is None:
         return None
-    return GraphSafetyGuard(GraphPolicy.from_spec(route.graph))
+    spec = route.graph
+    when = None
+    if spec.when is not None:
+        when = Condition.build(f"routes[{route.name}].graph.when", spec.when, "graph")
+    return GraphSafetyGuard(GraphPolicy.from_spec(spec), when,
+                            Facts(hidden_headers=hidden_headers(rules)))
 
-
-GUARD_BUILDERS["graph_safety"] = build

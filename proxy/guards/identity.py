@@ -13,11 +13,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from proxy.config.schema import Route, Rules
 from proxy.credentials.mask import Masker
 from proxy.guards.base import CallContext
 from proxy.model.call import ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 
 TENANT_GRAMMAR = "1-128 of A-Z a-z 0-9 . _ : @ -"
 _TENANT = re.compile(r"[A-Za-z0-9._:@-]{1,128}\Z")
@@ -101,3 +103,20 @@ class IdentityGuard:
         if not call.caller.tenant:
             return Deny(ErrorCode.AUTH_FAILED, f"missing {self.tenant_header} on a tenant route")
         return ALLOW
+
+
+def route_needs_tenant(route: Route) -> bool:
+    if route.tenant is not None:
+        return route.tenant.required
+    if route.sql is not None and route.sql.tenant is not None:
+        return True
+    return route.graph is not None and route.graph.tenant is not None
+
+
+def build(route: Route, rules: Rules, services: Services) -> IdentityGuard | None:
+    if not route_needs_tenant(route):
+        return None
+    if route.kind == "postgres":  # the wire names its tenant in the startup packet
+        param = route.tenant.startup_parameter if route.tenant else None
+        return IdentityGuard(f"tenant (startup parameter {param or 'options'})")
+    return IdentityGuard(rules.identity.tenant_header)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.schema import RateSpec, Route, Rules
 from proxy.guards.base import CallContext
 from proxy.limits.cluster import ClusterRateLimiter
@@ -25,6 +24,7 @@ from proxy.mcp.policy import McpPolicy
 from proxy.model.call import McpCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 from proxy.upstream.resilience import ReloadCache, cache_of
 
 if TYPE_CHECKING:
@@ -152,5 +152,3 @@ def build(route: Route, rules: Rules, services: Services) -> Guard | None:
         return None
     return RateLimitGuard(route.name, limit, MappingProxyType(tools))
 
-
-GUARD_BUILDERS["ratelimit"] = build

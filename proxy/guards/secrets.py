@@ -9,7 +9,6 @@ from functools import lru_cache
 
 from multidict import CIMultiDict
 
-from proxy.compile import GUARD_BUILDERS, Services
 from proxy.config.refs import Template, parse_template
 from proxy.config.schema import Route, Rules
 from proxy.credentials.mask import (
@@ -24,6 +23,7 @@ from proxy.model.errors import ProxyError
 from proxy.model.record import CallRecord
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
 from proxy.secrets.store import RouteSecrets
+from proxy.services import Services
 
 _TEXT_TYPES = ("json", "text/", "xml", "javascript", "x-www-form-urlencoded", "yaml")
 
@@ -167,5 +167,3 @@ def build(route: Route, rules: Rules, services: Services) -> SecretsGuard | None
     scoped = services.secrets.scope(route.name, [t for _, t in headers + query])
     return SecretsGuard(scoped, headers, query, mask)
 
-
-GUARD_BUILDERS["secrets"] = build

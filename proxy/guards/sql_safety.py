@@ -7,14 +7,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.compile import GUARD_BUILDERS, Services
+from proxy.conditions.activation import CREDENTIAL_HEADERS, Facts, evaluate, hidden_headers
+from proxy.conditions.cel import Condition
 from proxy.config.schema import Route, Rules, SqlSpec
 from proxy.guards.base import CallContext, SqlJudgement
 from proxy.model.call import SqlCall, ToolCall
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
+from proxy.services import Services
 from proxy.sql.engine import SqlDecision, SqlGuard
 from proxy.sql.policy import SqlPolicy
+from proxy.sql.scope import TableScope
 
 SQL_BLOCKED = ErrorCode.SQL_BLOCKED  # an enum member read costs ~80 ns: once per call here
 _judgement = tuple.__new__  # a NamedTuple without its Python __new__ (every SQL call)
@@ -39,8 +42,43 @@ def sql_decision(guard: SqlGuard, call: SqlCall, ctx: CallContext) -> SqlDecisio
 
 
 @dataclass(frozen=True, slots=True)
+class SqlScope:
+    """A route's (or MCP tool's) `sql.allow_tables` and `sql.when`, judged on an allowed
+    statement's kind and tables."""
+
+    tables: TableScope | None
+    when: Condition | None
+    hidden: frozenset[str] = CREDENTIAL_HEADERS
+
+    @classmethod
+    def build(cls, spec: SqlSpec, rule: str, hidden: frozenset[str]) -> SqlScope | None:
+        when = Condition.build(f"{rule}.when", spec.when, "sql") if spec.when else None
+        tables = TableScope.from_spec(spec.allow_tables)
+        return None if when is None and tables is None else cls(tables, when, hidden)
+
+    def judge(self, call: ToolCall, decision: SqlDecision, ctx: CallContext,
+              facts: Facts | None = None) -> Deny | None:
+        if self.tables is not None:
+            refusal = self.tables.refusal(call.caller.roles, call.caller.tenant,
+                                          decision.tables)
+            if refusal is not None:
+                return Deny(ErrorCode.PERMISSION_DENIED, refusal)
+        when = self.when
+        if when is not None:
+            base = facts or Facts(hidden_headers=self.hidden)
+            facts = Facts(base.tool_name, base.tool_arguments, base.tool_annotations,
+                          decision.statement_kind, decision.tables, decision.columns,
+                          self.hidden)
+            out = evaluate(when, call, ctx.conditions_seen, facts)
+            if not out.holds:
+                return Deny(ErrorCode.POLICY_DENY, when.denial(out))
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class SqlSafetyGuard:
     engine: SqlGuard
+    scope: SqlScope | None = None
     name: str = "sql_safety"
 
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
@@ -49,6 +87,10 @@ class SqlSafetyGuard:
         decision = sql_decision(self.engine, call, ctx)
         if decision.code is SQL_BLOCKED:
             return Deny(decision.code, decision.reason)
+        if self.scope is not None and decision.code is None:
+            denied = self.scope.judge(call, decision, ctx)
+            if denied is not None:
+                return denied
         return ALLOW
 
 
@@ -62,7 +104,6 @@ def sql_engine(spec: SqlSpec, services: Services) -> SqlGuard:
 def build(route: Route, rules: Rules, services: Services) -> SqlSafetyGuard | None:
     if route.kind not in SQL_KINDS or route.sql is None:
         return None
-    return SqlSafetyGuard(sql_engine(route.sql, services))
+    scope = SqlScope.build(route.sql, f"routes[{route.name}].sql", hidden_headers(rules))
+    return SqlSafetyGuard(sql_engine(route.sql, services), scope)
 
-
-GUARD_BUILDERS["sql_safety"] = build

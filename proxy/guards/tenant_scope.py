@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.codecs.sql import RowCapFilter, with_sql
-from proxy.compile import GUARD_BUILDERS, Services
+from proxy.codecs.sql import with_sql
 from proxy.config.schema import Route, Rules
 from proxy.guards.base import CallContext
 from proxy.guards.sql_safety import SQL_BLOCKED, SQL_KINDS, sql_decision, sql_engine
 from proxy.model.call import SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
+from proxy.services import Services
 from proxy.sql.engine import SqlGuard
 from proxy.sql.location import Where, where
+from proxy.sql.rows import RowCapFilter
 
 _NOTE = "tenant predicate / row cap"
 _alloc = object.__new__
@@ -80,5 +81,3 @@ def build(route: Route, rules: Rules, services: Services) -> TenantScopeGuard | 
     cap = RowCapFilter(spec.max_rows, spec.on_excess) if spec.max_rows is not None else None
     return TenantScopeGuard(sql_engine(spec, services), where(spec.location), cap)
 
-
-GUARD_BUILDERS["tenant_scope"] = build

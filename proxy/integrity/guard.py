@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from proxy.compile import GUARD_BUILDERS
 from proxy.guards.base import CallContext
 from proxy.integrity.monitor import IntegrityMonitor
 from proxy.integrity.pins import PinError, load_pins
@@ -16,8 +15,8 @@ from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Verdict
 
 if TYPE_CHECKING:
-    from proxy.compile import Services
     from proxy.config.schema import Route, Rules
+    from proxy.services import Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,5 +67,3 @@ def build(route: Route, rules: Rules, services: Services) -> IntegrityGuard | No
         raise ValueError(f"route '{route.name}': {route.mcp.pins}: {exc}") from None
     return IntegrityGuard(monitor)
 
-
-GUARD_BUILDERS["integrity"] = build

@@ -100,11 +100,3 @@ class RateLimiter:
             _, tats = self._table.popitem(last=False)
             if max(tats) > now:
                 self.evicted_live += 1
-
-    def sweep(self) -> int:
-        """Drop every full bucket (optional housekeeping, e.g. on a timer); returns count."""
-        now = self._now()
-        idle = [k for k, tats in self._table.items() if max(tats) <= now]
-        for k in idle:
-            del self._table[k]
-        return len(idle)

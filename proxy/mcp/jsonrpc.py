@@ -14,10 +14,14 @@ proxy.model.errors.ERROR_TABLE):
     -32015 DATA_NOT_FOUND        -32016 MAX_ROWS_EXCEEDED    -32017 PLAN_INVALID
     -32018 HOST_NOT_ALLOWED      -32019 ORIGIN_NOT_ALLOWED
     -32020 HEADER_MISMATCH       (MCP's own HeaderMismatch, SEP-2243; HTTP 400)
+    -31001 APPROVAL_PENDING      -31002 APPROVAL_DENIED      -31003 APPROVAL_EXPIRED
+    -31004 APPROVAL_MISMATCH     (human approval; application codes outside JSON-RPC's
+                                 reserved -32768..-32000; `data.approval_id` names it)
 
 The other -320xx codes sit in JSON-RPC's implementation-defined server range, below the
 span MCP 2026-07-28 reserves for itself (-32020..-32099; -32002 retired; -32001 is the
-SDK's client-side timeout); clients should read `data.error_code`, which is stable.
+SDK's client-side timeout); the approval codes sit outside both, in the application
+range. Clients should read `data.error_code`, which is stable.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -164,6 +168,8 @@ def error_response(
         "route": route,
         "trace_id": trace_id,
     }
+    if error.data:
+        data.update(error.data)
     if error.retry_after_s is not None:
         data["retry_after_ms"] = max(0, round(error.retry_after_s * 1000))
     return {
@@ -186,18 +192,6 @@ def decode_header_value(value: str) -> str | None:
         return raw.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-
-
-def duplicated_routing_header(raw_headers: Iterable[tuple[str, str]]) -> str | None:
-    """A routing header sent twice (first-copy and last-copy readers would disagree)."""
-    seen: set[str] = set()
-    for name, _ in raw_headers:
-        low = name.lower()
-        if low in ROUTING_HEADERS:
-            if low in seen:
-                return low
-            seen.add(low)
-    return None
 
 
 def headers_required(version: str | None) -> bool:

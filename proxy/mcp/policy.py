@@ -24,6 +24,8 @@ class ToolRule:
     sql: SqlSpec | None = None
     tenant_argument: str | None = None
     idempotent: bool = False
+    when: Any = None
+    """proxy.conditions.cel.Condition: `when` over the call's tool and arguments."""
 
     def admits(self, roles: frozenset[str]) -> bool:
         return "*" in self.roles or not self.roles.isdisjoint(roles)
@@ -36,9 +38,15 @@ class McpPolicy:
     methods: MappingProxyType[str, frozenset[str]]
 
     @classmethod
-    def from_spec(cls, spec: McpSpec) -> McpPolicy:
+    def from_spec(cls, spec: McpSpec, route: str = "") -> McpPolicy:
+        from proxy.conditions.cel import Condition
+
         tools = {
-            name: ToolRule(frozenset(t.roles), t.limits, t.sql, t.tenant_argument, t.idempotent)
+            name: ToolRule(
+                frozenset(t.roles), t.limits, t.sql, t.tenant_argument, t.idempotent,
+                Condition.build(f"routes[{route}].mcp.tools.{name}.when", t.when, "tool")
+                if t.when is not None else None,
+            )
             for name, t in spec.tools.items()
         }
         methods = {m: frozenset(r) for m, r in spec.methods.items()}
@@ -78,15 +86,6 @@ class McpPolicy:
         if len(kept) == len(tools):
             return result
         return {**result, "tools": kept}
-
-    def filter_list_response(self, message: Any, roles: frozenset[str]) -> dict[str, Any] | None:
-        """For a JSON-RPC response to tools/list: the filtered message, or None when it is
-        unchanged (forward the original bytes). Call only for ids of tools/list requests."""
-        if not isinstance(message, dict) or not isinstance(message.get("result"), dict):
-            return None
-        result = message["result"]
-        filtered = self.visible_tools(result, roles)
-        return None if filtered is result else {**message, "result": filtered}
 
     def tool_is_idempotent(self, name: str, annotations: Any = None) -> bool:
         """Safe to retry: declared in rules, or advertised by the server as read-only or

@@ -105,6 +105,9 @@ class Caller:
     trace_id: str
     client: str = ""
     """Peer address of the connection."""
+    claims: Any = None
+    """The verified identity token's claims (a read-only mapping), or None when the
+    identity came from headers or the caller is anonymous."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,8 @@ class ToolCall:
     request: Request
     tool: str | None = None
     """MCP tool name (label-bounded by the rules), else None."""
+    tool_name: str | None = None
+    """The MCP tool as the caller named it, when it is a plain name (for the logs)."""
     json: Any = None
     """The decoded JSON body, when a codec decoded one."""
     rewritten_body: bytes | None = None

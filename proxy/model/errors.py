@@ -33,6 +33,10 @@ class ErrorCode(StrEnum):
     HEADER_MISMATCH = "HEADER_MISMATCH"
     HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
     ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+    APPROVAL_PENDING = "APPROVAL_PENDING"
+    APPROVAL_DENIED = "APPROVAL_DENIED"
+    APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
+    APPROVAL_MISMATCH = "APPROVAL_MISMATCH"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,13 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     # meant for another server (421 Misdirected Request); a browser Origin not listed is 403.
     ErrorCode.HOST_NOT_ALLOWED: ErrorSpec(421, -32018, "08004", False),
     ErrorCode.ORIGIN_NOT_ALLOWED: ErrorSpec(403, -32019, "08004", False),
+    # Human approval (proxy/approval/): JSON-RPC codes outside the reserved -32768..-32000
+    # range (application-defined; the server range above is full). A pending approval is
+    # 428 Precondition Required: retry with X-CallWarden-Approval once a person approved.
+    ErrorCode.APPROVAL_PENDING: ErrorSpec(428, -31001, "55000", True),
+    ErrorCode.APPROVAL_DENIED: ErrorSpec(403, -31002, "42501", False),
+    ErrorCode.APPROVAL_EXPIRED: ErrorSpec(403, -31003, "42501", False),
+    ErrorCode.APPROVAL_MISMATCH: ErrorSpec(403, -31004, "42501", False),
 }
 TRANSPORT_CODES = frozenset(
     {ErrorCode.HEADER_MISMATCH, ErrorCode.HOST_NOT_ALLOWED, ErrorCode.ORIGIN_NOT_ALLOWED}
@@ -91,7 +102,7 @@ class ProxyError(Exception):
     """A refusal with its code. `message` is shown to the caller: never put a secret,
     a header value or a whole request body in it."""
 
-    __slots__ = ("code", "extra_headers", "http_status", "message", "retry_after_s")
+    __slots__ = ("code", "data", "extra_headers", "http_status", "message", "retry_after_s")
 
     def __init__(
         self,
@@ -101,12 +112,15 @@ class ProxyError(Exception):
         retry_after_s: float | None = None,
         extra_headers: dict[str, str] | None = None,
         http_status: int | None = None,
+        data: dict[str, str] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
         self.extra_headers = extra_headers
+        self.data = data
+        """More fields for the error body / JSON-RPC `data` (e.g. approval_id): never secrets."""
         self.http_status = http_status or ERROR_TABLE[code].http_status
         """The table's status, unless a transport-level problem needs its own (413)."""
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from proxy.reference import REFERENCE
+
 _STDLIB = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 # Every digit becomes "9" and every other byte a space: 19 digits in a row is then one
 # C search for nineteen 9s (a regex scan for [0-9]{19} costs more than the parse).
@@ -31,7 +33,7 @@ def long_number(text: bytes | str) -> bool:
 
 def loads(text: bytes | str) -> Any:
     """`json.loads(text)`: the same value, or the same error."""
-    if not long_number(text):
+    if not REFERENCE and not long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -82,6 +84,8 @@ def repeats_a_key(text: bytes | str, doc: Any) -> bool:
     else:
         colons = text.count(":")
         plain = "\\u" not in text
+    if REFERENCE:
+        colons, plain = -1, False  # the checking parse decides every text
     if colons == 0 or (type(doc) is dict and colons == len(doc)):
         return False  # no key at all, or a flat object with no colon in a string
     if plain:

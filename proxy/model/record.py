@@ -21,6 +21,9 @@ class CallRecord:
     tenant: str | None = None
     roles: str = ""
     tool: str | None = None
+    tool_name: str | None = None
+    """The tool as the caller named it, for the logs (`tool` is the metric label: tools
+    the rules do not name are "other" there); only a name that passes a plain grammar."""
     outcome: str = "ok"
     """ok (answered by the upstream), denied (refused by policy), error."""
     error_code: str = ""
@@ -44,5 +47,7 @@ class CallRecord:
     """Secrets masked in the response."""
     filter_refusals: list[tuple[str, str]] = field(default_factory=list)
     """(filter, reason): a response filter could not run, so the answer was refused."""
+    approval: Any = None
+    """proxy.approval.model.ApprovalRecord this call was held on or went through with."""
     decision_input: dict | None = None
     """What the decision log records for replay (masked, capped); None when off."""

@@ -29,6 +29,8 @@ class Deny:
     """Shown to the caller and logged: never a secret or a whole body."""
     retry_after_s: float | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    data: tuple[tuple[str, str], ...] = ()
+    """More fields for the error body (HTTP) or JSON-RPC `data`, e.g. an approval id."""
 
 
 Verdict = Allow | Rewrite | Deny

@@ -40,7 +40,7 @@ class AccessLog:
             "kind": rec.kind,
             "method": log_method(rec.method),
             "path": log_path(rec.path),
-            "tool": rec.tool,
+            "tool": rec.tool_name or rec.tool,
             "verdict": rec.outcome,
             "error_code": rec.error_code or None,
             "reason": log_text(rec.reason) if rec.reason else None,
@@ -51,6 +51,8 @@ class AccessLog:
             "retries": rec.retries,
             "budget_ms": rec.budget_ms,
         }
+        if rec.approval:
+            line["approval"] = rec.approval.id
         if rec.would_deny:
             line["would_deny"] = [
                 {"guard": g, "code": c, "reason": log_text(r)} for g, c, r in rec.would_deny

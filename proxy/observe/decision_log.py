@@ -201,7 +201,7 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
         "headers": mask_headers(di["headers"], identity) if "headers" in di else [],
         "tenant": rec.tenant,
         "role": rec.roles,
-        "tool": rec.tool,
+        "tool": rec.tool_name or rec.tool,
     }
     if request is not None and request.body is not None:
         ctype = request.headers.get("Content-Type", "")
@@ -211,6 +211,10 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
             line["body_truncated"] = True
     if call is not None:
         line.update(call_fields(call, limit))
+        if call.caller.claims is not None:
+            # The verified token's claims (never the token), so replay can judge `when`
+            # conditions over identity.claims again.
+            line["claims"] = mask_json(dict(call.caller.claims))
     line.update(
         verdict=verdict_of(rec),
         outcome=rec.outcome,
@@ -222,6 +226,15 @@ def decision_line(rec: CallRecord, ts: float, limit: int) -> dict[str, Any]:
         status=rec.status,
     )
     line.update(rewrite_fields(call, final, limit))
+    if rec.approval is not None:
+        a = rec.approval
+        line["approval"] = {
+            "id": a.id,
+            "status": str(a.status),
+            "approver": a.decided_by,
+            "comment": log_text(a.comment) if a.comment else None,
+            "decision_s": round(a.decided_at - a.created, 3) if a.decided_at else None,
+        }
     return line
 
 

@@ -202,6 +202,31 @@ class Metrics:
             ["route", "tool", "event"],
             registry=r,
         )
+        self.approvals_pending = Gauge(
+            p + "approvals_pending",
+            "Approvals waiting for a person (in this process's store view).",
+            ["route"],
+            registry=r,
+        )
+        self.approval_decisions = Counter(
+            p + "approval_decisions",
+            "Approvals decided, by result (approved, denied, expired).",
+            ["route", "result"],
+            registry=r,
+        )
+        self.approval_decision_seconds = Histogram(
+            p + "approval_decision_seconds",
+            "Time from an approval's creation to its decision (or expiry).",
+            ["route"],
+            buckets=(1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+            registry=r,
+        )
+        self.approval_notify_failures = Counter(
+            p + "approval_notify_failures",
+            "Approval webhooks that could not be delivered.",
+            ["route"],
+            registry=r,
+        )
         self.tenant_requests = Counter(
             p + "tenant_requests",
             "Calls per tenant, on routes that opt in (capped).",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.compile import CompiledRoute
+from proxy.compile import CALLER_GUARDS, CompiledRoute
 from proxy.guards.base import CallContext
 from proxy.model.call import Caller, Request, SqlCall, ToolCall
 from proxy.model.deadline import make_deadline
@@ -22,8 +22,6 @@ from proxy.sql.pg.userfns import UserFunctions
 
 WIRE_REQUEST = Request("QUERY", "")
 """Wire calls have no HTTP request; guards that read one see an empty one."""
-CALLER_GUARDS = frozenset({"identity", "access"})
-"""Judged once per connection, before the upstream login: who is calling."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from proxy import reference
 from proxy.model.errors import ErrorCode
 from proxy.sql.digest import MARK, FastDigest, comment_hazard, digest, fast_digest
 from proxy.sql.pg import hook as pg_hook
@@ -44,7 +45,7 @@ from proxy.sql.rewrite import Context, plan
 from proxy.sql.safety import QUERY_ROOTS, Judgement, judge
 from proxy.sql.tenant import column_sql, quote_tenant
 
-REFERENCE: bool = os.environ.get("CALLWARDEN_SQL_REFERENCE") == "1"
+REFERENCE: bool = reference.REFERENCE or os.environ.get("CALLWARDEN_SQL_REFERENCE") == "1"
 """Reference mode: no fast paths, no digest or fingerprint reuse (every new text is
 parsed). Tests hold its verdicts equal to the fast ones; CI runs the suite with it on."""
 
@@ -68,6 +69,11 @@ class SqlDecision(NamedTuple):
     rewritten: bool
     statement_kind: str  # "select", "insert", ...
     read_only: bool  # the statement cannot write (the retry layer uses this)
+    tables: tuple[str, ...] | None = None
+    """Tables the statement names (lower case, `db.name` when qualified; no CTEs), for
+    `sql.allow_tables` and `when`; None when this judgement did not list them."""
+    columns: tuple[str, ...] | None = None
+    """Columns named (`table.column` when qualified, `*` for a star), for `when`."""
 
 
 class _Prepared(NamedTuple):
@@ -254,12 +260,12 @@ def _segments(parts: Parts) -> tuple[str, ...]:
 
 def _mismatch(sql: str, p: Plan) -> SqlDecision:
     return SqlDecision(ErrorCode.TENANT_MISMATCH, "INSERT carries another tenant id", sql,
-                       False, p.kind, p.read_only)
+                       False, p.kind, p.read_only, p.tables, p.columns)
 
 
 def _unquotable(sql: str, p: Plan) -> SqlDecision:
     return SqlDecision(ErrorCode.AUTH_FAILED, "tenant id cannot be used in SQL", sql, False,
-                       p.kind, p.read_only)
+                       p.kind, p.read_only, p.tables, p.columns)
 
 
 def _literal_value(raw: str) -> str:
@@ -400,19 +406,22 @@ class SqlGuard:
             self._texts.put(sql, prep)
         p = prep.plan
         if p.code is not None:
-            return SqlDecision(p.code, p.reason, sql, False, p.kind, p.read_only)
+            return SqlDecision(p.code, p.reason, sql, False,
+                               p.kind, p.read_only, p.tables, p.columns)
         for value in prep.checks:
             if value != tenant:
                 return _mismatch(sql, p)
         segments = prep.segments
         if segments is None:
-            return SqlDecision(None, "", sql, False, p.kind, p.read_only)
+            return SqlDecision(None, "", sql, False, p.kind, p.read_only, p.tables, p.columns)
         if len(segments) == 1:
-            return SqlDecision(None, "", segments[0], True, p.kind, p.read_only)
+            return SqlDecision(None, "", segments[0], True,
+                               p.kind, p.read_only, p.tables, p.columns)
         quoted = self._quote(tenant or "")
         if quoted is None:
             return _unquotable(sql, p)
-        return SqlDecision(None, "", quoted.join(segments), True, p.kind, p.read_only)
+        return SqlDecision(None, "", quoted.join(segments), True,
+                           p.kind, p.read_only, p.tables, p.columns)
 
     def _shape_decision(self, shape: _Shape, m: re.Match[str], sql: str,
                         tenant: str | None) -> SqlDecision:
@@ -422,13 +431,14 @@ class SqlGuard:
         self.shape_hits += 1
         p = shape.plan
         if p.code is not None:
-            return SqlDecision(p.code, p.reason, sql, False, p.kind, p.read_only)
+            return SqlDecision(p.code, p.reason, sql, False,
+                               p.kind, p.read_only, p.tables, p.columns)
         for c in shape.checks:
             if (c if isinstance(c, str) else _literal_value(m.group(c))) != tenant:
                 return _mismatch(sql, p)
         consts = shape.consts
         if consts is None:
-            return SqlDecision(None, "", sql, False, p.kind, p.read_only)
+            return SqlDecision(None, "", sql, False, p.kind, p.read_only, p.tables, p.columns)
         bound = shape.bound.get(tenant)
         if bound is None:
             if any(MARK in text for text in consts):
@@ -451,7 +461,8 @@ class SqlGuard:
             parts[0::2] = bound
             parts[1::2] = m.group(*copies)
             text = "".join(parts)
-        return _new_decision(SqlDecision, (None, "", text, True, p.kind, p.read_only))
+        return _new_decision(SqlDecision, (None, "", text, True,
+                                           p.kind, p.read_only, p.tables, p.columns))
 
     def _learn(self, sql: str, fd: FastDigest, entry: _Fast) -> None:
         """Put the key's shape first in line: compiled on the shape's second text (about
@@ -667,7 +678,7 @@ class SqlGuard:
             template = apply_edits(sql, toks, checked.edits)
         # The plan's token positions are those of `toks`: valid for this text only.
         return Plan(None, "", "explain", reads or not analyze, template=template,
-                    reusable=False)
+                    reusable=False, tables=checked.tables, columns=checked.columns)
 
 
 _EXPLAIN_WORDS = frozenset({

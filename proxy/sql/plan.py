@@ -44,6 +44,11 @@ class Plan:
     """Literal token indices that must equal the caller's tenant (INSERT values)."""
     reusable: bool = True
     """False: do not serve other texts with the same digest from this plan."""
+    tables: tuple[str, ...] | None = None
+    """Tables named, as in SqlDecision.tables (identifiers: the same for every text of
+    one digest)."""
+    columns: tuple[str, ...] | None = None
+    """Columns named, as in SqlDecision.columns."""
 
 
 def blocked(code: ErrorCode, reason: str, kind: str = "unknown", **kw: object) -> Plan:

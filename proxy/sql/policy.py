@@ -27,6 +27,9 @@ class SqlPolicy:
     """sql.functions.allow, lower-case."""
     route_blocked_functions: frozenset[str] = frozenset()
     """The route's own blocked_functions, without the cross-dialect list (postgres judge)."""
+    lists_tables: bool = False
+    """A `when` or `allow_tables` reads the tables a statement names: the engine must
+    list them (sqlglot reads the text even where PostgreSQL's parser alone judges)."""
     _prefixes: tuple[str, ...] = field(init=False, compare=False, hash=False, repr=False)
     rules: Rules = field(init=False, compare=False, hash=False, repr=False)
 
@@ -60,6 +63,7 @@ class SqlPolicy:
             route_blocked_functions=frozenset(f.lower() for f in spec.blocked_functions),
             allowed_functions=frozenset(
                 f.lower() for f in (spec.functions.allow if spec.functions else ())),
+            lists_tables=spec.when is not None or spec.allow_tables is not None,
         )
 
     def function_blocked(self, name: str) -> bool:

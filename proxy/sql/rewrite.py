@@ -57,6 +57,32 @@ class Context:
     limit_suffix: bool  # the dialect caps with a trailing `LIMIT n`
 
 
+def table_names(tables: list[exp.Table]) -> tuple[str, ...]:
+    """`catalog.db.name` (the parts present), lower case, each once, in order."""
+    out: dict[str, None] = {}
+    for t in tables:
+        parts = (t.text("catalog"), t.text("db"), t.name)
+        out[".".join(p.lower() for p in parts if p)] = None
+    return tuple(out)
+
+
+def column_names(root: exp.Expression) -> tuple[str, ...]:
+    """Columns the statement names, lower case, each once: the bare name, and also
+    `table.column` when qualified; `*` for any star (`t.*` also as `t.*`)."""
+    out: dict[str, None] = {}
+    for node in root.find_all(exp.Column, exp.Star):
+        if isinstance(node, exp.Star):
+            if not isinstance(node.parent, exp.Column):
+                out["*"] = None
+            continue
+        name = "*" if isinstance(node.this, exp.Star) else node.name.lower()
+        table = node.table.lower()
+        if table:
+            out[f"{table}.{name}"] = None
+        out[name] = None  # also bare: `"salary" in sql.columns` sees `e.salary`
+    return tuple(out)
+
+
 def plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx: Context) -> Plan:
     try:
         return _plan(sql, tokens, root, j, ctx)
@@ -156,7 +182,8 @@ def _plan(sql: str, tokens: list[Token], root: exp.Expression, j: Judgement, ctx
                 ast_mode, limit = True, n
 
     base = dict(code=None, reason="", kind=j.kind, read_only=j.read_only,
-                pinned=tuple(sorted(set(pinned))), tenant_checks=tuple(checks))
+                pinned=tuple(sorted(set(pinned))), tenant_checks=tuple(checks),
+                tables=table_names(tables), columns=column_names(root))
     if not ast_mode:
         return Plan(edits=tuple(edits), **base)  # type: ignore[arg-type]
     return Plan(template=_regenerate(root, wraps, dml, limit, ctx), reusable=False,

@@ -1,11 +1,11 @@
 """A lean HTTP/1.1 client for upstream calls: keep-alive pool, llhttp (aiohttp's C
 parser) for responses, aiohttp's StreamReader for bodies, nothing else.
 
-Why not aiohttp's ClientSession: measured with callgrind it costs ~370k instructions per
-small request (request/URL objects, connector, traces, timers), more than CallWarden's
-whole policy chain; this client costs ~35k. A proxy forwards requests already parsed and
-cleaned, so it needs none of the session's conveniences (cookies, redirects, auth,
-decompression, form encoding). Deadlines come from the caller (the pipeline cancels).
+Why not aiohttp's ClientSession: per small request it costs more than twice what this
+client does (request/URL objects, connector, traces, timers; bench/h1_instructions.py
+measures both). A proxy forwards requests already parsed and cleaned, so it needs none
+of the session's conveniences (cookies, redirects, auth, decompression, form encoding).
+Deadlines come from the caller (the pipeline cancels).
 """
 
 from __future__ import annotations
@@ -298,6 +298,11 @@ class H1Pool:
             try:
                 await self._send_stream(conn, method, target, headers, body)
             except BaseException:
+                # SECURITY: a request cut mid-body is reset, not closed: nothing buffered
+                # behind it goes out, and the upstream never reads a clean end.
+                conn.should_close = True
+                if conn.transport is not None:
+                    conn.transport.abort()
                 conn.waiter = None  # nobody waits for an answer to a body never sent
                 if not waiter.cancel() and not waiter.cancelled():
                     waiter.exception()  # already failed: the error raised here says why

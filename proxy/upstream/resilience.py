@@ -3,7 +3,7 @@ that talks to backends) around every attempt.
 
 The decisions are the engines' pure functions (breaker.py, retry.py); this module only
 picks the right state for a call (route, MCP tool, tenant), keeps it across rules reloads
-(`ReloadCache`) and reports metrics. Per-call state lives in `ctx.scratch[CALL_STATE]`.
+(`ReloadCache`) and reports metrics. Per-call state lives in `ctx.resilience`.
 """
 
 from __future__ import annotations
@@ -31,12 +31,6 @@ if TYPE_CHECKING:
     from proxy.codecs.http import OutboundRequest
     from proxy.guards.base import CallContext
 
-IDEMPOTENT = "idempotent"
-"""ctx.scratch key: the pipeline copies `call.idempotent` here after the guards ran."""
-CALL_STATE = "resilience"
-"""ctx.scratch key of the per-call `_CallState`."""
-RETRY_REFUSED = "retry_refused"
-"""ctx.scratch key: why a failed attempt was not retried (attempts, budget, deadline ...)."""
 MAX_TRACKED = 1024
 """Non-closed breakers remembered for the route's gauge (bounded: tenants are input)."""
 
@@ -64,7 +58,7 @@ class Policy:
 
 
 @dataclass(slots=True)
-class _CallState:
+class CallResilience:
     policy: Policy
     breaker: Breaker | None
     probe: bool = False
@@ -137,7 +131,7 @@ class RouteResilience:
 
     def before_attempt(self, ctx: CallContext) -> None:
         """Raises CIRCUIT_OPEN (503, Retry-After = time left open) instead of calling."""
-        state = ctx.scratch.get(CALL_STATE)
+        state = ctx.resilience
         first = state is None
         if state is None:
             tool = ctx.record.tool
@@ -146,7 +140,7 @@ class RouteResilience:
                 None if policy.breakers is None
                 else policy.breakers.get(self.route, ctx.record.tenant)
             )
-            state = ctx.scratch[CALL_STATE] = _CallState(policy, breaker)
+            state = ctx.resilience = CallResilience(policy, breaker)
         if state.breaker is not None:
             decision = state.breaker.before_call()
             state.probe = decision.probe
@@ -163,7 +157,8 @@ class RouteResilience:
         return classify(status)
 
     def record_outcome(self, ctx: CallContext, outcome: Outcome, seconds: float) -> None:
-        state: _CallState = ctx.scratch[CALL_STATE]
+        state = ctx.resilience
+        assert state is not None
         if outcome != "connect":  # a refused connection says nothing about latency
             state.policy.latency.observe(seconds)
         if state.breaker is not None:
@@ -175,7 +170,7 @@ class RouteResilience:
     def settle(self, ctx: CallContext, failure: Outcome | None = None) -> None:
         """The exchange is over: a success the head announced is recorded now, or the
         failure that came after the head instead (a reset or a stall mid-body)."""
-        state: _CallState | None = ctx.scratch.get(CALL_STATE)
+        state: CallResilience | None = ctx.resilience
         if state is not None and state.pending:
             state.pending = False
             if state.breaker is not None:
@@ -185,7 +180,7 @@ class RouteResilience:
         """The attempt was cut by the caller (its budget, or it hung up): the backend is
         not to blame, so the breaker hears no outcome (one caller's short budget must not
         open the circuit for every caller) and a probe's slot is freed."""
-        state: _CallState | None = ctx.scratch.get(CALL_STATE)
+        state: CallResilience | None = ctx.resilience
         if state is not None and state.breaker is not None:
             state.breaker.abandon(state.probe)
 
@@ -200,11 +195,12 @@ class RouteResilience:
         """Seconds to wait before the next attempt, or None: do not retry. `attempt` is the
         number of retries made so far (0 after the first attempt failed); `status` is None
         for a connection failure."""
-        state: _CallState = ctx.scratch[CALL_STATE]
+        state = ctx.resilience
+        assert state is not None
         if status is not None and not retryable_status(status):
             return None
         if state.breaker is not None and state.breaker.state is State.OPEN:
-            ctx.scratch[RETRY_REFUSED] = "breaker"
+            ctx.retry_refused = "breaker"
             return None
         upstream_wait = retry_after_from_header(retry_after_header) if status else None
         made = attempt + 1
@@ -213,7 +209,7 @@ class RouteResilience:
         reason = retry_refusal(
             made,
             spec,
-            bool(ctx.scratch.get(IDEMPOTENT, False)),
+            ctx.idempotent,
             out.replayable,
             ctx.deadline.remaining(),
             state.policy.latency.value,
@@ -221,13 +217,14 @@ class RouteResilience:
             delay,
         )
         if reason is not None:
-            ctx.scratch[RETRY_REFUSED] = reason
+            ctx.retry_refused = reason
             return None
         return delay
 
     def count_retry(self, ctx: CallContext) -> None:
         """A retry is about to start: spend from the budget, count it."""
-        ctx.scratch[CALL_STATE].policy.budget.record_retry()
+        assert ctx.resilience is not None
+        ctx.resilience.policy.budget.record_retry()
         if self._retries is not None:
             self._retries.inc()
 

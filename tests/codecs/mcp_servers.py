@@ -73,6 +73,12 @@ class FakeMcp:
     def _answer(m: dict[str, Any]) -> dict[str, Any]:
         if m["method"] == "tools/list":
             result: dict[str, Any] = {"tools": TOOLS, "nextCursor": "page-2"}
+        elif m["method"] == "tools/call" and m["params"]["name"] == "add" \
+                and m["params"].get("arguments", {}).get("fail") == "tool":
+            result = {"content": [{"type": "text", "text": "boom"}], "isError": True}
+        elif m["method"] == "tools/call" and m["params"]["name"] == "add" \
+                and m["params"].get("arguments", {}).get("fail") == "rpc":
+            return {"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32603, "message": "x"}}
         else:
             result = {"echo": m.get("params")}
         return {"jsonrpc": "2.0", "id": m["id"], "result": result}

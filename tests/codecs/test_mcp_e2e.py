@@ -19,6 +19,7 @@ from proxy.model.call import Caller, Request
 from proxy.model.errors import ERROR_TABLE, ErrorCode
 from proxy.model.verdict import Deny
 from tests.codecs.mcp_servers import TOOLS, FakeMcp
+from tests.guards.kit import rpc
 from tests.mcp.sdk_server import RunningServer, start_server
 
 TOOLS_RULES = {
@@ -54,15 +55,6 @@ def mcp_route(url: str, **extra: Any) -> dict[str, Any]:
         "mcp": TOOLS_RULES,
         **extra,
     }
-
-
-def rpc(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:
-    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-    if params is not None:
-        msg["params"] = params
-    if id is not None:
-        msg["id"] = id
-    return msg
 
 
 def call(name: str, args: dict[str, Any], id: Any = 1) -> dict[str, Any]:
@@ -443,3 +435,52 @@ async def test_sse_answer_settles_into_one_response_or_streams(fake, write_rules
         assert not r.content.at_eof()
         up.hold.set()
         assert first + await r.read() == raw
+
+
+@pytest.mark.parametrize("sse", [False, True], ids=["json", "sse"])
+async def test_tool_failures_are_upstream_errors(fake, write_rules, start_proxy, sse):
+    """A tool result with isError, or a JSON-RPC error from the server, passes unchanged
+    but counts as upstream_error (the SLO alerts and the tool error ratio read it)."""
+    up, url = fake
+    up.sse = sse
+    px = await start_proxy(write_rules([mcp_route(url)]))
+    outcomes = []
+    hdrs = {**JSON_SSE, "X-Caller-Role": "analyst", "X-Tenant-ID": "acme"}
+    for args in ({"a": 1}, {"fail": "tool"}, {"fail": "rpc"}):
+        async with px.session.post(px.url + "/mcp", json=call("add", args), headers=hdrs) as r:
+            assert r.status == 200
+            raw = (await r.read()).decode()
+        answer = [ln[5:] for ln in raw.splitlines() if ln.startswith("data:")][-1] if sse else raw
+        body = json.loads(answer)
+        outcomes.append("error" in body or body["result"].get("isError") is True)
+    assert outcomes == [False, True, True]  # passed on as the server sent them
+    labels = {"route": "tools", "tool": "add"}
+    await px.metric_eventually("callwarden_mcp_tool_calls_total", 2, outcome="upstream_error",
+                               **labels)
+    assert px.metric("callwarden_mcp_tool_calls_total", outcome="ok", **labels) == 1
+    assert px.metric("callwarden_requests_total", route="tools", kind="mcp",
+                     outcome="upstream_error", error_code="") == 2
+
+
+async def test_a_denied_tool_is_logged_by_its_name(fake, write_rules, start_proxy, caplog):
+    """Metrics keep "other" for tools the rules do not name (bounded labels); the access
+    log says which tool was refused, when its name is a plain one and not a token."""
+    import logging
+
+    _up, url = fake
+    caplog.set_level(logging.INFO, logger="callwarden.access")
+    px = await start_proxy(write_rules([mcp_route(url)]))
+    from tests.credentials.fakes import github
+
+    for name in ("drop_everything", github(), "bad name!"):
+        status, _, body = await post(px, call(name, {}))
+        assert status == 200 and body["error"]["data"]["error_code"] == "POLICY_DENY"
+    for _ in range(100):
+        lines = [json.loads(r.getMessage()) for r in caplog.records
+                 if r.name == "callwarden.access"]
+        if len(lines) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert [ln["tool"] for ln in lines] == ["drop_everything", "other", "other"]
+    assert px.metric("callwarden_mcp_tool_calls_total", route="tools", tool="other",
+                     outcome="denied") == 3

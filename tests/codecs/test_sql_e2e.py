@@ -95,6 +95,31 @@ async def test_sql_missing_and_malformed_body(sql_backend, write_rules, start_pr
         assert r.headers["X-CallWarden-Error-Code"] == "INVALID_PARAMS"
 
 
+async def test_the_caller_is_judged_before_the_body(sql_backend, write_rules, start_proxy):
+    """A caller the route refuses learns nothing about its body: a role outside
+    access.roles with a malformed body is PERMISSION_DENIED (counted under 'access'),
+    not INVALID_PARAMS; a missing tenant is AUTH_FAILED before the body is read."""
+    route = {**sql_route(sql_backend), "access": {"roles": ["analyst"]}}
+    px = await start_proxy(write_rules([route]))
+    for body in (b"{not json", b'{"sql": "SELECT 1"}', b'{"query": "DROP TABLE orders"}'):
+        async with px.session.post(
+            px.url + "/db/query", data=body,
+            headers={"X-Tenant-ID": "a", "X-Caller-Role": "intern"},
+        ) as r:
+            assert (r.status, r.headers["X-CallWarden-Error-Code"]) == (403, "PERMISSION_DENIED")
+    assert px.metric("callwarden_denials_total", route="db", guard="access",
+                     error_code="PERMISSION_DENIED") == 3
+    async with px.session.post(
+        px.url + "/db/query", data=b"{not json", headers={"X-Caller-Role": "analyst"}
+    ) as r:
+        assert r.headers["X-CallWarden-Error-Code"] == "AUTH_FAILED"
+    async with px.session.post(
+        px.url + "/db/query", data=b"{not json",
+        headers={"X-Tenant-ID": "a", "X-Caller-Role": "analyst"},
+    ) as r:
+        assert r.headers["X-CallWarden-Error-Code"] == "INVALID_PARAMS"  # allowed: now judged
+
+
 async def test_a_repeated_key_is_refused_not_forwarded(sql_backend, write_rules, start_proxy):
     """A backend that reads the first copy would run a statement nobody judged: without a
     tenant or row cap nothing is rewritten, so the body would go as sent."""
@@ -136,7 +161,7 @@ def test_an_answer_the_row_cap_skips_cannot_exceed_it(cap: int) -> None:
     answers with one row more than the cap, in every form the cap counts, are longer."""
     import json
 
-    from proxy.codecs.sql import RowCapFilter
+    from proxy.sql.rows import RowCapFilter
 
     f = RowCapFilter(cap, "deny")
     n = cap + 1

@@ -256,6 +256,7 @@ _PIECES = st.sampled_from([
     "\u212a", "ey", "é", "\udcff", "sk", "-", "gh", "p_", " ", "x", "İ", "PASS"])
 
 
+@pytest.mark.fast_path
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.one_of(_PIECES, st.text(max_size=3)), max_size=12).map("".join))
 def test_the_automaton_agrees_with_the_gates(text: str) -> None:

@@ -78,6 +78,29 @@ def test_demo_starts_and_answers() -> None:
         )
         rows = _call(url + "/mcp", mcp, call)
         assert rows[1]["result"]["content"][0]["text"] == '[["laser"], ["shark"]]'  # globex only
+        # 9: delete_customer is held for an on-call approval, then goes through once
+        admin = None
+        while admin is None and time.monotonic() < end + 10:
+            m = re.search(r"admin: (http://127\.0\.0\.1:\d+)/metrics", proc.stdout.readline())  # type: ignore[union-attr]
+            admin = m.group(1) if m else None
+        assert admin, "demo did not print its admin address"
+        held_call = (
+            b'{"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name":'
+            b' "delete_customer", "arguments": {"customer_id": 1}}}'
+        )
+        as_admin = {**mcp, "X-Caller-Role": "admin"}
+        held = _call(url + "/mcp", as_admin, held_call)[1]["error"]["data"]
+        assert held["error_code"] == "APPROVAL_PENDING"
+        approver = {
+            "Authorization": "Bearer demo-approver-token-not-a-secret",
+            "X-Approver": "dana",
+            "X-Approver-Role": "on-call",
+        }
+        decided = _call(f"{admin}/approvals/{held['approval_id']}/approve", approver, b"{}")
+        assert decided[0] == 200 and decided[1]["status"] == "approved"
+        retry = {**as_admin, "X-CallWarden-Approval": held["approval_id"]}
+        done = _call(url + "/mcp", retry, held_call)
+        assert done[1]["result"]["content"][0]["text"] == "deleted 1"
     finally:
         proc.terminate()
         assert proc.wait(15) == 0

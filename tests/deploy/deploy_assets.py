@@ -39,6 +39,9 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
         ("callwarden_secrets_masked_total", "counter", "route"),
         ("callwarden_mcp_tool_calls_total", "counter", "route tool outcome"),
         ("callwarden_mcp_tool_duration_seconds", "histogram", "route tool"),
+        ("callwarden_approvals_pending", "gauge", "route"),
+        ("callwarden_approval_decisions_total", "counter", "route result"),
+        ("callwarden_approval_decision_seconds", "histogram", "route"),
         # prometheus_client's standard process collector
         ("process_cpu_seconds_total", "counter", ""),
         ("process_resident_memory_bytes", "gauge", ""),

@@ -360,3 +360,17 @@ def test_standalone_rules_name_the_service_as_a_proxy_host(chart: helm.Chart) ->
     docs = render(chart, {"rules": rules})
     (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-rules")]
     assert yaml.safe_load(cm["data"]["rules.yaml"]) == rules
+
+
+def test_standalone_requires_verified_identity_by_default(chart: helm.Chart) -> None:
+    """A shared gateway is reachable by every pod: its proxy must refuse rules that take
+    X-Caller-Role on trust, unless the operator opts out in so many words."""
+
+    def variables(values: dict[str, Any]) -> dict[str, str]:
+        (template,) = workloads(render(chart, values))
+        return env(proxy_container(template["spec"]))
+
+    assert variables({"mode": "standalone"}).get("CALLWARDEN_REQUIRE_IDENTITY") == "1"
+    off = {"mode": "standalone", "standalone": {"requireVerifiedIdentity": False}}
+    assert "CALLWARDEN_REQUIRE_IDENTITY" not in variables(off)
+    assert "CALLWARDEN_REQUIRE_IDENTITY" not in variables({"example": {"enabled": True}})

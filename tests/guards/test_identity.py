@@ -6,6 +6,7 @@ import pytest
 
 from proxy.guards.identity import INVALID, identity_problem, loggable_identity
 from tests.credentials.fakes import jwt, rnd
+from tests.guards.kit import ask, build, code, http_call, route
 
 
 @pytest.mark.parametrize(
@@ -47,3 +48,38 @@ def test_a_value_valid_as_one_field_is_not_taken_for_the_other() -> None:
     assert identity_problem("a, b", None, "T", "R") is not None
     assert identity_problem("x,y", None, "T", "R") is not None
     assert identity_problem(None, "x,y", "T", "R") is None
+
+# --- the guard, built from the rules -------------------------------------------------------
+
+SQL_TENANT = {"tenant": {"column": "t", "tables": ["orders"]}}
+GRAPH_TENANT = {"tenant": {"parameter": "tenant"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "needs"),
+    [
+        (route(), False),
+        (route(tenant={"forward_header": "X-T"}), True),
+        (route(tenant={"required": False, "forward_header": "X-T"}), False),
+        (route("sql", sql={}), False),
+        (route("sql", sql=SQL_TENANT), True),
+        (route("graph", graph={}), False),
+        (route("graph", graph=GRAPH_TENANT), True),
+        (route("mcp", tenant={"json_field": "/tenant"}), True),
+        (route("postgres", sql=SQL_TENANT), True),
+    ],
+)
+async def test_which_routes_need_a_tenant(spec: dict, needs: bool) -> None:
+    g = build("identity", spec)
+    assert (g is not None) == needs
+    if g is not None:
+        assert code(await ask(g, http_call(tenant=None))) == "AUTH_FAILED"
+        assert code(await ask(g, http_call(tenant=""))) == "AUTH_FAILED"
+        assert code(await ask(g, http_call(tenant="acme"))) is None
+
+
+async def test_the_reason_names_where_the_tenant_comes_from() -> None:
+    http = build("identity", route(tenant={}), identity={"tenant_header": "X-Org"})
+    pg = build("identity", route("postgres", tenant={"startup_parameter": "application_name"}))
+    assert "missing X-Org" in (await ask(http, http_call(tenant=None))).reason  # type: ignore[union-attr]
+    assert "application_name" in (await ask(pg, http_call(tenant=None))).reason  # type: ignore[union-attr]

@@ -1,6 +1,7 @@
 """Rate limits and concurrency caps, end to end through a running proxy to a real loopback
 upstream: exact counts per key, Retry-After and RateLimit-* headers, waiting within the
-caller's budget, per-MCP-tool limits, and 1,000 concurrent calls against max_inflight."""
+caller's budget, per-MCP-tool limits, and 1,000 concurrent calls against max_inflight;
+then the guard alone, built through the guard table."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 
 from proxy.config.load import load_rules
 from proxy.guards.ratelimit import RateLimitGuard
+from proxy.model.verdict import ALLOW
+from tests.guards import kit
 
 # (tenant, role) of each call, in order, and the statuses expected back.
 A, B = ("a", "x"), ("b", "x")
@@ -217,3 +220,47 @@ async def test_a_caller_that_hangs_up_frees_its_slot_at_once(upstream, write_rul
         await asyncio.sleep(0.05)
     assert r.status == 200
     up.release.set()
+
+
+# --- the guard alone (tests/guards/kit.py): the same table, no proxy -------------------------
+
+
+@pytest.mark.parametrize(("key", "callers", "expected"), CASES)
+async def test_guard_alone_counts_per_key(key, callers, expected) -> None:
+    g = kit.guard("ratelimit", kit.route(limits={"rate": {"per_minute": 3, "key": key}}))
+    codes = []
+    for tenant, role in callers:
+        ctx = kit.context()
+        v = await kit.ask(g, kit.http_call(tenant=tenant, roles=(role,)), ctx)
+        codes.append(kit.code(v))
+        if v is ALLOW:
+            assert dict(ctx.response_headers)["RateLimit-Limit"] == "3"
+        else:
+            assert v.retry_after_s and 0 < v.retry_after_s <= 20  # type: ignore[union-attr]
+    assert codes == [None if s == 200 else "RATE_LIMITED" for s in expected]
+
+
+async def test_guard_alone_holds_a_slot_until_the_call_ends() -> None:
+    g = kit.guard("ratelimit", kit.route(limits={"max_inflight": 2}))
+    first, second, third = kit.context(), kit.context(), kit.context()
+    assert await kit.ask(g, kit.http_call(), first) is ALLOW
+    assert await kit.ask(g, kit.http_call(), second) is ALLOW
+    assert kit.code(await kit.ask(g, kit.http_call(), third)) == "RATE_LIMITED"
+    for done in first.on_done:
+        done()
+    assert await kit.ask(g, kit.http_call(), kit.context()) is ALLOW
+
+
+async def test_guard_alone_limits_one_mcp_tool() -> None:
+    spec = kit.route("mcp", mcp={"default": "allow", "tools": {
+        "search": {"limits": {"rate": {"per_minute": 1}}}}})
+    g = kit.guard("ratelimit", spec)
+    search = kit.mcp_call(kit.tool_call("search"))
+    other = kit.mcp_call(kit.tool_call("weather"))
+    assert await kit.ask(g, search) is ALLOW
+    assert kit.code(await kit.ask(g, search)) == "RATE_LIMITED"
+    assert await kit.ask(g, other) is ALLOW and await kit.ask(g, other) is ALLOW
+
+
+def test_no_limits_no_guard() -> None:
+    assert kit.build("ratelimit", kit.route()) is None

@@ -6,7 +6,6 @@ real DuckDB and PostgreSQL backends holding two tenants' rows."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,15 +14,14 @@ import psycopg
 import pytest
 from aiohttp import web
 
-from proxy import builtins
 from proxy.compile import Services, compile_route
 from proxy.config.schema import Rules
-from proxy.guards.base import CallContext
 from proxy.model.call import Caller, Request, SqlCall
-from proxy.model.deadline import make_deadline
 from proxy.model.errors import ErrorCode, ProxyError
-from proxy.model.record import CallRecord
 from proxy.pipeline import run_guards
+from proxy.sql.rows import RowCapFilter
+from tests.guards import kit
+from tests.guards.kit import context
 
 ROWS = [(1, "acme"), (2, "acme"), (3, "globex")]
 UNSCOPABLE = [
@@ -121,7 +119,6 @@ async def test_audit_of_sql_safety_never_opens_the_tenant_guard(
 # --- the guard alone, through run_guards ----------------------------------------------------
 
 def compiled(guard_modes: dict[str, str], tenant: bool = True) -> Any:
-    builtins.load()
     sql: dict[str, Any] = {"dialect": "postgres"}
     if tenant:
         sql["tenant"] = {"column": "tenant_id", "tables": ["orders"]}
@@ -129,11 +126,6 @@ def compiled(guard_modes: dict[str, str], tenant: bool = True) -> Any:
         "name": "db", "kind": "sql", "match": {"path_prefix": "/db"},
         "upstream": "http://127.0.0.1:9", "guard_modes": guard_modes, "sql": sql}]})
     return compile_route(rules.routes[0], rules, Services())
-
-
-def context() -> CallContext:
-    rec = CallRecord(start=time.monotonic())
-    return CallContext(make_deadline(rec.start, 5.0, None, None), rec, "production")
 
 
 def sql_call(sql: str, tenant: str | None = "acme") -> SqlCall:
@@ -175,4 +167,42 @@ async def test_the_decision_is_judged_once_per_text() -> None:
     assert ctx.sql is not None and ctx.sql.sql == "SELECT id FROM orders"
     assert isinstance(out, SqlCall) and "tenant_id" in out.sql
     assert out.rewritten_body is not None and b"tenant_id" in out.rewritten_body
-    assert not hasattr(ctx, "scratch") or "sql_decision" not in ctx.scratch
+    assert not hasattr(ctx, "scratch")  # typed fields only: no string-keyed dict
+
+
+# --- the guard alone, built through the guard table ------------------------------------------
+
+TENANT_SQL = {"tenant": {"column": "tenant_id", "tables": ["orders"]}}
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected", "needle"),
+    [
+        ("SELECT id FROM orders", None, "'acme'"),
+        ("SELECT id FROM customers", None, None),  # not tenant-scoped: unchanged
+        ("SELECT * FROM orders o JOIN orders p ON o.id = p.id", None, "'acme'"),
+    ],
+)
+async def test_rewrite_table(sql: str, expected: str | None, needle: str | None) -> None:
+    g = kit.guard("tenant_scope", kit.route("sql", sql=TENANT_SQL))
+    v = await kit.ask(g, kit.sql_call(sql))
+    assert kit.code(v) == expected
+    sent = v.call.sql if hasattr(v, "call") else sql
+    assert (needle in sent) if needle else sent == sql
+
+
+async def test_no_tenant_on_a_tenant_route_is_refused() -> None:
+    g = kit.guard("tenant_scope", kit.route("sql", sql=TENANT_SQL))
+    assert kit.code(await kit.ask(g, kit.sql_call("SELECT id FROM orders", tenant=None))) \
+        is not None
+
+
+async def test_a_row_cap_adds_the_sql_engines_filter_on_http_only() -> None:
+    ctx = context()
+    g = kit.guard("tenant_scope", kit.route("sql", sql={"max_rows": 10}))
+    await kit.ask(g, kit.sql_call("SELECT id FROM customers"), ctx)
+    assert [type(f) for f in ctx.response_filters] == [RowCapFilter]
+    pg = kit.guard("tenant_scope", kit.route("postgres", sql={"max_rows": 10}))
+    ctx = context()
+    await kit.ask(pg, kit.sql_call("SELECT id FROM customers", kind="postgres"), ctx)
+    assert ctx.response_filters == []  # rows stream back: only the rewrite's LIMIT

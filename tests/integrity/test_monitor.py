@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from proxy import builtins
 from proxy.compile import Services, compile_route
-from proxy.config.schema import Route, Rules
+from proxy.config.schema import Rules
 from proxy.integrity import monitor as monitor_module
 from proxy.integrity.guard import IntegrityGuard
 from proxy.integrity.monitor import CHANGED_REASON, IntegrityMonitor, call_refusal, listed
@@ -186,7 +185,6 @@ def test_invalid_pinned_schema_is_refused() -> None:
 
 
 async def test_compiled_route_carries_the_monitor(tmp_path: Any) -> None:
-    builtins.load()
     save_pins(tmp_path / "pins.yaml", PINS)
     rules = Rules.model_validate(
         {
@@ -212,7 +210,7 @@ async def test_compiled_route_carries_the_monitor(tmp_path: Any) -> None:
     assert isinstance(guard, IntegrityGuard)
     assert compiled.extra["integrity"] is guard.monitor
     assert guard.monitor.on_change == "warn"
-    other = Route.model_validate({**rules.routes[0].model_dump(), "name": "other"})
+    other = type(rules.routes[0]).model_validate({**rules.routes[0].model_dump(), "name": "other"})
     with pytest.raises(ValueError, match="is for route 'tools'"):
         compile_route(other, rules, services)
 

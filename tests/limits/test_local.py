@@ -111,9 +111,6 @@ def test_table_bounded_under_100k_random_tenants() -> None:
         assert lim.try_acquire(rate_key(spec, "r", f"{rng.getrandbits(64):x}", None)).allowed
     assert len(lim) == 10_000
     assert lim.evicted_live == 90_000
-    clock.t += 61  # every bucket is full again: housekeeping drops them all
-    assert lim.sweep() == 10_000
-    assert len(lim) == 0
 
 
 def test_memory_flat_once_the_table_is_full() -> None:

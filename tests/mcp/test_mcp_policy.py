@@ -3,10 +3,13 @@ tenant argument pinning and the SQL argument location."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from proxy.config.schema import McpSpec
 from proxy.mcp.policy import OTHER_TOOL, McpPolicy, with_arguments
+from proxy.mcp.tools_list import McpRuntime, ToolsListFilter
 from proxy.model.errors import ErrorCode
 
 SPEC = McpSpec.model_validate(
@@ -96,22 +99,20 @@ def test_empty_page_keeps_cursor() -> None:
 def test_unchanged_list_is_the_same_object() -> None:
     page = {"tools": [{"name": "get_weather"}]}
     assert POLICY.visible_tools(page, frozenset()) is page
-    msg = {"jsonrpc": "2.0", "id": 2, "result": page}
-    assert POLICY.filter_list_response(msg, frozenset()) is None  # forward original bytes
+    raw = json.dumps({"jsonrpc": "2.0", "id": 2, "result": page}).encode()
+    assert _filter(raw) is raw  # forward original bytes
 
 
-def test_filter_list_response() -> None:
-    msg = {"jsonrpc": "2.0", "id": 2, "result": LIST}
-    out = POLICY.filter_list_response(msg, frozenset())
-    assert (
-        out is not None
-        and out["id"] == 2
-        and [t["name"] for t in out["result"]["tools"]] == ["get_weather"]
-    )
-    assert (
-        POLICY.filter_list_response({"jsonrpc": "2.0", "id": 2, "error": {}}, frozenset()) is None
-    )
-    assert POLICY.filter_list_response([1], frozenset()) is None
+def test_the_list_filter_keeps_the_callers_tools() -> None:
+    out = json.loads(_filter(json.dumps({"jsonrpc": "2.0", "id": 2, "result": LIST}).encode()))
+    assert out["id"] == 2 and [t["name"] for t in out["result"]["tools"]] == ["get_weather"]
+    for other in ({"jsonrpc": "2.0", "id": 2, "error": {}}, [1]):
+        raw = json.dumps(other).encode()
+        assert _filter(raw) is raw
+
+
+def _filter(raw: bytes) -> bytes:
+    return ToolsListFilter(McpRuntime(POLICY), frozenset()).body(raw, "application/json")
 
 
 def test_malformed_tool_entries_are_hidden() -> None:

@@ -25,6 +25,7 @@ from proxy.config.schema import McpSpec
 from proxy.mcp.jsonrpc import check_routing_headers, error_response, kind, parse_body
 from proxy.mcp.policy import McpPolicy
 from proxy.mcp.sse import SseParser
+from proxy.mcp.tools_list import McpRuntime, ToolsListFilter
 from proxy.model.errors import ERROR_TABLE, ErrorCode, ProxyError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -122,9 +123,7 @@ class Forwarder:
     def _filter_json(raw: bytes, list_ids: set[object], roles: frozenset[str]) -> bytes:
         msg = json.loads(raw)
         if isinstance(msg, dict) and msg.get("id") in list_ids:
-            filtered = POLICY.filter_list_response(msg, roles)
-            if filtered is not None:
-                return json.dumps(filtered).encode()
+            return ToolsListFilter(McpRuntime(POLICY), roles).body(raw, "application/json")
         return raw
 
     def _filter_event(self, ev, list_ids: set[object], roles: frozenset[str]) -> bytes:  # type: ignore[no-untyped-def]

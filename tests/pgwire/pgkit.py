@@ -124,11 +124,9 @@ def running_cluster() -> Iterator[PgCluster]:
 
 def compiled_route(spec: dict, mode: str = "enforce") -> object:
     """A postgres route compiled as the proxy compiles it (its guard chain included)."""
-    from proxy import builtins
     from proxy.compile import Services, compile_route
     from proxy.config.schema import Rules
 
-    builtins.load()
     rules = Rules.model_validate({"mode": mode, "routes": [spec]})
     return compile_route(rules.routes[0], rules, Services())
 

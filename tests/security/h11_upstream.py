@@ -122,7 +122,11 @@ class H11Upstream:
                     conn.start_next_cycle()
                 elif isinstance(event, h11.ConnectionClosed):
                     return
-        except (ConnectionError, h11.LocalProtocolError):
+        except ConnectionError:  # reset by the peer
+            if conn.their_state is not h11.IDLE:
+                with self.lock:
+                    self.incomplete.append(conn_id)
+        except h11.LocalProtocolError:
             return
         finally:
             writer.close()

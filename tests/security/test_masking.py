@@ -359,3 +359,47 @@ async def test_row_cap_that_cannot_count_refuses_and_counts(
     assert rows_px.metric(
         "callwarden_filter_refusals_total", route="db", filter="row_cap", reason=reason
     ) == 1
+
+
+# -- tools/list -------------------------------------------------------------------------
+
+
+async def test_tools_list_answer_over_the_cap_is_refused_not_passed_unfiltered(
+    serve_app, write_rules, start_proxy
+) -> None:
+    """A tools/list answer the filter cannot hold whole would have gone out listing every
+    tool, the hidden ones too."""
+    hidden = {"name": "drop_everything", "description": "x" * 1000, "inputSchema": {}}
+
+    async def tools(req: web.Request) -> web.Response:
+        msg = await req.json()
+        listing = {"tools": [hidden] * (BIG // 1000)}
+        body = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": listing}).encode()
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/mcp", tools)
+    url = await serve_app(app)
+    px = await start_proxy(
+        write_rules(
+            [
+                {
+                    "name": "tools",
+                    "kind": "mcp",
+                    "match": {"path_prefix": "/mcp"},
+                    "upstream": url + "/mcp",
+                    "mcp": {"default": "deny", "tools": {"add": {"roles": ["*"]}}},
+                }
+            ]
+        )
+    )
+    rpc = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with px.session.post(px.url + "/mcp", json=rpc, headers=headers) as r:
+        body = await r.read()
+    assert b"drop_everything" not in body
+    doc = json.loads(body)
+    assert doc["id"] == 7 and doc["error"]["data"]["error_code"] == "UPSTREAM_UNAVAILABLE"
+    assert px.metric(
+        "callwarden_filter_refusals_total", route="tools", filter="tools_list", reason="too_large"
+    ) == 1

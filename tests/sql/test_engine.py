@@ -144,6 +144,7 @@ def test_hostile_tenant_stays_one_literal(dialect: str, tenant: str) -> None:
 
 
 class TestCache:
+    @pytest.mark.fast_path
     def test_new_literals_hit_the_digest_cache_and_keep_their_text(self) -> None:
         g = guard(tenant=TENANT, max_rows=100)
         base = "SELECT o.id FROM orders o WHERE o.id = 7 AND o.note = 'a' -- c\nLIMIT 10"

@@ -41,8 +41,8 @@ def test_uncountable_payloads_pass(payload: object) -> None:
 def test_filter_comma_bound_is_exact_at_the_cap(cap: int) -> None:
     """The filter skips the parse when the answer has fewer commas than the cap: one
     row over the cap, with no spare comma anywhere, must still be refused."""
-    from proxy.codecs.sql import RowCapFilter
     from proxy.model.errors import ProxyError
+    from proxy.sql.rows import RowCapFilter
 
     at_cap = json.dumps([[i] for i in range(cap)], separators=(",", ":")).encode()
     over = json.dumps([[i] for i in range(cap + 1)], separators=(",", ":")).encode()

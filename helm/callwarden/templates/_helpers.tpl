@@ -159,6 +159,11 @@ callwarden.io/rules-configmap: {{ include "callwarden.rulesConfigMapName" . }}
       value: {{ printf "%s:%d" (include "callwarden.listenAddress" .) (int $v.proxy.port) | quote }}
     - name: CALLWARDEN_ADMIN
       value: {{ printf "%s:%d" $v.proxy.adminAddress (int $v.proxy.adminPort) | quote }}
+    {{- if and (eq $v.mode "standalone") $v.standalone.requireVerifiedIdentity }}
+    {{- /* A shared gateway: any pod could write X-Caller-Role; rules must verify tokens. */}}
+    - name: CALLWARDEN_REQUIRE_IDENTITY
+      value: "1"
+    {{- end }}
     {{- with $v.proxy.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

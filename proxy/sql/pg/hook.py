@@ -51,7 +51,7 @@ def decides_alone(policy: SqlPolicy) -> bool:
     """Nothing to rewrite or to match against table lists: the verdict is the whole
     answer and the text goes upstream unchanged (sqlglot never reads it)."""
     return policy.tenant_column is None and policy.max_rows is None \
-        and policy.allowed_tables is None
+        and policy.allowed_tables is None and not policy.lists_tables
 
 
 def verdict_plan(pg: PgJudge, sql: str, alone: bool) -> Plan:

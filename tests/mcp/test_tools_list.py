@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.config.schema import McpSpec
-from proxy.guards.mcp_policy import ToolsListFilter, runtime_for
+from proxy.mcp.tools_list import ToolsListFilter, runtime_for
 
 SPEC = McpSpec.model_validate(
     {
