@@ -65,11 +65,15 @@ def pg_listener(route: Route, state: ProxyState) -> PgListener:
     def on_statement(rec: StatementRecord) -> None:
         state.observe(statement_record(rec))
 
+    def on_catalog(name: str, outcome: str) -> None:
+        state.metrics.pg_catalog_reads.labels(name, outcome).inc()
+
     return PgListener(
         state.compiled.routes[route.name],
         resolve_credentials,
         state.compiled.rules.environment,
         on_statement,
+        on_catalog=on_catalog,
         resolve_client_password=resolve_client_password
         if pg is not None and pg.client_password is not None
         else None,

@@ -257,6 +257,9 @@ class HttpCodec:
             if timer is not None:
                 timer.reschedule(None)
         filters = ctx.response_filters
+        if filters and upstream.status != 206 and upstream.content_length is not None \
+                and coding_of(upstream.headers.get("Content-Encoding")) == "":
+            filters = _needed(filters, upstream.content_length)
         if filters:
             try:
                 out = self._filtered(req, upstream, headers, ctype, filters, ctx)
@@ -492,6 +495,23 @@ def refused(rec: CallRecord, err: FilterRefused) -> None:
     rec.warnings.append(f"response refused: {err.reason} ({', '.join(err.filters)} filter)")
 
 
+def _needed(filters: list[Any], length: int) -> list[Any]:
+    """The filters that must read an unencoded answer of `length` bytes: one with a
+    `fits(length)` that proves the answer cannot concern it (a row cap larger than the
+    answer's size in bytes) is left out, so a small answer streams as on a plain route."""
+    for f in filters:
+        fits = getattr(f, "fits", None)
+        if fits is None or not fits(length):
+            break
+    else:
+        return []
+    return [f for f in filters if not (getattr(f, "fits", None) and f.fits(length))]
+
+
+def _too_large(whole: list[Any], cap: int) -> FilterRefused:
+    return FilterRefused(names(whole), "too_large", f"answer larger than {cap} bytes")
+
+
 class FilteredBody:
     """The upstream body as the filters read it: decoded when the upstream encoded it
     (then sent to the caller as identity, Content-Encoding removed), or refused when it
@@ -529,26 +549,25 @@ class FilteredBody:
     async def read_all(self, cap: int, whole: list[Any]) -> bytes:
         """The whole (decoded) body, or FilterRefused when it is larger than `cap`.
         SECURITY: a size limit refuses; it never switches a filter off."""
-        too_large = FilterRefused(names(whole), "too_large", f"answer larger than {cap} bytes")
         if self._length is not None and self._length > cap:
-            raise too_large
+            raise _too_large(whole, cap)
         decoder = self._decoder
         if decoder is None:
             data = await read_up_to(self._content, cap)
             if len(data) > cap:
-                raise too_large
+                raise _too_large(whole, cap)
             return data
         parts = []
         try:
             async for chunk in self._content.iter_any():
                 parts += decoder.feed(chunk)
                 if decoder.size > cap:
-                    raise too_large
+                    raise _too_large(whole, cap)
             parts.append(decoder.finish())
         except (DecodeError, DecodedTooLarge) as exc:
             raise self._refuse(exc, whole) from None
         if decoder.size > cap:
-            raise too_large
+            raise _too_large(whole, cap)
         return b"".join(parts)
 
     def first_piece(

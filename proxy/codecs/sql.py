@@ -12,7 +12,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from proxy.codecs.http import HttpCodec
 from proxy.config.schema import Route, SqlSpec
-from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve
+from proxy.model.call import Caller, HttpCall, Request, SqlCall, ToolCall, evolve, new_call
 from proxy.sql import location
 
 if TYPE_CHECKING:
@@ -36,19 +36,23 @@ class SqlCodec(HttpCodec):
         if request.body and where.kind == "json":
             doc = location.json_body(request.body)  # decoded once: guards read call.json
         sql, params = location.extract(where, request.query, request.body, doc)
-        return SqlCall(route.name, route.kind, caller, request, json=doc, sql=sql, params=params)
+        return new_call(SqlCall, route=route.name, kind=route.kind, caller=caller,
+                        request=request, json=doc, sql=sql, params=params)
 
 
-def with_sql(where: location.Where, call: SqlCall, new_sql: str, **changes: object) -> SqlCall:
-    """The call with its SQL replaced where it was found (and `changes` applied),
-    everything else unchanged."""
+def with_sql(where: location.Where, call: SqlCall, new_sql: str, statement_kind: str,
+             idempotent: bool) -> SqlCall:
+    """The call with its SQL replaced where it was found (and the statement's kind and
+    idempotence set), everything else unchanged."""
     req = call.request
     pairs, body = location.replace(where, req.query, req.body, new_sql, call.json)
     if pairs is not None:
         query = MultiDictProxy(MultiDict(pairs))
         req = evolve(req, query_string=urlencode(pairs), query=query)
-        return evolve(call, request=req, sql=new_sql, **changes)
-    return evolve(call, sql=new_sql, rewritten_body=body, **changes)
+        return evolve(call, request=req, sql=new_sql, statement_kind=statement_kind,
+                      idempotent=idempotent)
+    return evolve(call, sql=new_sql, rewritten_body=body, statement_kind=statement_kind,
+                  idempotent=idempotent)
 
 
 def build(route: Route) -> SqlCodec:

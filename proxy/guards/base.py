@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from proxy.model.call import ToolCall
 from proxy.model.deadline import Deadline
@@ -16,12 +16,13 @@ from proxy.model.verdict import Deny, Verdict
 if TYPE_CHECKING:
     from proxy.mcp.sse import SseEvent
     from proxy.sql.engine import SqlDecision
+    from proxy.sql.pg.userfns import UserFunctions
     from proxy.upstream.resilience import CallResilience
 
 
-@dataclass(frozen=True, slots=True)
-class SqlJudgement:
-    """The SQL engine's decision on one exact text for one tenant."""
+class SqlJudgement(NamedTuple):
+    """The SQL engine's decision on one exact text for one tenant (a tuple: made on every
+    SQL call, see sql_safety.sql_decision)."""
 
     sql: str
     tenant: str | None
@@ -86,6 +87,9 @@ class CallContext:
     """Written by the first SQL guard that judges the call (sql_safety, tenant_scope) and
     read by the next, so a statement is parsed once. A decision, never a verdict: each
     guard draws its own verdict from it (a guard in audit mode changes no other's)."""
+    sql_catalog: UserFunctions | None = None
+    """The upstream's user-function table (proxy.sql.pg.userfns.UserFunctions) when the
+    wire listener has read it; None over HTTP."""
     on_done: list[Any] = field(default_factory=list)
     """Callables run when the call ends (release a concurrency slot, ...)."""
     streaming: Any = None

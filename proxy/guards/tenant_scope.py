@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from proxy.codecs.sql import with_sql
 from proxy.config.schema import Route, Rules
 from proxy.guards.base import CallContext
-from proxy.guards.sql_safety import SQL_KINDS, sql_decision, sql_engine
+from proxy.guards.sql_safety import SQL_BLOCKED, SQL_KINDS, sql_decision, sql_engine
 from proxy.model.call import SqlCall, ToolCall, evolve
 from proxy.model.errors import ErrorCode
 from proxy.model.verdict import ALLOW, Deny, Rewrite, Verdict
@@ -20,6 +20,18 @@ from proxy.services import Services
 from proxy.sql.engine import SqlGuard
 from proxy.sql.location import Where, where
 from proxy.sql.rows import RowCapFilter
+
+_NOTE = "tenant predicate / row cap"
+_alloc = object.__new__
+_set_call, _set_note = Rewrite.call.__set__, Rewrite.note.__set__  # type: ignore[attr-defined]
+
+
+def _rewrite(call: ToolCall, note: str) -> Rewrite:
+    """`Rewrite(call, note)` without the frozen `__init__` (made on every scoped call)."""
+    verdict = _alloc(Rewrite)
+    _set_call(verdict, call)
+    _set_note(verdict, note)
+    return verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +45,12 @@ class TenantScopeGuard:
     async def check(self, call: ToolCall, ctx: CallContext) -> Verdict:
         if not isinstance(call, SqlCall):
             return ALLOW
-        decision = sql_decision(self.engine, call, ctx)
-        if decision.code is ErrorCode.SQL_BLOCKED:
+        memo = ctx.sql  # sql_safety judged this very call: its decision, without a call
+        if memo is not None and memo.sql is call.sql and memo.tenant is call.caller.tenant:
+            decision = memo.decision
+        else:
+            decision = sql_decision(self.engine, call, ctx)
+        if decision.code is SQL_BLOCKED:
             if self.engine.policy.tenant_column is None:
                 return ALLOW  # nothing to scope; sql_safety's verdict stands alone
             # SECURITY: the engine made no rewrite for a blocked statement. Whatever
@@ -53,7 +69,7 @@ class TenantScopeGuard:
         else:
             call = with_sql(self.where, call, decision.sql, statement_kind=kind,
                             idempotent=idempotent)
-        return Rewrite(call, "tenant predicate / row cap")
+        return _rewrite(call, _NOTE)
 
 
 def build(route: Route, rules: Rules, services: Services) -> TenantScopeGuard | None:

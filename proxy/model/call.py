@@ -4,7 +4,7 @@ so guards, codecs for other listeners and `callwarden explain` can build them to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from types import MemberDescriptorType
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ _KEEP: Any = object()
 _EVOLVERS: dict[type, Callable[..., Any]] = {}
 _DICT_FIELDS: dict[type, frozenset[str]] = {}
 _alloc = object.__new__
+_setattr = object.__setattr__
 
 
 def evolve(obj: T, **changes: Any) -> T:
@@ -26,10 +27,10 @@ def evolve(obj: T, **changes: Any) -> T:
     cls = type(obj)
     known = _DICT_FIELDS.get(cls)
     if known is not None and known.issuperset(changes):
-        new = _alloc(cls)  # a call: its dict is the old one's, updated
-        state = new.__dict__
-        state.update(obj.__dict__)  # type: ignore[attr-defined]
+        new = _alloc(cls)  # a call: its dict is a copy of the old one's, updated
+        state = obj.__dict__.copy()  # type: ignore[attr-defined]
         state.update(changes)
+        _setattr(new, "__dict__", state)
         return new  # type: ignore[no-any-return]
     fn = _EVOLVERS.get(cls)
     if fn is None:
@@ -60,6 +61,41 @@ def _evolver(cls: type) -> Callable[..., Any]:
     lines.append("    return new")
     exec("\n".join(lines), scope)  # field names are identifiers: nothing else goes in
     return scope[f"evolve_{cls.__name__}"]  # type: ignore[no-any-return]
+
+
+_PLAIN: dict[type, tuple[frozenset[str], frozenset[str], dict[str, Any]] | None] = {}
+
+
+def _plain(cls: type) -> tuple[frozenset[str], frozenset[str], dict[str, Any]] | None:
+    """(required fields, all fields, defaults) of a dict-backed frozen value whose
+    `__init__` only stores its arguments; None for any other class."""
+    if "__slots__" in cls.__dict__ or hasattr(cls, "__post_init__"):
+        return None
+    required, defaults = set(), {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if not f.init or f.default_factory is not MISSING:
+            return None
+        if f.default is MISSING:
+            required.add(f.name)
+        else:
+            defaults[f.name] = f.default
+    return frozenset(required), frozenset(required) | frozenset(defaults), defaults
+
+
+def new_call(cls: type[T], **values: Any) -> T:
+    """`cls(**values)` for the calls, made the way `evolve` copies them (a dict, set
+    once) instead of the frozen `__init__`'s `object.__setattr__` per field: codecs make
+    one per request. Anything unusual goes to the real constructor (and its errors)."""
+    plain = _PLAIN.get(cls, MISSING)
+    if plain is MISSING:
+        plain = _PLAIN[cls] = _plain(cls)
+    if plain is None or not plain[0] <= values.keys() <= plain[1]:
+        return cls(**values)
+    state = plain[2].copy()
+    state.update(values)
+    new = _alloc(cls)
+    _setattr(new, "__dict__", state)
+    return new  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,13 @@ class Metrics:
             ["route", "filter", "reason"],
             registry=r,
         )
+        self.pg_catalog_reads = Counter(
+            p + "pg_catalog_reads",
+            "Reads of an upstream's user functions by a postgres route (outcome: ok, "
+            "error, timeout, too_large; on failure unknown functions are refused).",
+            ["route", "outcome"],
+            registry=r,
+        )
         self.mcp_tool_calls = Counter(
             p + "mcp_tool_calls",
             "MCP tools/call requests.",

@@ -46,6 +46,7 @@ class CallMetrics:
             child(m.proxy_overhead, route, kind),
             None if tool is None else child(m.mcp_tool_calls, route, tool, outcome),
             None if tool is None else child(m.mcp_tool_duration, route, tool),
+            child(m.sql_inspection, route) if kind in ("sql", "postgres") else None,
         )
 
     def record(self, rec: CallRecord, duration: float, tenant_cap: int | None) -> None:
@@ -56,7 +57,7 @@ class CallMetrics:
         every = self._bundles.get(key)
         if every is None:
             every = self._bundles[key] = self._bundle(*key)
-        requests, total, upstream, overhead, tool_calls, tool_duration = every
+        requests, total, upstream, overhead, tool_calls, tool_duration, sql = every
         requests.inc()
         total.observe(duration, {"trace_id": rec.trace_id})
         if rec.upstream_s:
@@ -71,7 +72,7 @@ class CallMetrics:
             label = self.tenant_label(route, rec.tenant, tenant_cap)
             child(m.tenant_requests, route, label, rec.outcome).inc()
         if rec.sql_s is not None:
-            child(m.sql_inspection, route).observe(rec.sql_s)
+            (sql or child(m.sql_inspection, route)).observe(rec.sql_s)
         for finding, action in rec.findings:
             child(m.credential_findings, route, finding, action).inc()
         if rec.masked:

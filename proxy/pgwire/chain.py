@@ -18,6 +18,7 @@ from proxy.model.errors import ErrorCode, ProxyError
 from proxy.model.record import CallRecord
 from proxy.pgwire.statements import Outcome, sqlstate_of
 from proxy.pipeline import run_guards
+from proxy.sql.pg.userfns import UserFunctions
 
 WIRE_REQUEST = Request("QUERY", "")
 """Wire calls have no HTTP request; guards that read one see an empty one."""
@@ -69,10 +70,12 @@ async def judge_caller(route: CompiledRoute, caller: Caller, environment: str) -
 
 
 async def judge_statement(route: CompiledRoute, caller: Caller, sql: str, environment: str,
-                          message: str) -> Judged:
-    """One statement through the route's whole chain; the Outcome says what to send."""
+                          message: str, functions: UserFunctions | None = None) -> Judged:
+    """One statement through the route's whole chain; the Outcome says what to send.
+    `functions`: the upstream's user-function table, when the listener read it."""
     call = SqlCall(route.name, route.kind, caller, WIRE_REQUEST, sql=sql)
     ctx = _context(route, environment, message)
+    ctx.sql_catalog = functions
     outcome, out = await _run(route, call, ctx, sql, only_caller=False)
     if out is None:
         for done in ctx.on_done:

@@ -12,6 +12,7 @@ import hmac
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 from proxy.compile import CompiledRoute
@@ -19,6 +20,7 @@ from proxy.config.schema import PostgresSpec
 from proxy.model.errors import ErrorCode
 from proxy.pgwire import messages as m
 from proxy.pgwire.auth import MECHANISM, AuthError, ScramKeys, ScramServer, scram_keys
+from proxy.pgwire.catalog import CatalogError, fetch_user_functions
 from proxy.pgwire.chain import judge_caller, wire_caller
 from proxy.pgwire.record import StatementRecord
 from proxy.pgwire.session import WIRE_CHECKS, RouteContext, Session
@@ -32,6 +34,7 @@ from proxy.pgwire.startup import (
 )
 from proxy.pgwire.statements import refusal
 from proxy.pgwire.upstream import UpstreamError, connect
+from proxy.sql.pg.userfns import UserFunctions
 
 log = logging.getLogger("callwarden.pgwire")
 
@@ -40,6 +43,10 @@ Secret = Callable[[], Awaitable[str]]
 HANDSHAKE_S = 15.0
 """A client has this long to finish start-up and login (slow-loris guard)."""
 DEFAULT_MAX_MESSAGE = 64 << 20
+CATALOG_TTL_S = 600.0
+"""A database's user-function table is read again after this long (and on reload)."""
+CATALOG_RETRY_S = 30.0
+"""After a failed read, unknown functions are refused this long before the next try."""
 
 
 class Refused(Exception):
@@ -61,6 +68,13 @@ def enforced_read_only(compiled: CompiledRoute) -> bool:
     return bool(sql and sql.read_only) and compiled.guard_mode("sql_safety") == "enforce"
 
 
+def wants_catalog(compiled: CompiledRoute) -> bool:
+    """Only a read-only route that is not tenant-scoped lets user functions pass by what
+    the catalog says (a tenant predicate cannot reach into a function's body)."""
+    sql = compiled.spec.sql
+    return bool(sql and sql.read_only and not sql.tenant)
+
+
 def _split(hostport: str) -> tuple[str, int]:
     host, _, port = hostport.rpartition(":")
     return host.strip("[]"), int(port)
@@ -75,6 +89,7 @@ class PgListener:
         on_statement: Callable[[StatementRecord], None] | None = None,
         *,
         resolve_client_password: Secret | None = None,
+        on_catalog: Callable[[str, str], None] | None = None,
     ) -> None:
         route = compiled.spec
         assert route.kind == "postgres" and route.listen is not None
@@ -102,6 +117,10 @@ class PgListener:
         self._sessions: dict[int, tuple[m.CancelKey, Session]] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._next_pid = secrets.randbelow(1 << 20) + 1
+        self._on_catalog = on_catalog  # (route, outcome): the metric
+        self._catalogs: dict[str, tuple[float, UserFunctions]] = {}  # database -> table
+        self._catalog_reads: dict[str, asyncio.Task[UserFunctions]] = {}
+        self._catalog_gen = 0  # rules version: a reload drops the tables
 
     @property
     def port(self) -> int:
@@ -119,6 +138,9 @@ class PgListener:
         self.ctx = dataclasses.replace(self.ctx, compiled=compiled,
                                        read_only=enforced_read_only(compiled),
                                        tenant_scoped=bool(sql and sql.tenant))
+        self._catalog_gen += 1
+        self._catalogs.clear()
+        self._catalog_reads.clear()
 
     async def start(self) -> None:
         host, port = _split(self.route.listen or "127.0.0.1:0")
@@ -183,6 +205,7 @@ class PgListener:
                       if k.lower() not in forced}
             params.update(forced)
             params["database"] = self._database(client, user)
+            functions = await self._user_functions(ctx, params["database"], user, password)
             try:
                 up = await connect(self.ctx.upstream_host, self.ctx.upstream_port,
                                    self.pg.sslmode, params, user, password, HANDSHAKE_S)
@@ -193,13 +216,56 @@ class PgListener:
                     up.writer.close()
                     raise Refused(ErrorCode.UPSTREAM_UNAVAILABLE, bad, "08006")
         key = self._new_key()
-        session = Session(ctx, reader, writer, up, client.tenant, client.role, caller)
+        session = Session(ctx, reader, writer, up, client.tenant, client.role, caller,
+                          functions)
         writer.write(b"".join(up.greeting) + m.backend_key_data(key) + m.ready_for_query(up.status))
         self._sessions[key.pid] = (key, session)
         try:
             await session.run()
         finally:
             del self._sessions[key.pid]
+
+    async def _user_functions(self, ctx: RouteContext, database: str, user: str,
+                              password: str) -> UserFunctions | None:
+        """The database's user-function table, read once per rules version (and per
+        CATALOG_TTL_S) on a connection of the proxy's own; shared by concurrent logins."""
+        if not wants_catalog(ctx.compiled):
+            return None
+        hit = self._catalogs.get(database)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        task = self._catalog_reads.get(database)
+        if task is None:
+            task = asyncio.create_task(self._read_catalog(database, user, password,
+                                                          self._catalog_gen))
+            self._catalog_reads[database] = task
+        # A login that gives up does not cancel the read the others wait for.
+        return await asyncio.shield(task)
+
+    async def _read_catalog(self, database: str, user: str, password: str,
+                            gen: int) -> UserFunctions:
+        try:
+            table = await fetch_user_functions(self.ctx.upstream_host, self.ctx.upstream_port,
+                                               self.pg.sslmode, database, user, password)
+            outcome, ttl = "ok", CATALOG_TTL_S
+        except CatalogError as exc:
+            log.warning("postgres route %s: cannot read user functions from the upstream's "
+                        "catalog (%s); functions that are not PostgreSQL built-ins are "
+                        "refused unless allowed by name", self.route.name, exc)
+            table = UserFunctions(source="unavailable")
+            outcome, ttl = exc.outcome, CATALOG_RETRY_S
+        except Exception:  # SECURITY: never a stuck read; unknown functions stay refused
+            log.exception("postgres route %s: reading the upstream's catalog failed",
+                          self.route.name)
+            table = UserFunctions(source="unavailable")
+            outcome, ttl = "error", CATALOG_RETRY_S
+        if gen == self._catalog_gen:
+            self._catalogs[database] = (time.monotonic() + ttl, table)
+            self._catalog_reads.pop(database, None)
+        if self._on_catalog is not None:
+            with contextlib.suppress(Exception):
+                self._on_catalog(self.route.name, outcome)
+        return table
 
     async def _read_startup(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> m.Startup | None:

@@ -28,6 +28,7 @@ from proxy.pgwire.record import StatementRecord
 from proxy.pgwire.settings import reported_refusal
 from proxy.pgwire.statements import Outcome, refusal, wire_checks
 from proxy.pgwire.upstream import UpstreamSession, send_cancel
+from proxy.sql.pg.userfns import UserFunctions
 
 WIRE_CHECKS = "pgwire"
 """The guard name on records of refusals the wire makes itself (statements.py, settings)."""
@@ -92,6 +93,8 @@ class Session:
     tenant: str | None
     role: str | None
     caller: Caller
+    user_functions: UserFunctions | None = None
+    """The upstream database's user-function table (None: not read for this route)."""
     _sent: int = 0
     _seen: int = 0
     _unsynced: int = 0
@@ -247,7 +250,7 @@ class Session:
             judged = Judged(pre)
         else:
             judged = await judge_statement(self.ctx.compiled, self.caller, sql,
-                                           self.ctx.environment, kind)
+                                           self.ctx.environment, kind, self.user_functions)
         outcome = judged.outcome
         inspect_s = time.perf_counter() - t0
         if outcome.code is not None:

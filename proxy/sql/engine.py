@@ -32,6 +32,7 @@ from proxy import reference
 from proxy.model.errors import ErrorCode
 from proxy.sql.digest import MARK, FastDigest, comment_hazard, digest, fast_digest
 from proxy.sql.pg import hook as pg_hook
+from proxy.sql.pg.userfns import NO_USER_FUNCTIONS, UserFunctions
 from proxy.sql.plan import (
     Parts,
     Plan,
@@ -103,12 +104,16 @@ class _Shape(NamedTuple):
 
     def match(self, sql: str) -> re.Match[str] | None:
         m = self.rx.fullmatch(sql)
-        if m is None:
+        if m is None or not self.runs_hold(sql, m):
             return None
-        for group, text in self.runs:
-            if not sql.startswith(text, m.start(group)):
-                return None
         return m
+
+    def runs_hold(self, sql: str, m: re.Match[str]) -> bool:
+        """The long stretches the regex matched by width are the shape's text."""
+        for group, text in self.runs:  # noqa: SIM110 (a loop: no generator per call)
+            if not sql.startswith(text, m.start(group)):
+                return False
+        return True
 
 
 class _Fast(NamedTuple):
@@ -295,13 +300,18 @@ class _Lru(Generic[K, V]):
 
 class SqlGuard:
     def __init__(self, policy: SqlPolicy, cache_size: int = 4096,
-                 fast: bool | None = None) -> None:
+                 fast: bool | None = None,
+                 user_functions: UserFunctions = NO_USER_FUNCTIONS) -> None:
         if fast is None:
             fast = not REFERENCE
         self.policy = policy
         self._reuse = fast  # digest plans serve other texts of the shape
+        self._cache_size = cache_size
+        self.user_functions = user_functions
+        self._variants: OrderedDict[UserFunctions, SqlGuard] = OrderedDict()
         # --- PostgreSQL: libpg_query decides (proxy/sql/pg); sqlglot only rewrites ---
-        self._pg = pg_hook.judge_for(policy, cache_size, cached=fast)
+        self._pg = pg_hook.judge_for(policy, cache_size, cached=fast,
+                                     user_functions=user_functions)
         self.parser = pg_hook.parser_for(policy.dialect)
         """Which parser judges this route's text (callwarden explain shows it)."""
         self._pg_only = self._pg is not None and pg_hook.decides_alone(policy)
@@ -327,8 +337,22 @@ class SqlGuard:
         self._shapes: list[_Shape] = []  # most recently used first
         self._quoted: dict[str, str | None] = {}
         self.cold = 0  # full parses so far (tests and metrics)
-        self.fast_hits = 0  # texts bound without a tokenize (tests and benchmarks)
-        self.shape_hits = 0  # of those, texts a shape regex matched (no split either)
+        self._split_hits = 0  # texts bound from the fast split
+        self.shape_hits = 0  # texts a shape regex matched (no split either)
+        self._tenant_required = bool(policy.tenant_column)
+
+    def with_user_functions(self, table: UserFunctions) -> SqlGuard:
+        """This policy judged with an upstream's user-function table (the wire listener
+        reads it): a guard of its own, with its own caches, since verdicts differ."""
+        if table == self.user_functions or self._pg is None:
+            return self
+        guard = self._variants.get(table)
+        if guard is None:
+            guard = SqlGuard(self.policy, self._cache_size, self._reuse, table)
+            self._variants[table] = guard
+            if len(self._variants) > 8:  # databases behind one route: few
+                self._variants.popitem(last=False)
+        return guard
 
     def clear(self) -> None:
         """Forget every cached verdict (benchmarks; a reload builds a new guard anyway)."""
@@ -338,6 +362,11 @@ class SqlGuard:
         self._shapes.clear()
 
     @property
+    def fast_hits(self) -> int:
+        """Texts bound without a tokenize (tests and benchmarks)."""
+        return self._split_hits + self.shape_hits
+
+    @property
     def cached(self) -> int:
         fast = len(self._fast) if self._fast is not None else 0
         return len(self._texts) + len(self._plans) + len(self._pins) + fast
@@ -345,6 +374,16 @@ class SqlGuard:
     def judge(self, sql: str, tenant: str | None) -> SqlDecision:
         """Never raises: an unexpected failure is a refusal (fail closed)."""
         try:
+            shapes = self._shapes
+            if shapes and (tenant or not self._tenant_required):
+                first = shapes[0]  # the hot shape, matched here: no call frame more
+                m = first.rx.fullmatch(sql)
+                if m is not None:
+                    for group, text in first.runs:  # what _Shape.runs_hold checks
+                        if not sql.startswith(text, m.start(group)):
+                            break
+                    else:
+                        return self._shape_decision(first, m, sql, tenant)
             return self._judge(sql, tenant)
         except Exception:
             return SqlDecision(BLOCKED, "SQL could not be judged", sql, False, "unknown", False)
@@ -353,8 +392,9 @@ class SqlGuard:
         if self.policy.tenant_column and not tenant:
             return SqlDecision(ErrorCode.AUTH_FAILED, "this route requires a tenant id", sql,
                                False, "unknown", False)
-        if self._shapes:
-            hit = _find_shape(self._shapes, sql)
+        shapes = self._shapes
+        if len(shapes) > 1:  # the first was tried in judge()
+            hit = _find_shape(shapes, sql)
             if hit is not None:
                 return self._shape_decision(*hit, sql, tenant)
         prep = self._texts.get(sql)
@@ -388,7 +428,6 @@ class SqlGuard:
         """What `_bind_fast` and the tail of `_judge` give the text a shape matched, read
         from the match: its kept text that holds literals, between the rest of the
         rewrite with this tenant already quoted in."""
-        self.fast_hits += 1
         self.shape_hits += 1
         p = shape.plan
         if p.code is not None:
@@ -530,7 +569,7 @@ class SqlGuard:
         for k, raw in entry.pinned:
             if parts[2 * k + 1] != raw:
                 return None
-        self.fast_hits += 1
+        self._split_hits += 1
         self._learn(sql, fd, entry)
         p = entry.plan
         if p.code is not None:

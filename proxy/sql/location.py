@@ -115,6 +115,10 @@ def replace(
 ) -> tuple[Pairs | None, bytes | None]:
     """(new query pairs or None, new body or None): only the SQL changes. `doc` is the
     body already decoded; it is not modified (the call that holds it stays as judged)."""
+    if type(doc) is dict and len(w.steps) == 1 and w.kind == "json":  # `_with`, inline
+        new_doc = doc.copy()
+        new_doc[w.steps[0]] = new_sql
+        return None, dumps(new_doc, body or b"")
     kind = _kind(w, query)
     if kind == "query":
         return [(k, new_sql if k == w.name else v) for k, v in query.items()], None
@@ -141,8 +145,12 @@ def _text(body: bytes | None) -> str:
 def json_body(body: bytes | None) -> Any:
     """The body as JSON; ProxyError(INVALID_PARAMS) when it is not, or when an object
     in it names a key twice (the API could run the copy the guards did not judge)."""
+    raw = body or b""
     try:
-        return loads_unique(_text(body))
+        # ASCII bytes parse exactly as their text (no decode, no copy); else UTF-8 first.
+        # SECURITY: not with a NUL: the stdlib would read such bytes as UTF-16/32.
+        plain = raw.isascii() and b"\x00" not in raw
+        return loads_unique(raw if plain else _text(raw))
     except DuplicateKeyError:
         raise ProxyError(ErrorCode.INVALID_PARAMS, "request body repeats a JSON key") from None
     except ValueError:

@@ -64,6 +64,17 @@ def cap_rows(
 _LINE_TYPES = ("ndjson", "jsonl", "json-seq", "jsonlines", "x-json-stream")
 
 
+def _form(content_type: str) -> str:
+    """How rows are counted in an answer of this type: json, lines, or other (not)."""
+    ct = content_type.lower()
+    if "json" not in ct:
+        return "other"
+    return "lines" if any(t in ct for t in _LINE_TYPES) else "json"
+
+
+_FORMS: dict[str, str] = {}  # content type -> _form (per-answer work, done once)
+
+
 class RowCapFilter:
     """Counts rows of a JSON result (or of a JSON-lines one, a row a line): over the cap
     is MAX_ROWS_EXCEEDED, or a cut with a marker when the route says on_excess: truncate.
@@ -76,6 +87,12 @@ class RowCapFilter:
         self.max_rows = max_rows
         self.on_excess = on_excess
 
+    def fits(self, length: int) -> bool:
+        """SECURITY: n rows take n bytes at least (JSON: n-1 commas and n values; JSON
+        lines: n non-blank lines), so an unencoded answer of fewer bytes than the cap
+        cannot exceed it (whatever it holds: `body` passes it unread as well)."""
+        return length < self.max_rows
+
     def whole(self, content_type: str) -> bool:
         """Rows are counted in JSON answers (the statement's LIMIT caps the others)."""
         return "json" in content_type.lower()
@@ -84,10 +101,14 @@ class RowCapFilter:
         return ProxyError(ErrorCode.MAX_ROWS_EXCEEDED, f"result has more than {self.max_rows} rows")
 
     def body(self, data: bytes, content_type: str) -> bytes:
-        ct = content_type.lower()
-        if "json" not in ct:
+        form = _FORMS.get(content_type)
+        if form is None:
+            form = _form(content_type)
+            if len(_FORMS) < 256:  # upstreams send a handful of types
+                _FORMS[content_type] = form
+        if form == "other":
             return data
-        if any(t in ct for t in _LINE_TYPES):
+        if form == "lines":
             return self._lines(data)
         if data.count(b",") < self.max_rows:
             return data  # n rows are n-1 commas at least: this answer cannot be over the cap

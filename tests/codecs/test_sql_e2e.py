@@ -153,3 +153,47 @@ async def test_query_param_location_and_audit(sql_backend, write_rules, start_pr
         )
         == 1
     )
+
+
+@pytest.mark.parametrize("cap", [1, 2, 10, 1000])
+def test_an_answer_the_row_cap_skips_cannot_exceed_it(cap: int) -> None:
+    """`fits` lets an unencoded answer shorter than the cap stream unread: the shortest
+    answers with one row more than the cap, in every form the cap counts, are longer."""
+    import json
+
+    from proxy.sql.rows import RowCapFilter
+
+    f = RowCapFilter(cap, "deny")
+    n = cap + 1
+    shortest = [json.dumps([1] * n, separators=(",", ":")).encode(),
+                b'{"rows":[' + b",".join([b"1"] * n) + b"]}",
+                b"1\n" * (n - 1) + b"1"]
+    for body in shortest:
+        assert not f.fits(len(body))
+        with pytest.raises(Exception, match="more than"):
+            f.body(body, "application/x-ndjson" if b"\n" in body else "application/json")
+
+
+async def test_a_small_compressed_answer_is_still_counted(serve_app, write_rules,
+                                                          start_proxy) -> None:
+    """Its length is the compressed size: it says nothing of the rows."""
+    import gzip
+
+    from aiohttp import web
+
+    many = gzip.compress(b"[" + b",".join([b"1"] * 5000) + b"]")
+    assert len(many) < 1000
+
+    async def answer(req: web.Request) -> web.Response:
+        return web.Response(body=many, headers={"Content-Encoding": "gzip",
+                                                "Content-Type": "application/json"})
+
+    app = web.Application()
+    app.router.add_post("/query", answer)
+    url = await serve_app(app)
+    route = {"name": "db", "kind": "sql", "match": {"path_prefix": "/db"}, "upstream": url,
+             "sql": {"dialect": "postgres", "max_rows": 1000}}
+    px = await start_proxy(write_rules([route]))
+    async with px.session.post(px.url + "/db/query", json={"query": "SELECT 1"}) as r:
+        assert (r.status, r.headers.get("X-CallWarden-Error-Code")) == (422,
+                                                                         "MAX_ROWS_EXCEEDED")

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from proxy.model.call import Caller, McpCall, Request, SqlCall, evolve
+from proxy.model.call import Caller, McpCall, Request, SqlCall, evolve, new_call
 
 
 def test_evolve_is_dataclasses_replace() -> None:
@@ -47,3 +47,19 @@ def test_evolve_runs_post_init_where_a_class_has_one() -> None:
     assert evolve(_Checked(1), n=2) == _Checked(2)
     with pytest.raises(ValueError, match="negative"):
         evolve(_Checked(1), n=-1)
+
+
+def test_new_call_is_the_constructor() -> None:
+    caller = Caller("acme", frozenset({"r"}), "t")
+    req = Request("POST", "/q", body=b"{}")
+    made = new_call(SqlCall, route="r", kind="sql", caller=caller, request=req, sql="SELECT 1")
+    assert made == SqlCall("r", "sql", caller, req, sql="SELECT 1")
+    assert made.__dict__ == SqlCall("r", "sql", caller, req, sql="SELECT 1").__dict__
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.sql = "DELETE FROM t"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        new_call(SqlCall, route="r", kind="sql", caller=caller)  # missing request
+    with pytest.raises(TypeError):
+        new_call(SqlCall, route="r", kind="sql", caller=caller, request=req, nope=1)
+    assert new_call(Caller, tenant=None, roles=frozenset(), trace_id="x") == Caller(
+        None, frozenset(), "x")  # slotted: the real constructor

@@ -63,3 +63,18 @@ async def test_statement_rate_limit_on_the_wire(pg_cluster, write_rules, start_p
     other = dsn.replace("application_name=acme", "application_name=globex")
     async with await psycopg.AsyncConnection.connect(other, autocommit=True) as conn:
         assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
+
+
+async def test_catalog_reads_are_counted(pg_cluster, write_rules, start_proxy, monkeypatch):
+    """A read-only route without tenants reads the upstream's user functions once."""
+    monkeypatch.setenv("CW_TEST_PG_USER", "app")
+    monkeypatch.setenv("CW_TEST_PG_PASSWORD", PASSWORDS["app"])
+    route = pg_route(pg_cluster)
+    del route["tenant"], route["sql"]["tenant"]
+    px = await start_proxy(write_rules([route]))
+    port = px.server.ports["postgres:warehouse"]
+    dsn = f"host=127.0.0.1 port={port} dbname=shop user=tool sslmode=disable"
+    for _ in range(2):
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    assert px.metric("callwarden_pg_catalog_reads_total", route="warehouse", outcome="ok") == 1

@@ -102,3 +102,15 @@ def test_a_pointer_without_a_slash_is_a_rules_error(field: str) -> None:
     with pytest.raises(ValidationError, match="not a JSON pointer"):
         SqlLocation(**{field: "query"})  # type: ignore[arg-type]
     assert loc(**{field: ""}) is not None  # the empty pointer is the whole document
+
+
+def test_a_utf16_body_is_not_json() -> None:
+    """ASCII-range bytes with NULs: the stdlib's bytes parser would read them as UTF-16."""
+    from proxy.model.errors import ProxyError
+    from proxy.sql.location import json_body
+
+    body = '{"query": "SELECT 1"}'.encode("utf-16-le")
+    assert body.isascii()
+    with pytest.raises(ProxyError, match="not valid JSON"):
+        json_body(body)
+    assert json_body(b'{"query": "SELECT 1"}') == {"query": "SELECT 1"}

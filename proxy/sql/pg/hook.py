@@ -9,6 +9,7 @@ from proxy.sql.digest import FastDigest
 from proxy.sql.pg.guard import PgJudge, rewrite_is_faithful
 from proxy.sql.pg.judge import PgRules
 from proxy.sql.pg.parse import PARSER, scan_constants
+from proxy.sql.pg.userfns import NO_USER_FUNCTIONS, UserFunctions
 from proxy.sql.plan import Plan, blocked
 from proxy.sql.policy import SqlPolicy
 
@@ -18,7 +19,8 @@ __all__ = ["PARSER", "decides_alone", "faithful", "judge_for", "lexes_alike", "p
 POSTGRES = frozenset({"postgres", "postgresql"})
 
 
-def rules_for(policy: SqlPolicy) -> PgRules:
+def rules_for(policy: SqlPolicy,
+              user_functions: UserFunctions = NO_USER_FUNCTIONS) -> PgRules:
     return PgRules(
         read_only=policy.read_only,
         block_ddl=policy.block_ddl,
@@ -27,6 +29,7 @@ def rules_for(policy: SqlPolicy) -> PgRules:
         allow_functions=policy.allowed_functions,
         blocked_functions=frozenset(f.lower() for f in policy.route_blocked_functions),
         allowed_tables=policy.allowed_tables or frozenset(),
+        user_functions=user_functions,
     )
 
 
@@ -35,11 +38,13 @@ def parser_for(dialect: str) -> str:
     return PARSER if dialect.lower() in POSTGRES else f"sqlglot ({dialect})"
 
 
-def judge_for(policy: SqlPolicy, cache_size: int, cached: bool) -> PgJudge | None:
+def judge_for(policy: SqlPolicy, cache_size: int, cached: bool,
+              user_functions: UserFunctions = NO_USER_FUNCTIONS) -> PgJudge | None:
     """The route's PostgreSQL judge; None for other dialects."""
     if policy.dialect.lower() not in POSTGRES:
         return None
-    return PgJudge(rules_for(policy), cache_size if cached else 0, cached=cached)
+    return PgJudge(rules_for(policy, user_functions), cache_size if cached else 0,
+                   cached=cached)
 
 
 def decides_alone(policy: SqlPolicy) -> bool:

@@ -17,6 +17,7 @@ from proxy.sql.pg.functions import (
     is_builtin_operator,
 )
 from proxy.sql.pg.parse import PARSER, WRITE_NODES, Name, Parsed, Statement
+from proxy.sql.pg.userfns import NO_USER_FUNCTIONS, UserFunctions
 
 READS = frozenset({"SelectStmt", "VariableShowStmt"})
 DCL = frozenset({
@@ -47,6 +48,9 @@ class PgRules:
     allow_functions: frozenset[str]  # lower-case, bare or schema-qualified
     blocked_functions: frozenset[str]  # the route's own list (a trailing * is a prefix)
     allowed_tables: frozenset[str]  # catalogs a tenant route may read, by exact name
+    user_functions: UserFunctions = NO_USER_FUNCTIONS
+    """What the upstream's catalog says of functions PostgreSQL does not ship (the wire
+    listener reads it; empty over HTTP)."""
 
     @property
     def guarded(self) -> bool:
@@ -99,7 +103,11 @@ def _function_reason(st: Statement, rules: PgRules) -> tuple[str | None, bool]:
         elif fn is Fn.READS_ELSEWHERE:
             if not allowed:
                 return f"function {name} {fn.value}; allow it in sql.functions.allow", True
-        elif fn in (Fn.VOLATILE, Fn.UNKNOWN) and strict and not allowed:
+        elif fn is Fn.UNKNOWN and strict and not allowed:
+            reason = _user_function_reason(name, rules)
+            if reason is not None:
+                return reason, True
+        elif fn is Fn.VOLATILE and strict and not allowed:
             return (f"function {name} is {fn.value} and may write; allow it by name in "
                     "sql.functions.allow"), True
         if call.in_from and rules.tenant and name.name not in TABLE_SAFE and not allowed:
@@ -112,6 +120,29 @@ def _function_reason(st: Statement, rules: PgRules) -> tuple[str | None, bool]:
         if method not in SAMPLE_METHODS and strict:
             return f"TABLESAMPLE method {method} is not known", True
     return None, effects
+
+
+def _user_function_reason(name: Name, rules: PgRules) -> str | None:
+    """None when the upstream's catalog shows a function that cannot write itself
+    (STABLE/IMMUTABLE, SQL or PL/pgSQL: PostgreSQL refuses its INSERTs) on a read-only
+    route that is not tenant-scoped; else why it is refused."""
+    table = rules.user_functions
+    found = table.lookup(str(name), name.name, name.schema is not None)
+    allow = "allow it by name in sql.functions.allow"
+    if found is None:
+        where = {"none": "(user functions are judged by the upstream's catalog on the wire "
+                         "only)",
+                 "unavailable": "(the upstream's catalog could not be read)",
+                 }.get(table.source, "nor in the upstream's catalog")
+        return f"function {name} is not a PostgreSQL built-in {where} and may write; {allow}"
+    if found == "volatile":
+        return (f"function {name} is a user function that may write (VOLATILE, not a plain "
+                f"function, or not SQL/PL/pgSQL in the upstream's catalog); {allow}")
+    if rules.tenant:
+        # SECURITY: its body may read a tenant table, which no tenant predicate reaches.
+        return (f"function {name} is a user function whose body the tenant scope cannot "
+                f"reach; {allow}")
+    return None
 
 
 def _catalog(name: Name, rules: PgRules) -> bool:
