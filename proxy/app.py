@@ -52,11 +52,15 @@ class ProxyState:
     secret_problems: list[str] = field(default_factory=list)
     """References the rules name that do not resolve (which and why, never a value)."""
     secrets_checked: float = 0.0
+    secrets_checking: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One re-check at a time: a burst of probes must not each ask Vault."""
     draining: bool = False
     """Set when shutdown starts: every answer from then on says `Connection: close`."""
     live: set[asyncio.Timeout] = field(default_factory=set)
     """The deadline timers of calls waiting on an upstream (cut at the end of a drain)."""
     cut: set[asyncio.Timeout] = field(default_factory=set)
+    cutting: bool = False
+    """The drain time is up: a call reaching the upstream from now on is cut at once."""
 
     def __post_init__(self) -> None:
         self.call_metrics = CallMetrics(self.metrics)
@@ -180,7 +184,9 @@ def admin_app(state: ProxyState) -> web.Application:
         # Not ready while a secret the rules inject cannot be resolved: the pod stays out
         # of the Service and says which reference, instead of calls failing with 500.
         if time.monotonic() - state.secrets_checked > SECRETS_RECHECK_S:
-            await check_secrets(state)
+            async with state.secrets_checking:
+                if time.monotonic() - state.secrets_checked > SECRETS_RECHECK_S:
+                    await check_secrets(state)
         ready = state.upstream.ready and not state.secret_problems
         body: dict[str, Any] = {"ready": ready, "rules_digest": state.compiled.loaded.digest}
         if state.secret_problems:
@@ -291,6 +297,7 @@ class Server:
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and _inflight(self.state) > 0:
             await asyncio.sleep(0.05)
+        self.state.cutting = True
         if self.state.live:
             # Calls still waiting get an answer with a code, not a closed socket.
             now = asyncio.get_running_loop().time()

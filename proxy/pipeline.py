@@ -355,6 +355,9 @@ class Pipeline:
         try:
             async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timer:
                 live.add(timer)
+                if self.state.cutting:  # the drain is over: answer now, not at the deadline
+                    self.state.cut.add(timer)
+                    timer.reschedule(loop.time())
                 ctx.timer = timer  # a long-lived GET event stream lifts it
                 out = route.codec.encode(route, call, ctx, stream, req.remote or "", req.scheme)
                 upstream = await self.state.upstream.send(route, out, ctx)
