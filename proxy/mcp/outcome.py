@@ -3,13 +3,14 @@
 error ratio must count them (`upstream_error`), or a failing tool looks healthy.
 
 A watcher, not a filter: it changes no byte, never refuses, and reads only answers that
-name an error at all (a substring test first, the JSON parse only then). It rides along
+spell a failure at all (one regex scan first, the JSON parse only then). It rides along
 only where the route already filters answers (MCP routes mask by default), so it never
 moves an answer off the pass-through path. A large answer streamed in pieces is not read
 (tool answers are small and arrive whole)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,9 @@ from proxy.mcp.sse import SseEvent, SseParser
 from proxy.model.jsonio import loads
 from proxy.model.record import CallRecord
 
-_HINTS = (b'"isError"', b'"error"')
+_FAILS = re.compile(rb'"isError"\s*:\s*true|"error"\s*:\s*\{')
+"""What a failure spells (one C scan): most answers say `"isError":false`, and a parse
+per answer would cost more than the rest of the call's policy."""
 
 
 def failed(doc: Any) -> bool:
@@ -33,7 +36,7 @@ def failed(doc: Any) -> bool:
 
 
 def _may_fail(data: bytes) -> bool:
-    return any(h in data for h in _HINTS)
+    return _FAILS.search(data) is not None
 
 
 @dataclass(slots=True)
