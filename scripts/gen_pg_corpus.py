@@ -22,7 +22,6 @@ Labels:
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import random
@@ -31,6 +30,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+from pg_cluster import run_on_postgres
 from pglast import parser as pg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -555,20 +555,9 @@ def build(dsn: str) -> list[dict]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dsn")
-    args = ap.parse_args()
-    if args.dsn:
-        rows = build(args.dsn)
-    else:
-        sys.path.insert(0, str(ROOT))
-        from tests.postgres_fixture import private_cluster
-
-        with private_cluster() as dsn:
-            if dsn is None:
-                print("no PostgreSQL binaries found", file=sys.stderr)
-                return 1
-            rows = build(dsn)
+    rows = run_on_postgres(__doc__.splitlines()[0], build)
+    if rows is None:
+        return 1
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     counts: dict[str, int] = {}

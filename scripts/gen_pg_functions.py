@@ -10,12 +10,12 @@ name, not by the overload PostgreSQL will pick.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import textwrap
 from pathlib import Path
 
 import psycopg
+from pg_cluster import run_on_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "proxy" / "sql" / "pg" / "catalog.py"
@@ -85,20 +85,9 @@ def generate(dsn: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dsn")
-    args = ap.parse_args()
-    if args.dsn:
-        text = generate(args.dsn)
-    else:
-        sys.path.insert(0, str(ROOT))
-        from tests.postgres_fixture import private_cluster
-
-        with private_cluster() as dsn:
-            if dsn is None:
-                print("no PostgreSQL binaries found", file=sys.stderr)
-                return 1
-            text = generate(dsn)
+    text = run_on_postgres(__doc__.splitlines()[0], generate)
+    if text is None:
+        return 1
     OUT.write_text(text)
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0

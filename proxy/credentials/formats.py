@@ -22,7 +22,7 @@ import json
 import re
 import zlib
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, product
@@ -508,6 +508,24 @@ def _gated_hint(text: str) -> bool:
     return any(gate.search(lower) is not None for gate in _HINT_GATES)
 
 
+def _matches(rx: re2._Regexp, data: bytes, floor: list[int] | None = None,
+             ) -> Iterator[tuple[tuple[int, int], ...]]:
+    """Every non-overlapping match of `rx` in `data`, as RE2's (start, end) spans (the
+    whole match, then the groups), left to right in one linear pass; `floor[0]`, when the
+    caller raises it, is where the next search starts at the earliest."""
+    pos, end = 0, len(data)
+    match = rx._regexp.Match
+    while pos < end:
+        spans = match(_UNANCHORED, data, pos, end)
+        ms, me = spans[0]
+        if ms < 0:
+            return
+        pos = me if me > ms else ms + 1
+        yield spans
+        if floor is not None and floor[0] > pos:
+            pos = floor[0]
+
+
 def _gated_present(text: str) -> set[int]:
     present: set[int] = set()
     for gate, needles in _NEEDLE_GROUPS:
@@ -610,14 +628,9 @@ def scan(text: str, strict: bool = False) -> tuple[list[tuple[str, int, int]], l
         fmt, rx, tail = _COMPILED[i]
         if data is None:
             data = _as_bytes(text)
-        pos, end = 0, len(data)
-        match = rx._regexp.Match
-        while pos < end:
-            spans = match(_UNANCHORED, data, pos, end)
+        floor = [0]
+        for spans in _matches(rx, data, floor):
             ms, me = spans[0]
-            if ms < 0:
-                break
-            pos = me if me > ms else ms + 1
             if fmt.boundary and ms and text[ms - 1] in _WORD:
                 continue
             if tail and me < len(text) and text[me] in tail:
@@ -627,7 +640,7 @@ def scan(text: str, strict: bool = False) -> tuple[list[tuple[str, int, int]], l
                 body_end, close = _pem_end(text, me)
                 if close >= 0:
                     stop = close
-                    pos = max(pos, close)
+                    floor[0] = close  # the next match starts after the key's END line
                 # SECURITY (look-alikes): a header alone, or a body that is no key; a
                 # body cut before its END line is still judged.
                 # (a key is 64+ bytes: 86+ base64 characters before the next dash)
@@ -651,14 +664,8 @@ def scan(text: str, strict: bool = False) -> tuple[list[tuple[str, int, int]], l
     max_end = list(accumulate((e for _, e in taken), max))
     budget = MAX_ASSIGNMENTS
     for rx in _ASSIGN:
-        pos, end = 0, len(data)
-        match = rx._regexp.Match
-        while pos < end:
-            spans = match(_UNANCHORED, data, pos, end)
+        for spans in _matches(rx, data):
             ms, me = spans[0]
-            if ms < 0:
-                break
-            pos = me if me > ms else ms + 1
             budget -= 1
             if budget < 0:
                 # SECURITY: bounded work, and what was not judged is not passed.
